@@ -1,0 +1,15 @@
+"""mmdistill: knowledge distillation for OpenMMLab 2.x configs, by inheritance.
+
+Importing the package registers the distiller, the losses and the hooks in the ``mmdistill``
+scope and makes MMEngine's checkpoint loading work on torch >= 2.6 (see
+:mod:`mmdistill.engine.checkpoint`). Configs bring it in with
+``custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)``.
+"""
+from .engine import register_full_checkpoint_loader
+from .version import __version__
+
+from . import apis, distillers, hooks, losses  # noqa: E402,F401  (register the modules)
+
+register_full_checkpoint_loader()
+
+__all__ = ['__version__']

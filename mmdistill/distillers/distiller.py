@@ -1,0 +1,306 @@
+"""The generic distiller: one student, an optional frozen teacher, distillation losses on taps."""
+import copy
+import inspect
+import logging
+import weakref
+from contextlib import contextmanager
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import BaseModel
+from torch import nn
+
+from mmdistill.registry import MODELS
+from mmdistill.utils import build_model_in_scope, current_scope
+from .taps import ModuleTaps, Tap, find_submodule
+from .teacher import build_teacher
+
+TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict')
+
+
+def _remove_taps(taps: List[ModuleTaps]) -> None:
+    for model_taps in taps:
+        model_taps.remove()
+
+
+@MODELS.register_module()
+class Distiller(BaseModel):
+    """Train a student with its own losses plus distillation losses on tapped features.
+
+    In ``loss`` mode the total objective is
+
+    .. math::
+        L = L_{student} + \\sum_k s_k(t) \\, L_k(\\text{taps}_k)
+
+    where :math:`L_{student}` are the student's own losses, :math:`L_k` the configured
+    distillation losses (each with its own ``loss_weight``) and :math:`s_k(t)` a scale that a
+    hook may change over training (:class:`~mmdistill.hooks.DistillLossWeightHook`, default 1).
+    ``predict`` and ``tensor`` modes run the student alone, so the student codebase's
+    evaluators, visualisers and exporters work unchanged.
+
+    The teacher is built from its own config and checkpoint, has no gradients, stays in eval
+    mode whatever ``train()`` is called with, runs under ``torch.no_grad`` and only as far as its
+    deepest tap (its forward pass stops once every teacher tap has recorded). It is left out of
+    ``state_dict()`` (and so of checkpoints) unless ``save_teacher=True``.
+
+    Args:
+        student: the student's model dict, usually ``_base_.model`` of the student config.
+        teacher: ``dict(config=..., checkpoint=..., cfg_options=None, strict=True)``; ``config``
+            is a file or a package-scoped path (``'mmdet::retinanet/...py'``), ``checkpoint`` a
+            path or URL. ``None`` for self-distillation without a teacher.
+        distill_losses: ``name -> loss dict``; each loss dict has the loss ``type`` (built in
+            the ``mmdistill`` scope), its arguments, and ``inputs``: a mapping from the loss's
+            forward arguments to taps such as ``'student.neck.fpn_convs.0.conv'`` or
+            ``'teacher.head.fc:input'`` (see :class:`~mmdistill.distillers.taps.Tap`). A loss
+            whose forward takes ``data_samples`` receives the batch's data samples.
+        save_teacher: write the teacher's weights into checkpoints too.
+        shared_modules: module paths (``['backbone', 'neck']``) where the student uses the
+            teacher's own frozen modules instead of its own: the student never trains them, and
+            in ``loss`` mode their outputs are taken from the teacher's forward pass rather than
+            computed a second time. The student then holds the teacher's weights there, so an
+            exported student is teacher backbone (+ neck) + student head (DWPose stage 2).
+        inherit_modules: module paths whose weights the student copies from the teacher when
+            it is initialised (FGD's "inheriting strategy": ``['neck', 'bbox_head']``); the
+            shapes must match. The copies are the student's own and train normally.
+        student_loss_weight: the weight of the student's own (ground-truth) losses; 0 trains
+            on the distillation losses alone (DWPose stage 2).
+        data_preprocessor: the config's top-level ``data_preprocessor`` (the Runner passes it);
+            it becomes the student's when the student dict has none.
+        init_cfg: unused by the distiller itself; kept for the BaseModel interface.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher: Optional[dict] = None,
+                 distill_losses: Optional[Dict[str, dict]] = None,
+                 save_teacher: bool = False,
+                 shared_modules: Sequence[str] = (),
+                 inherit_modules: Sequence[str] = (),
+                 student_loss_weight: float = 1.0,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        student = copy.deepcopy(student)
+        if data_preprocessor is not None:
+            student.setdefault('data_preprocessor', data_preprocessor)
+        self.student_scope = student.pop('_scope_', None) or current_scope()
+        self.student = build_model_in_scope(student, self.student_scope)
+        # The student's own preprocessor (with its Mixup/CutMix batch augments) feeds both models.
+        self.data_preprocessor = self.student.data_preprocessor
+
+        self.teacher = self._build_teacher(teacher) if teacher is not None else None
+        self.save_teacher = save_teacher
+        if self.teacher is not None and not save_teacher:
+            self._register_state_dict_hook(self._drop_teacher_weights)
+            self.register_load_state_dict_post_hook(self._ignore_missing_teacher_weights)
+        self.shared_modules = list(shared_modules)
+        self.inherit_modules = list(inherit_modules)
+        for path in self.shared_modules + self.inherit_modules:
+            self._check_same_module_path(path)
+        for path in self.shared_modules:
+            parent, _, name = path.rpartition('.')
+            setattr(self.student.get_submodule(parent), name, self.teacher.get_submodule(path))
+        self.student_loss_weight = student_loss_weight
+
+        self.distill_losses = nn.ModuleDict()
+        self.loss_inputs: Dict[str, Dict[str, Tap]] = {}
+        self.loss_scales: Dict[str, float] = {}
+        self._losses_taking_data_samples = set()
+        for name, loss_cfg in (distill_losses or {}).items():
+            self._add_loss(name, loss_cfg)
+
+        taps = [tap for inputs in self.loss_inputs.values() for tap in inputs.values()]
+        # The teacher also records what its shared modules produce, for the student to reuse.
+        taps += [Tap('teacher', path) for path in self.shared_modules]
+        self.student_taps = ModuleTaps(
+            self.student, [t for t in taps if t.model == 'student'], 'student')
+        self.teacher_taps = ModuleTaps(
+            self.teacher, [t for t in taps if t.model == 'teacher'],
+            'teacher') if self.teacher is not None else None
+        # The hooks live in the student's and teacher's modules: remove them with the distiller.
+        weakref.finalize(self, _remove_taps,
+                         [t for t in (self.student_taps, self.teacher_taps) if t is not None])
+
+    # ----------------------------------------------------------------------------- building
+    def _build_teacher(self, teacher: dict) -> nn.Module:
+        unknown = set(teacher) - set(TEACHER_KEYS)
+        if unknown or 'config' not in teacher or 'checkpoint' not in teacher:
+            raise ValueError(
+                f'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict]); '
+                f'got keys {sorted(teacher)}. Use checkpoint=None only for benchmarks.')
+        model, self.teacher_scope = build_teacher(**teacher)
+        self._warn_on_different_preprocessing(model)
+        return model
+
+    def _warn_on_different_preprocessing(self, teacher: nn.Module) -> None:
+        mine, theirs = self.data_preprocessor, teacher.data_preprocessor
+        for attr in ('mean', 'std', '_channel_conversion'):
+            a, b = getattr(mine, attr, None), getattr(theirs, attr, None)
+            same = (torch.equal(a, b) if isinstance(a, torch.Tensor)
+                    and isinstance(b, torch.Tensor) else a == b)
+            if not same:
+                print_log(
+                    f"the teacher's data preprocessor differs from the student's in '{attr}' "
+                    f'({b} vs {a}); the teacher sees inputs prepared the student\'s way. Set '
+                    "the teacher's data_preprocessor through teacher.cfg_options if needed.",
+                    logger='current', level=logging.WARNING)
+
+    def _add_loss(self, name: str, loss_cfg: dict) -> None:
+        if not name.isidentifier():
+            raise ValueError(f"distillation loss name '{name}' must be a Python identifier")
+        loss_cfg = dict(loss_cfg)
+        inputs = loss_cfg.pop('inputs', None)
+        if not inputs:
+            raise ValueError(
+                f"distillation loss '{name}' needs 'inputs', a mapping from its forward "
+                "arguments to taps, e.g. inputs=dict(student_logits='student.head.fc', "
+                "teacher_logits='teacher.head.fc')")
+        loss_cfg.setdefault('_scope_', 'mmdistill')
+        loss = MODELS.build(loss_cfg)
+        params = inspect.signature(loss.forward).parameters
+        takes = [p for p in params if p != 'data_samples']
+        required = [p for p in takes if params[p].default is inspect.Parameter.empty]
+        unknown = [arg for arg in inputs if arg not in takes]
+        missing = [arg for arg in required if arg not in inputs]
+        if unknown or missing:
+            raise ValueError(
+                f"distillation loss '{name}' ({type(loss).__name__}) takes inputs "
+                f'{takes}; the config gives {list(inputs)} (unknown: {unknown}, missing: '
+                f'{missing})')
+        parsed = {arg: Tap.parse(spec) for arg, spec in inputs.items()}
+        if self.teacher is None and any(t.model == 'teacher' for t in parsed.values()):
+            raise ValueError(f"distillation loss '{name}' taps the teacher, but the distiller "
+                             'has no teacher (teacher=None)')
+        self.distill_losses[name] = loss
+        self.loss_inputs[name] = parsed
+        self.loss_scales[name] = 1.0
+        if 'data_samples' in params:
+            self._losses_taking_data_samples.add(name)
+
+    def _check_same_module_path(self, path: str) -> None:
+        if self.teacher is None:
+            raise ValueError(f"shared_modules/inherit_modules name '{path}', but the distiller "
+                             'has no teacher')
+        student = find_submodule(self.student, path, 'student')
+        teacher = find_submodule(self.teacher, path, 'teacher')
+        theirs = {k: tuple(v.shape) for k, v in teacher.state_dict().items()}
+        mine = {k: tuple(v.shape) for k, v in student.state_dict().items()}
+        if mine != theirs:
+            differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            shown = '; '.join(f'{k}: student {mine.get(k)}, teacher {theirs.get(k)}'
+                              for k in differ[:5])
+            raise ValueError(
+                f"student.{path} and teacher.{path} differ in {len(differ)} weight(s) ({shown}"
+                f'{"; ..." if len(differ) > 5 else ""}): only modules of the same architecture '
+                'can be shared or inherited.')
+
+    def init_weights(self) -> None:
+        """Initialise the student and the losses' own layers; never touch the teacher.
+
+        Shared modules keep the teacher's weights (the student's initialisation would otherwise
+        reach them); inherited modules are copied from the teacher after the student's own
+        initialisation.
+        """
+        shared = {path: copy.deepcopy(self.teacher.get_submodule(path).state_dict())
+                  for path in self.shared_modules}
+        self.student.init_weights()
+        for path, state in shared.items():
+            self.teacher.get_submodule(path).load_state_dict(state)
+        for path in self.inherit_modules:
+            self.student.get_submodule(path).load_state_dict(
+                self.teacher.get_submodule(path).state_dict())
+            print_log(f'student.{path} initialised from teacher.{path}', logger='current')
+        for loss in self.distill_losses.values():
+            if hasattr(loss, 'init_weights'):
+                loss.init_weights()
+
+    # ----------------------------------------------------------------- teacher bookkeeping
+    def train(self, mode: bool = True) -> 'Distiller':
+        """Set the student (and losses) to ``mode``; the teacher stays in eval mode."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    @staticmethod
+    def _drop_teacher_weights(module, state_dict, prefix, local_metadata):
+        for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+            del state_dict[key]
+
+    @staticmethod
+    def _ignore_missing_teacher_weights(module, incompatible_keys):
+        missing = incompatible_keys.missing_keys
+        missing[:] = [k for k in missing if not k.startswith('teacher.')]
+
+    def set_loss_scale(self, name: str, scale: float) -> None:
+        """Scale distillation loss ``name`` by ``scale`` from the next step on (0 skips it)."""
+        if name not in self.loss_scales:
+            raise KeyError(f"no distillation loss '{name}'; the distiller has "
+                           f'{list(self.loss_scales)}')
+        self.loss_scales[name] = float(scale)
+
+    @property
+    def detector(self) -> nn.Module:
+        """The student, under the name mmdet's hooks look for in a model that wraps a detector
+        (``YOLOXModeSwitchHook`` switches ``model.detector.bbox_head`` to its L1 loss)."""
+        return self.student
+
+    # ------------------------------------------------------------------------------ forward
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        return self.student(inputs, data_samples, mode=mode)
+
+    def loss(self, inputs: torch.Tensor, data_samples=None) -> Dict[str, torch.Tensor]:
+        """The student's own losses plus each active distillation loss, by name."""
+        active = [name for name, scale in self.loss_scales.items() if scale != 0]
+        records = {}
+        if any(tap.model == 'teacher' for name in active
+               for tap in self.loss_inputs[name].values()):
+            with torch.no_grad():
+                records.update(self.teacher_taps.record(
+                    lambda: self.teacher(inputs, data_samples, mode='tensor'), stop_early=True))
+        losses = {}
+        with self._shared_outputs_from(records):
+            records.update(self.student_taps.record(
+                lambda: losses.update(self.student(inputs, data_samples, mode='loss'))))
+        if self.student_loss_weight != 1:
+            losses = {k: v * self.student_loss_weight if 'loss' in k else v
+                      for k, v in losses.items()}
+        for name in active:
+            for key, value in self._distill_loss(name, records, data_samples).items():
+                if key in losses:
+                    raise KeyError(f"distillation loss '{name}' logs as '{key}', which the "
+                                   'student already uses: rename the loss')
+                losses[key] = value
+        return losses
+
+    @contextmanager
+    def _shared_outputs_from(self, records: dict):
+        """While active, each shared module returns what it produced in the teacher's pass
+        (recorded in ``records``) instead of running again for the student."""
+        reused = [(self.teacher.get_submodule(path), records[Tap('teacher', path)])
+                  for path in self.shared_modules if Tap('teacher', path) in records]
+        for module, output in reused:
+            module.forward = lambda *args, _output=output, **kwargs: _output
+        try:
+            yield
+        finally:
+            for module, _ in reused:
+                del module.forward  # back to the class's forward
+
+    def _distill_loss(self, name: str, records: dict, data_samples) -> Dict[str, torch.Tensor]:
+        kwargs = {arg: records[tap] for arg, tap in self.loss_inputs[name].items()}
+        if name in self._losses_taking_data_samples:
+            kwargs['data_samples'] = data_samples
+        try:
+            value: Union[torch.Tensor, Dict[str, torch.Tensor]] = \
+                self.distill_losses[name](**kwargs)
+        except ValueError as error:
+            where = ', '.join(f'{arg}={tap}' for arg, tap in self.loss_inputs[name].items())
+            raise ValueError(f"distillation loss '{name}' ({where}): {error}") from error
+        scale = self.loss_scales[name]
+        if isinstance(value, dict):
+            return {f'loss_{name}_{part}': v * scale for part, v in value.items()}
+        return {f'loss_{name}': value * scale}

@@ -1,0 +1,136 @@
+"""Taps: forward hooks that record what named submodules produce during a forward pass."""
+import difflib
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional
+
+from torch import nn
+
+TAP_PORTS = ('output', 'input')
+
+
+class Tap(NamedTuple):
+    """Where a loss input comes from: ``'<model>.<module path>[:input]'``.
+
+    ``model`` is ``student`` or ``teacher``; ``path`` a dotted module path inside it
+    (``neck.fpn_convs.0.conv``); ``port`` is ``output`` (default) or ``input`` (the first
+    positional argument of the module's forward).
+    """
+    model: str
+    path: str
+    port: str = 'output'
+
+    @classmethod
+    def parse(cls, spec: str) -> 'Tap':
+        location, _, port = spec.partition(':')
+        model, _, path = location.partition('.')
+        port = port or 'output'
+        if model not in ('student', 'teacher') or not path:
+            raise ValueError(
+                f"tap '{spec}' must look like 'student.<module path>' or "
+                f"'teacher.<module path>', e.g. 'student.neck.fpn_convs.0.conv'")
+        if port not in TAP_PORTS:
+            raise ValueError(f"tap '{spec}': the part after ':' must be one of {TAP_PORTS}")
+        return cls(model, path, port)
+
+    def __str__(self) -> str:
+        suffix = '' if self.port == 'output' else f':{self.port}'
+        return f'{self.model}.{self.path}{suffix}'
+
+
+class _AllTapsRecorded(Exception):
+    """Raised inside a forward pass to stop it once every tap has what it needs."""
+
+
+def find_submodule(root: nn.Module, path: str, owner: str) -> nn.Module:
+    """``root.get_submodule(path)`` with an error that lists the closest existing names."""
+    names = dict(root.named_modules())
+    if path in names:
+        return names[path]
+    close = difflib.get_close_matches(path, [n for n in names if n], n=5, cutoff=0.5)
+    hint = f' Closest names: {", ".join(close)}.' if close else ''
+    raise KeyError(f"{owner} has no module '{path}'.{hint} "
+                   f'List them with: [n for n, _ in model.{owner}.named_modules()]')
+
+
+class ModuleTaps:
+    """Records the outputs (or inputs) of named submodules of one model.
+
+    Each tap keeps every value its module produced during the last :meth:`record` call: a
+    module called once yields a tensor (or whatever it returns), a module called several times
+    (a head shared by FPN levels) a list in call order.
+
+    With ``stop_early=True`` the forward pass is cut short as soon as every tap has recorded as
+    many calls as on the first, complete pass: a teacher tapped only in its neck never runs
+    its head.
+
+    Args:
+        root: the model whose submodules are tapped.
+        taps: the taps on this model.
+        owner: the model's name in messages (``student``/``teacher``).
+    """
+
+    def __init__(self, root: nn.Module, taps: Iterable[Tap], owner: str):
+        self.owner = owner
+        self._records: Dict[Tap, List[Any]] = {}
+        self._expected_calls: Optional[Dict[Tap, int]] = None
+        self._recording = False
+        self._stop_early = False
+        self._handles = []
+        for tap in dict.fromkeys(taps):
+            module = find_submodule(root, tap.path, owner)
+            self._records[tap] = []
+            self._handles.append(module.register_forward_hook(self._make_hook(tap)))
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _make_hook(self, tap: Tap) -> Callable:
+
+        def hook(module, args, output):
+            if not self._recording:  # validation and plain forward passes keep nothing
+                return
+            self._records[tap].append(args[0] if tap.port == 'input' else output)
+            if self._stop_early and self._complete():
+                raise _AllTapsRecorded
+
+        return hook
+
+    def _complete(self) -> bool:
+        return all(
+            len(values) >= self._expected_calls[tap] for tap, values in self._records.items())
+
+    def record(self, forward: Callable[[], Any], stop_early: bool = False) -> Dict[Tap, Any]:
+        """Run ``forward()`` and return what each tap recorded during it."""
+        for values in self._records.values():  # left over if the last forward raised
+            values.clear()
+        self._stop_early = stop_early and self._expected_calls is not None
+        self._recording = True
+        try:
+            forward()
+        except _AllTapsRecorded:
+            pass
+        finally:
+            self._recording = self._stop_early = False
+        calls = {tap: len(values) for tap, values in self._records.items()}
+        silent = [str(tap) for tap, n in calls.items() if n == 0]
+        if silent:
+            raise RuntimeError(
+                f'tap(s) {", ".join(silent)} recorded nothing: the module exists but the '
+                f"{self.owner}'s forward pass does not call it. Tap a module on the path "
+                'from the input to the output.')
+        if self._expected_calls is None:
+            self._expected_calls = calls
+        elif calls != self._expected_calls:
+            raise RuntimeError(
+                f'{self.owner} taps were called {calls} times, but {self._expected_calls} on the '
+                'first pass: the forward pass changed shape between iterations.')
+        recorded = {tap: values[0] if len(values) == 1 else list(values)
+                    for tap, values in self._records.items()}
+        for values in self._records.values():  # hold no tensor beyond this step
+            values.clear()
+        return recorded
+
+    def remove(self) -> None:
+        """Remove the forward hooks from the tapped modules."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()

@@ -1,0 +1,87 @@
+"""Building a frozen teacher from an OpenMMLab config and a checkpoint."""
+import logging
+from typing import List, Optional, Tuple
+
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+from torch import nn
+
+from mmdistill.utils import build_model_in_scope, load_config, model_cfg_of
+
+_MAX_KEYS_SHOWN = 8
+
+
+def _show(keys: List[str]) -> str:
+    shown = ', '.join(keys[:_MAX_KEYS_SHOWN])
+    more = len(keys) - _MAX_KEYS_SHOWN
+    return shown + (f' and {more} more' if more > 0 else '')
+
+
+def check_state_dict_fits(model: nn.Module, state_dict: dict, config: str,
+                          checkpoint: str) -> None:
+    """Raise ``ValueError`` naming the keys when ``state_dict`` does not fit ``model``."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong_shape = [
+        f'{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
+        if k in state_dict and hasattr(state_dict[k], 'shape')
+        and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if not (missing or unexpected or wrong_shape):
+        return
+    parts = []
+    if missing:
+        parts.append(f'missing from the checkpoint ({len(missing)}): {_show(missing)}')
+    if unexpected:
+        parts.append(f'not in the model ({len(unexpected)}): {_show(unexpected)}')
+    if wrong_shape:
+        parts.append(f'shape checkpoint vs model ({len(wrong_shape)}): {_show(wrong_shape)}')
+    raise ValueError(
+        f'teacher checkpoint {checkpoint} does not fit teacher config {config}:\n  ' +
+        '\n  '.join(parts) +
+        '\nCheck that teacher.config and teacher.checkpoint name the same model (a '
+        'distiller checkpoint needs exporting first: tools/export_student.py), or set '
+        'teacher.strict=False to load what fits.')
+
+
+def build_teacher(config: str, checkpoint: Optional[str], cfg_options: Optional[dict] = None,
+                  strict: bool = True) -> Tuple[nn.Module, str]:
+    """Build the model of an OpenMMLab config and load its checkpoint.
+
+    Args:
+        config: a config file or a package-scoped path (``'mmdet::retinanet/...py'``).
+        checkpoint: a path or URL loaded with MMEngine's loader; ``None`` only for
+            benchmarks and tests that need no trained teacher (a warning says so).
+        cfg_options: overrides merged into the teacher config.
+        strict: refuse a checkpoint whose keys or shapes differ from the model's.
+
+    Returns:
+        The teacher model (eval mode, no gradients) and the scope it was built in.
+    """
+    cfg = load_config(config, cfg_options)
+    scope = cfg.get('default_scope')
+    model_cfg = model_cfg_of(cfg)
+    model_cfg.pop('init_cfg', None)  # the checkpoint initialises the teacher, not pretraining
+    teacher = build_model_in_scope(model_cfg, scope)
+    if checkpoint is None:
+        print_log(f'teacher {config} has no checkpoint: its weights are random. Fine for '
+                  'benchmarks, useless for training.', logger='current', level=logging.WARNING)
+    else:
+        loaded = _load_checkpoint(checkpoint, map_location='cpu')
+        state_dict = loaded.get('state_dict', loaded)
+        state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
+                      for k, v in state_dict.items()}
+        if strict:
+            check_state_dict_fits(teacher, state_dict, config, checkpoint)
+        _load_checkpoint_to_model(teacher, {'state_dict': state_dict}, strict=False)
+        print_log(f'teacher {config} loaded from {checkpoint}', logger='current')
+    # Its checkpoint initialises the teacher: an init_weights call that reaches its modules
+    # (a student sharing them) must neither re-initialise them nor download pretrained weights.
+    for module in teacher.modules():
+        if isinstance(module, BaseModule):
+            module._is_init = True
+    teacher.requires_grad_(False)
+    teacher.eval()
+    return teacher, scope

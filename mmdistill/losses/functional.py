@@ -1,0 +1,68 @@
+"""Loss math shared by several distillation methods (written once, used by each)."""
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+
+def softmax_kl_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                          tau: float = 1.0, dim: int = -1) -> torch.Tensor:
+    """``KL(softmax(z_t/τ) ‖ softmax(z_s/τ))`` summed over ``dim``, one value per other index.
+
+    The teacher side is detached: gradients reach only the student logits.
+    """
+    log_p_student = F.log_softmax(student_logits / tau, dim=dim)
+    log_p_teacher = F.log_softmax(teacher_logits.detach() / tau, dim=dim)
+    return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=dim)
+
+
+def check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str,
+                     hint: str = '') -> None:
+    """Raise ``ValueError`` with both shapes when student and teacher tensors differ."""
+    if student.shape != teacher.shape:
+        raise ValueError(f'{what}: student {tuple(student.shape)} and teacher '
+                         f'{tuple(teacher.shape)} differ.{" " + hint if hint else ""}')
+
+
+def class_scores(data_samples: Sequence, num_classes: int,
+                 device: torch.device) -> Tuple[torch.Tensor, bool]:
+    """The batch's targets as an N×C score matrix, and whether they are soft.
+
+    mmpretrain's ``DataSample`` holds ``gt_label`` (the class index) and, once batch
+    augments (Mixup, CutMix) or a one-hot preprocessor ran, ``gt_score`` (a C-vector). As in
+    mmpretrain's own heads, ``gt_score`` wins when present (soft); otherwise ``gt_label``
+    becomes a one-hot row (hard).
+    """
+    if not data_samples:
+        raise ValueError('this loss needs the batch\'s data samples with gt_label or '
+                         'gt_score (mmpretrain DataSample); got none')
+    if all('gt_score' in sample for sample in data_samples):
+        scores = torch.stack([sample.gt_score for sample in data_samples]).to(device)
+        if scores.dim() != 2 or scores.shape[1] != num_classes:
+            raise ValueError(f'gt_score of the batch has shape {tuple(scores.shape)}, the '
+                             f'logits have {num_classes} classes: the data samples and the '
+                             'model must agree on the number of classes.')
+        return scores.float(), True
+    labels = []
+    for sample in data_samples:
+        if 'gt_label' not in sample:
+            raise ValueError('a data sample has neither gt_label nor gt_score: this loss '
+                             'needs the class labels of the batch')
+        label = torch.as_tensor(sample.gt_label).reshape(-1)
+        if label.numel() != 1:
+            raise ValueError(f'gt_label {label.tolist()} holds {label.numel()} labels; this '
+                             'loss is for single-label classification (one class per image)')
+        labels.append(label)
+    labels = torch.cat(labels).long()
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f'gt_label values {labels.tolist()} fall outside the logits\' '
+                         f'{num_classes} classes')
+    return F.one_hot(labels, num_classes).float().to(device), False
+
+
+def drop_classes(values: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Remove the columns ``classes`` (N×k indices) from N×C ``values``: N×(C−k), the other
+    columns in their order. Works with fixed shapes (no boolean indexing)."""
+    keep = torch.ones_like(values, dtype=torch.bool).scatter(1, classes, False)
+    order = torch.sort(keep.to(torch.uint8), dim=1, descending=True, stable=True).indices
+    return values.gather(1, order[:, :values.shape[1] - classes.shape[1]])

@@ -1,0 +1,7 @@
+"""Synthetic datasets (coloured shapes on noise) in each codebase's own layout, for the
+end-to-end tests and small evidence runs."""
+from .detection import write_coco_detection
+from .pose import write_coco_keypoints
+from .segmentation import write_seg_dataset
+
+__all__ = ['write_coco_detection', 'write_coco_keypoints', 'write_seg_dataset']

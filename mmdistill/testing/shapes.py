@@ -1,0 +1,109 @@
+"""Coloured shapes on a noisy background: what the synthetic datasets are drawn from.
+
+Each class is one filled shape kind (rectangle or ellipse) in one colour. Shapes in an image
+never overlap (a gap of at least one pixel), so every object's pixels are its own and its
+box and area are exact.
+"""
+from typing import List, NamedTuple, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+# name, RGB colour, shape kind. The colours are far apart so the classes are easy to learn.
+CLASS_STYLES = (
+    ('red_rectangle', (220, 40, 40), 'rectangle'),
+    ('green_ellipse', (40, 200, 60), 'ellipse'),
+    ('blue_rectangle', (50, 90, 230), 'rectangle'),
+    ('yellow_ellipse', (230, 210, 40), 'ellipse'),
+    ('magenta_rectangle', (210, 50, 200), 'rectangle'),
+    ('cyan_ellipse', (40, 210, 220), 'ellipse'),
+    ('orange_rectangle', (240, 140, 30), 'rectangle'),
+    ('white_ellipse', (245, 245, 245), 'ellipse'),
+)
+_PLACEMENT_TRIES = 100
+
+
+class Shape(NamedTuple):
+    """One drawn object: its class index and the mask of its painted (visible) pixels."""
+    label: int
+    mask: np.ndarray  # H×W bool
+
+    def box(self) -> Tuple[int, int, int, int]:
+        """The tight box of the painted pixels, ``(x_min, y_min, x_max, y_max)`` inclusive."""
+        rows, cols = np.nonzero(self.mask)
+        return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+
+
+def class_styles(num_classes: int) -> Tuple[Tuple[str, Tuple[int, int, int], str], ...]:
+    """The (name, RGB colour, kind) of the first ``num_classes`` classes."""
+    if not 1 <= num_classes <= len(CLASS_STYLES):
+        raise ValueError(f'num_classes must be between 1 and {len(CLASS_STYLES)} (the shape '
+                         f'styles defined in {__name__}.CLASS_STYLES), got {num_classes}')
+    return CLASS_STYLES[:num_classes]
+
+
+def noisy_background(rng: np.random.Generator, size: Tuple[int, int]) -> np.ndarray:
+    """A dark grey H×W×3 RGB image with per-pixel noise."""
+    height, width = size
+    return rng.integers(20, 90, size=(height, width, 3), dtype=np.uint8)
+
+
+def _draw(kind: str, box: Tuple[int, int, int, int], size: Tuple[int, int]) -> np.ndarray:
+    """The H×W bool mask of a filled ``kind`` spanning ``box`` (may reach past the image)."""
+    x0, y0, x1, y1 = box
+    canvas = np.zeros(size, dtype=np.uint8)
+    if kind == 'rectangle':
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), 1, thickness=-1)
+    else:
+        center = ((x0 + x1) // 2, (y0 + y1) // 2)
+        axes = (max((x1 - x0) // 2, 1), max((y1 - y0) // 2, 1))
+        cv2.ellipse(canvas, center, axes, 0, 0, 360, 1, thickness=-1)
+    return canvas.astype(bool)
+
+
+def random_shapes(rng: np.random.Generator, size: Tuple[int, int], count: int,
+                  num_classes: int, side_range: Tuple[int, int],
+                  cut_by_border: bool = False) -> List[Shape]:
+    """Up to ``count`` non-overlapping shapes of random classes, sides in ``side_range``.
+
+    With ``cut_by_border`` the first shape is pushed partly out of the image through its left
+    edge, so that its visible part touches the border (x_min = 0). Fewer than ``count``
+    shapes are returned when no free place is found.
+    """
+    height, width = size
+    low, high = side_range
+    if not 2 <= low <= high <= min(height, width):
+        raise ValueError(f'side_range {side_range} must satisfy 2 <= low <= high <= '
+                         f'min(image size {size})')
+    styles = class_styles(num_classes)
+    taken = np.zeros(size, dtype=bool)
+    shapes = []
+    for index in range(count):
+        label = int(rng.integers(num_classes))
+        for _ in range(_PLACEMENT_TRIES):
+            w, h = (int(v) for v in rng.integers(low, high + 1, size=2))
+            x0 = (-(w // 3) if cut_by_border and index == 0
+                  else int(rng.integers(0, width - w + 1)))
+            y0 = int(rng.integers(0, height - h + 1))
+            mask = _draw(styles[label][2], (x0, y0, x0 + w - 1, y0 + h - 1), size)
+            grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            if mask.any() and not (grown & taken).any():
+                taken |= mask
+                shapes.append(Shape(label, mask))
+                break
+    return shapes
+
+
+def paint(image: np.ndarray, shapes: Sequence[Shape], num_classes: int) -> np.ndarray:
+    """Paint each shape in its class colour onto the RGB ``image`` (in place; also returned)."""
+    styles = class_styles(num_classes)
+    for shape in shapes:
+        image[shape.mask] = styles[shape.label][1]
+    return image
+
+
+def write_png(path: str, rgb: np.ndarray) -> None:
+    """Write an RGB (H×W×3) or single-channel (H×W) uint8 array as a PNG file."""
+    array = rgb[..., ::-1] if rgb.ndim == 3 else rgb  # OpenCV writes BGR
+    if not cv2.imwrite(path, np.ascontiguousarray(array)):
+        raise OSError(f'could not write {path}')

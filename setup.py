@@ -1,0 +1,70 @@
+"""Packaging for mmdistill.
+
+Like the OpenMMLab packages, the wheel ships ``tools/`` and ``configs/`` as package data under
+``mmdistill/.mim/`` so that ``mim train mmdistill CONFIG`` finds ``tools/train.py`` and
+``mmdistill::kd/...`` config paths resolve.
+"""
+import os
+import os.path as osp
+import shutil
+
+from setuptools import find_packages, setup
+
+ROOT = osp.dirname(osp.abspath(__file__))
+MIM_DIRS = ('tools', 'configs')
+
+
+def read_requirements(name):
+    """Requirement lines of ``requirements/<name>.txt`` without comments."""
+    with open(osp.join(ROOT, 'requirements', name)) as f:
+        lines = (line.split('#')[0].strip() for line in f)
+        return [line for line in lines if line]
+
+
+def copy_mim_extension():
+    """Copy tools/ and configs/ into mmdistill/.mim/ (package data of the wheel)."""
+    mim_root = osp.join(ROOT, 'mmdistill', '.mim')
+    for name in MIM_DIRS:
+        target = osp.join(mim_root, name)
+        if osp.islink(target) or osp.isfile(target):
+            os.remove(target)
+        elif osp.isdir(target):
+            shutil.rmtree(target)
+        shutil.copytree(osp.join(ROOT, name), target,
+                        ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+
+
+def get_version():
+    scope = {}
+    with open(osp.join(ROOT, 'mmdistill', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+if __name__ == '__main__':
+    copy_mim_extension()
+    codebases = read_requirements('mminstall.txt')
+    setup(
+        name='mmdistill',
+        version=get_version(),
+        description='Knowledge distillation for any OpenMMLab 2.x config, by inheritance',
+        long_description=open(osp.join(ROOT, 'README.md')).read(),
+        long_description_content_type='text/markdown',
+        license='Apache License 2.0',
+        python_requires='>=3.11,<3.12',
+        packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
+        include_package_data=True,
+        package_data={'mmdistill': ['.mim/**/*']},
+        install_requires=read_requirements('torch.txt') + [
+            req for req in codebases if req.startswith(('mmengine', 'mmcv'))
+        ],
+        extras_require={
+            'det': [r for r in codebases if r.startswith('mmdet')],
+            'seg': [r for r in codebases if r.startswith('mmsegmentation')],
+            'cls': [r for r in codebases if r.startswith('mmpretrain')],
+            'pose': [r for r in codebases if r.startswith('mmpose')],
+            'mim': read_requirements('mim.txt'),
+            'tests': read_requirements('tests.txt'),
+        },
+        zip_safe=False,
+    )

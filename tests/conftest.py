@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny real mmpretrain classifiers and their config files."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+import mmdistill  # noqa: F401  (registers mmdistill's modules)
+
+
+def tiny_classifier(width: int, num_classes: int = 5) -> dict:
+    """A real mmpretrain ResNet-18 (CIFAR stem) at a tiny width."""
+    return dict(
+        type='ImageClassifier',
+        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=width, base_channels=width),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=8 * width,
+                  loss=dict(type='CrossEntropyLoss')))
+
+
+def write_config(path: str, **entries) -> str:
+    with open(path, 'w') as f:
+        for key, value in entries.items():
+            f.write(f'{key} = {value!r}\n')
+    return path
+
+
+@pytest.fixture
+def teacher_files(tmp_path):
+    """A width-8 teacher config (mmpretrain scope) and a checkpoint of it."""
+    from mmpretrain.registry import MODELS
+    config = write_config(osp.join(tmp_path, 'teacher.py'), default_scope='mmpretrain',
+                          model=tiny_classifier(8))
+    torch.manual_seed(0)
+    # Runners in other tests leave their codebase's default scope behind: build in mmpretrain's.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        teacher = MODELS.build(tiny_classifier(8))
+    checkpoint = osp.join(tmp_path, 'teacher.pth')
+    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, checkpoint)
+    return config, checkpoint
+
+
+def classification_batch(n: int = 4, num_classes: int = 5, size: int = 16):
+    from mmpretrain.structures import DataSample
+    torch.manual_seed(1)
+    inputs = torch.randn(n, 3, size, size)
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(n)]
+    return inputs, samples

@@ -1,0 +1,63 @@
+"""Helpers for end-to-end tests: train, resume, evaluate and export through MMEngine's Runner."""
+import copy
+import glob
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner import Runner
+
+from mmdistill.utils import resolve_config_path
+
+
+def train(cfg: Config, work_dir: str, **options) -> Runner:
+    """Train ``cfg`` (with ``options`` merged) in ``work_dir`` and return the runner."""
+    cfg = cfg.copy()
+    cfg.work_dir = work_dir
+    cfg.merge_from_dict(options)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+def latest_checkpoint(work_dir: str) -> str:
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def checkpoint_keys(path: str):
+    return torch.load(path, map_location='cpu', weights_only=False)['state_dict'].keys()
+
+
+def work_dir_files(work_dir: str, pattern: str):
+    return sorted(glob.glob(osp.join(work_dir, pattern)))
+
+
+def set_in_pipeline(pipeline, transform_type: str, **fields) -> list:
+    """A copy of ``pipeline`` with ``fields`` set in each transform of ``transform_type``
+    (``set_in_pipeline(pipeline, 'Resize', scale=(128, 128))``)."""
+    pipeline = copy.deepcopy(list(pipeline))
+    matching = [t for t in pipeline if t['type'] == transform_type]
+    if not matching:
+        raise ValueError(f"no '{transform_type}' in the pipeline "
+                         f'{[t["type"] for t in pipeline]}')
+    for transform in matching:
+        transform.update(fields)
+    return pipeline
+
+
+def write_teacher_checkpoint(config: str, cfg_options: dict, path: str) -> str:
+    """Build the model of ``config`` (a file or ``'mmdet::...'``) with ``cfg_options`` in its
+    codebase's scope, and save its untrained weights at ``path`` as a teacher checkpoint."""
+    cfg = Config.fromfile(resolve_config_path(config))
+    cfg.merge_from_dict(cfg_options)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    torch.save({'state_dict': model.state_dict()}, path)
+    return path
+
+
+def logged_history(runner: Runner, key: str) -> list:
+    """Every value the runner's message hub logged for ``key`` (``'train/lr'``), in order."""
+    return runner.message_hub.get_scalar(key).data[0].tolist()

@@ -1,0 +1,215 @@
+"""The overhead benchmark: its three timings, the leaf modules it counts, its synthetic batches."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+from conftest import tiny_classifier, write_config
+from mmdistill.apis import benchmark_config, benchmark_overhead, synthetic_batch
+from mmdistill.apis.benchmark import build_distiller
+from mmdistill.utils import build_model_in_scope, load_config
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+KD_CONFIGS = osp.join(ROOT, 'configs', 'kd')
+
+# Leaf modules of tiny_classifier (mmpretrain ResNet_CIFAR-18, GAP neck, linear head), in the
+# order they run: a stem of conv1, bn1, relu; four stages of two BasicBlocks, each block with
+# conv1, bn1, conv2, bn2, relu and drop_path (an Identity), the first block of stages 2-4 also
+# with a downsample (conv, bn); the neck's gap; the head's fc, and its loss module (which
+# ``tensor`` mode never calls).
+STEM, BLOCK, DOWNSAMPLE = 3, 6, 2
+LAYER1 = 2 * BLOCK
+DEEPER_LAYER = 2 * BLOCK + DOWNSAMPLE
+BACKBONE = STEM + LAYER1 + 3 * DEEPER_LAYER
+ALL_LEAVES = BACKBONE + 1 + 2
+
+KD_ON_LOGITS = dict(type='HintonKDLoss', tau=2.0,
+                    inputs=dict(student_logits='student.head.fc',
+                                teacher_logits='teacher.head.fc'))
+MSE_ON_LAYER1 = dict(type='FeatureMSELoss', student_channels=4, teacher_channels=8,
+                     inputs=dict(student_feature='student.backbone.layer1',
+                                 teacher_feature='teacher.backbone.layer1'))
+
+
+def distillation_config(tmp_path, teacher_files, loss, checkpoint=None) -> str:
+    """A config file of a tiny-classifier distiller (width 4 <- width 8) with one loss."""
+    teacher_config, teacher_checkpoint = teacher_files
+    model = dict(type='mmdistill.Distiller', student=tiny_classifier(4),
+                 teacher=dict(config=teacher_config, checkpoint=checkpoint or teacher_checkpoint),
+                 distill_losses=dict(distill=loss))
+    return write_config(str(tmp_path / 'distill.py'), default_scope='mmpretrain', model=model)
+
+
+@pytest.mark.parametrize('loss, teacher_ran, last, teacher_parts', [
+    (KD_ON_LOGITS, ALL_LEAVES - 1, 'head.fc',
+     dict(backbone=(BACKBONE, BACKBONE), neck=(1, 1), head=(1, 2))),
+    (MSE_ON_LAYER1, STEM + LAYER1, 'backbone.layer1.1.drop_path',
+     dict(backbone=(STEM + LAYER1, BACKBONE), neck=(0, 1), head=(0, 2))),
+])
+def test_timings_ratio_and_modules_run(tmp_path, teacher_files, loss, teacher_ran, last,
+                                       teacher_parts):
+    config = distillation_config(tmp_path, teacher_files, loss)
+    result = benchmark_config(config, batch_size=4, input_size=(16, 16), warmup=1, iters=3)
+
+    a, b, c = result.student_step_ms, result.teacher_forward_ms, result.distill_step_ms
+    assert a > 0 and b > 0 and c > 0
+    assert result.floor_ms == pytest.approx(a + b)
+    assert result.ratio == pytest.approx(c / (a + b))
+    assert result.overhead_pct == pytest.approx(100 * (c - a - b) / (a + b))
+    assert result.input_shape == (4, 3, 16, 16)
+    # The teacher stops at its deepest tap: layer1 runs 15 of its 60 leaves, head.fc all
+    # but the loss module.
+    teacher = result.teacher_modules
+    assert (teacher.ran, teacher.total, teacher.last) == (teacher_ran, ALL_LEAVES, last)
+    assert teacher.parts == teacher_parts
+    # The distillation step runs the whole student, its loss module included.
+    student = result.student_modules
+    assert (student.ran, student.total) == (ALL_LEAVES, ALL_LEAVES)
+    assert student.parts['head'] == (2, 2)
+    numbers = result.to_dict()
+    assert numbers['ratio'] == result.ratio
+    assert numbers['teacher_modules']['ran'] == teacher_ran
+
+
+def test_steps_train_the_student_and_leave_the_teacher(tmp_path, teacher_files):
+    distiller, _ = build_distiller(distillation_config(tmp_path, teacher_files, KD_ON_LOGITS))
+    student = {k: v.clone() for k, v in distiller.student.state_dict().items()}
+    teacher = {k: v.clone() for k, v in distiller.teacher.state_dict().items()}
+    data = synthetic_batch(distiller.student, 'mmpretrain', 4, (16, 16))
+    benchmark_overhead(distiller, data, warmup=1, iters=1)
+    assert not torch.equal(distiller.student.head.fc.weight, student['head.fc.weight'])
+    assert all(torch.equal(v, teacher[k]) for k, v in distiller.teacher.state_dict().items())
+    with pytest.raises(ValueError, match='warmup \\(0\\) and iters \\(1\\) must be at least 1'):
+        benchmark_overhead(distiller, data, warmup=0, iters=1)
+
+
+def test_modules_shared_with_the_teacher_do_not_count_for_the_student(teacher_files):
+    from mmdistill.distillers import Distiller
+    config, checkpoint = teacher_files
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        distiller = Distiller(student=tiny_classifier(8),  # the teacher's architecture
+                              teacher=dict(config=config, checkpoint=checkpoint),
+                              distill_losses=dict(kd=KD_ON_LOGITS), shared_modules=['backbone'])
+    data = synthetic_batch(distiller.student, 'mmpretrain', 2, (16, 16))
+    result = benchmark_overhead(distiller, data, warmup=1, iters=1)
+    # The student reuses the teacher's backbone output: only its neck and head run.
+    assert result.student_modules.parts == dict(backbone=(0, BACKBONE), neck=(1, 1),
+                                                head=(2, 2))
+    assert result.teacher_modules.parts['backbone'] == (BACKBONE, BACKBONE)
+
+
+def test_the_teacher_checkpoint_is_replaced(tmp_path, teacher_files):
+    config = distillation_config(tmp_path, teacher_files, KD_ON_LOGITS,
+                                 checkpoint='https://example.invalid/teacher.pth')
+    random_teacher, _ = build_distiller(config)  # no download: the checkpoint is dropped
+    loaded, _ = build_distiller(config, teacher_checkpoint=teacher_files[1])
+    saved = torch.load(teacher_files[1], weights_only=False)['state_dict']
+    torch.testing.assert_close(loaded.teacher.state_dict(), saved)
+    assert not torch.equal(random_teacher.teacher.head.fc.weight, saved['head.fc.weight'])
+    with pytest.raises(ValueError, match='builds a ImageClassifier, not an mmdistill'):
+        build_distiller(teacher_files[0])
+
+
+def test_train_data_gives_the_batch_the_config_pipeline_makes(tmp_path):
+    sys.path.insert(0, osp.join(ROOT, 'projects', 'digits'))
+    from run import write_digits
+    root = str(tmp_path / 'digits')
+    write_digits(root, limit=40)
+    config = osp.join(ROOT, 'projects', 'digits', 'configs', 'kd_resnet18_w4_from_resnet18.py')
+    result = benchmark_config(config, batch_size=4, data='train', warmup=1, iters=1,
+                              cfg_options={'train_dataloader.dataset.data_root': root})
+    # The digits pipeline crops 32x32 images; the default input_size (224, 224) is unused,
+    # and the config's batch size (32) gives way to the one asked for.
+    assert result.input_shape == (4, 3, 32, 32)
+    with pytest.raises(ValueError, match="data must be 'synthetic' or 'train'"):
+        benchmark_config(config, batch_size=4, data='val')
+
+
+def student_of(config: str, cfg_options: dict = None):
+    """The student of a distillation config in configs/kd/, built in its own scope."""
+    cfg = load_config(osp.join(KD_CONFIGS, config), cfg_options)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return build_model_in_scope(cfg.model.student, cfg.default_scope), cfg.default_scope
+
+
+def student_losses(student, data: dict) -> dict:
+    student.train()
+    prepared = student.data_preprocessor(data, True)
+    return student(prepared['inputs'], prepared['data_samples'], mode='loss')
+
+
+def test_synthetic_detection_batch():
+    student, scope = student_of('fpn_retinanet_r18_from_r50_fpn_1x_coco.py')
+    data = synthetic_batch(student, scope, 2, (96, 128), seed=3)
+    for image, sample in zip(data['inputs'], data['data_samples']):
+        assert image.shape == (3, 96, 128) and image.dtype == torch.uint8
+        boxes, labels = sample.gt_instances.bboxes, sample.gt_instances.labels
+        assert boxes.shape == (3, 4) and labels.shape == (3, )
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] > boxes[:, :2]).all()
+        assert (boxes[:, 2] <= 128).all() and (boxes[:, 3] <= 96).all()
+        assert 0 <= labels.min() and labels.max() < 80
+        assert sample.img_shape == (96, 128)
+    losses = student_losses(student, data)
+    assert losses['loss_cls'][0].item() > 0 and losses['loss_bbox'][0].item() > 0
+    again = synthetic_batch(student, scope, 2, (96, 128), seed=3)  # seeded: the same batch
+    assert torch.equal(again['inputs'][1], data['inputs'][1])
+
+
+def test_synthetic_segmentation_batch():
+    student, scope = student_of(  # its preprocessor would pad to the 512x1024 crop size
+        'kd_pspnet_r18_from_r101-d8_4xb2-80k_cityscapes-512x1024.py',
+        {'model.student.data_preprocessor.size': (64, 64)})
+    data = synthetic_batch(student, scope, 2, (64, 64))
+    labels = data['data_samples'][0].gt_sem_seg.data
+    assert labels.shape == (1, 64, 64) and 0 <= labels.min() and labels.max() < 19
+    assert torch.isfinite(student_losses(student, data)['decode.loss_ce'])
+
+
+def test_synthetic_pose_batch_is_encoded_by_the_head_codec():
+    student, scope = student_of('kd_rtmpose-s_from_rtmpose-m_8xb256-420e_coco-256x192.py')
+    data = synthetic_batch(student, scope, 2, (256, 192))
+    sample = data['data_samples'][0]
+    keypoints = torch.as_tensor(sample.gt_instances.keypoints)  # (1, 17, 2), x and y
+    labels = sample.gt_instance_labels
+    # SimCC targets: 2 bins per pixel (split ratio 2.0), peaked at the keypoint.
+    assert labels.keypoint_x_labels.shape == (1, 17, 384)
+    assert labels.keypoint_y_labels.shape == (1, 17, 512)
+    peak_x = labels.keypoint_x_labels.argmax(-1).float() / 2
+    assert (peak_x - keypoints[..., 0]).abs().max() <= 0.5
+    assert labels.keypoint_weights.shape == (1, 17)
+    assert student_losses(student, data)['loss_kpt'].item() > 0
+    with pytest.raises(ValueError, match='pass --input-size 256 192'):
+        synthetic_batch(student, scope, 1, (128, 96))
+
+
+def test_detection_teacher_tapped_in_its_neck_never_runs_its_head():
+    config = osp.join(KD_CONFIGS, 'fpn_retinanet_r18_from_r50_fpn_1x_coco.py')
+    result = benchmark_config(config, batch_size=1, input_size=(64, 64), warmup=1, iters=1)
+    teacher = result.teacher_modules
+    head_ran, head_total = teacher.parts['bbox_head']
+    assert head_ran == 0 and head_total > 0
+    assert teacher.parts['neck'][0] == teacher.parts['neck'][1]  # every FPN conv ran
+    assert teacher.last == 'neck.fpn_convs.4.conv'
+    assert result.student_modules.parts['bbox_head'][0] > 0
+
+
+def test_command_line_writes_a_table_and_json(tmp_path, teacher_files):
+    config = distillation_config(tmp_path, teacher_files, MSE_ON_LAYER1)
+    out = str(tmp_path / 'numbers.json')
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'analysis', 'benchmark_overhead.py'),
+         f'{config}@3x16x16', '--warmup', '1', '--iters', '2', '--threads', '1',
+         '--json', out], capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    [record] = json.load(open(out))
+    assert record['input_shape'] == [3, 3, 16, 16] and record['threads'] == 1
+    assert record['ratio'] == pytest.approx(
+        record['distill_step_ms'] / (record['student_step_ms'] + record['teacher_forward_ms']))
+    assert record['teacher_modules']['ran'] == STEM + LAYER1
+    assert f'teacher ran {STEM + LAYER1}/{ALL_LEAVES} leaf modules' in done.stdout

@@ -1,0 +1,112 @@
+"""Time a distillation step against its floor: the student's own step plus the teacher's forward.
+
+    python tools/analysis/benchmark_overhead.py CONFIG[@BxHxW] [CONFIG[@BxHxW] ...]
+        [--batch-size 2] [--input-size 224 224] [--warmup 5] [--iters 20] [--threads N]
+        [--data synthetic|train] [--teacher-checkpoint PATH] [--cfg-options k=v ...]
+        [--json FILE]
+
+For each config: the median milliseconds of (a) the student's training step alone, (b) the
+teacher's forward pass as the distiller runs it (no_grad, stopped after its deepest tap) and
+(c) the distillation step; floor = a + b, ratio = c / floor, overhead = (c - floor) / floor;
+and the leaf modules of the teacher that (b) ran and of the student that (c) ran. A config may
+carry its own batch and input size, e.g. ``configs/kd/x.py@2x256x256``; others use
+--batch-size and --input-size. The teacher is not loaded unless --teacher-checkpoint is given
+(its weights do not change the timings).
+"""
+import argparse
+import json
+import re
+
+import torch
+from mmengine.config import DictAction
+
+from mmdistill.apis import benchmark_config
+
+SIZE_SUFFIX = re.compile(r'^(?P<config>.+)@(?P<batch>\d+)x(?P<height>\d+)x(?P<width>\d+)$')
+COLUMNS = ('config', 'input', 'student ms', 'teacher ms', 'distill ms', 'floor ms', 'ratio',
+           'overhead', 'teacher ran', 'student ran')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('configs', nargs='+', metavar='CONFIG[@BxHxW]',
+                        help='distillation configs, each optionally with batch x height x width')
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--input-size', type=int, nargs=2, default=(224, 224),
+                        metavar=('H', 'W'))
+    parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
+    parser.add_argument('--iters', type=int, default=20, help='timed steps (median reported)')
+    parser.add_argument('--threads', type=int, help='torch.set_num_threads (default: torch\'s)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--data', choices=('synthetic', 'train'), default='synthetic',
+                        help="random images and labels, or the first batch of the config's "
+                        'train_dataloader (its data must exist; --input-size is then unused)')
+    parser.add_argument('--teacher-checkpoint',
+                        help='load the teacher from this checkpoint (one config only)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries of every config, key=value')
+    parser.add_argument('--json', help='also write the numbers to this JSON file')
+    args = parser.parse_args()
+    if args.teacher_checkpoint and len(args.configs) > 1:
+        parser.error('--teacher-checkpoint fits one teacher: give one config with it')
+    return args
+
+
+def split_config(spec: str, batch_size: int, input_size) -> tuple:
+    """``'x.py@2x256x192'`` -> ``('x.py', 2, (256, 192))``; without a suffix, the defaults."""
+    match = SIZE_SUFFIX.match(spec)
+    if match is None:
+        return spec, batch_size, tuple(input_size)
+    return (match['config'], int(match['batch']),
+            (int(match['height']), int(match['width'])))
+
+
+def table_row(config: str, result) -> tuple:
+    teacher = result.teacher_modules
+    return (config, 'x'.join(map(str, result.input_shape)), f'{result.student_step_ms:.1f}',
+            f'{result.teacher_forward_ms:.1f}', f'{result.distill_step_ms:.1f}',
+            f'{result.floor_ms:.1f}', f'{result.ratio:.3f}', f'{result.overhead_pct:+.1f}%',
+            str(teacher) if teacher else 'no teacher', str(result.student_modules))
+
+
+def print_table(rows) -> None:
+    widths = [max(len(row[i]) for row in (COLUMNS, *rows)) for i in range(len(COLUMNS))]
+    for row in (COLUMNS, ['-' * w for w in widths], *rows):
+        print('  '.join(cell.ljust(w) for cell, w in zip(row, widths)))
+
+
+def describe_modules(owner: str, usage) -> str:
+    parts = ', '.join(f'{part} {ran}/{total}' for part, (ran, total) in usage.parts.items())
+    return f'  {owner} ran {usage.ran}/{usage.total} leaf modules, last {usage.last} ({parts})'
+
+
+def main():
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results, records = [], []
+    for spec in args.configs:
+        config, batch_size, input_size = split_config(spec, args.batch_size, args.input_size)
+        result = benchmark_config(
+            config, batch_size, input_size, data=args.data, cfg_options=args.cfg_options,
+            teacher_checkpoint=args.teacher_checkpoint, warmup=args.warmup, iters=args.iters,
+            seed=args.seed)
+        results.append((config.split('/')[-1], result))
+        records.append(dict(config=config, batch_size=batch_size, data=args.data,
+                            warmup=args.warmup, iters=args.iters,
+                            threads=torch.get_num_threads(), **result.to_dict()))
+    print()
+    print_table([table_row(name, result) for name, result in results])
+    for name, result in results:
+        print(f'{name}:')
+        if result.teacher_modules:
+            print(describe_modules('teacher', result.teacher_modules))
+        print(describe_modules('student', result.student_modules))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(records, f, indent=2)
+        print(f'numbers written to {args.json}')
+
+
+if __name__ == '__main__':
+    main()
