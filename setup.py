@@ -62,7 +62,8 @@ if __name__ == '__main__':
             'det': [r for r in codebases if r.startswith('mmdet')],
             'seg': [r for r in codebases if r.startswith('mmsegmentation')],
             'cls': [r for r in codebases if r.startswith('mmpretrain')],
-            'pose': [r for r in codebases if r.startswith('mmpose')],
+            'pose': [r for r in codebases if r.startswith('mmpose')] + [
+                r for r in read_requirements('codebases.txt') if r.startswith('albumentations')],
             'mim': read_requirements('mim.txt'),
             'tests': read_requirements('tests.txt'),
         },

@@ -5,7 +5,13 @@ scope and makes MMEngine's checkpoint loading work on torch >= 2.6 (see
 :mod:`mmdistill.engine.checkpoint`). Configs bring it in with
 ``custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)``.
 """
-from .engine import register_full_checkpoint_loader
+import os
+
+# albumentations (imported by mmpose's transforms) asks PyPI for a newer version at import
+# time, up to 2 s on a machine without network; its documented switch turns that off.
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
+
+from .engine import register_full_checkpoint_loader  # noqa: E402
 from .version import __version__
 
 from . import apis, distillers, hooks, losses  # noqa: E402,F401  (register the modules)

@@ -7,7 +7,10 @@ rebuilding it.
 """
 import importlib
 import importlib.metadata as metadata
+import os
 import sys
+
+os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')  # no version check over the network
 
 PINNED = {
     'torch': '2.13.0',
@@ -19,6 +22,7 @@ PINNED = {
     'mmpretrain': '1.2.0',
     'mmpose': '1.3.2',
     'openmim': '0.3.9',
+    'albumentations': '1.4.24',
 }
 
 IMPORTS = [
@@ -29,6 +33,7 @@ IMPORTS = [
     'mmpretrain.evaluation',  # imports torchvision
     'mmpose.models',
     'mmpose.apis',
+    'albumentations',
     'xtcocotools.coco',  # fails on numpy 2 when the PyPI wheel is used
     'mim',
     'sklearn.datasets',

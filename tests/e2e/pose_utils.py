@@ -1,15 +1,14 @@
 """Small-input overrides for mmpose's RTMPose configs, shared by the pose end-to-end tests.
 
 The SimCC input size of every model and pipeline shrinks from 192×256 to 64×96 (codec, head
-and pipelines together) for speed; mmpose's own dataset class, transforms and metric run
-unchanged on the synthetic stick figures of :func:`mmdistill.testing.write_coco_keypoints`.
+and pipelines together) for speed; mmpose's own dataset class, transforms (the recipe's
+``Albumentation`` step included) and metric run unchanged on the synthetic stick figures of
+:func:`mmdistill.testing.write_coco_keypoints`.
 """
 import copy
 
 INPUT_SIZE = (64, 96)  # (w, h): SimCC codec input size
 FEATURE_SIZE = (2, 3)  # (w, h) of the CSPNeXt stride-32 output the RTMCC head flattens
-# albumentations is not part of the tested stack: its step leaves the pipelines here.
-DROPPED_STEPS = ('Albumentation', )
 
 
 def small_head(prefix: str) -> dict:
@@ -24,8 +23,6 @@ def small_pipeline(pipeline: list) -> list:
     """The pipeline with the small input size in its affine transform and target encoder."""
     steps = []
     for step in copy.deepcopy(pipeline):
-        if step['type'] in DROPPED_STEPS:
-            continue
         if step['type'] == 'TopdownAffine':
             step['input_size'] = INPUT_SIZE
         if step['type'] == 'GenerateTarget':

@@ -78,6 +78,9 @@ def test_kd_train_resume_evaluate_export(pose_root, tmp_path):
     bbox_transform = next(t for t in resumed.train_dataloader.dataset.pipeline.transforms
                           if type(t).__name__ == 'RandomBBoxTransform')
     assert bbox_transform.shift_factor == 0.0  # stage 2's; stage 1 shifts boxes
+    # The recipe's blur / coarse-dropout step ran in both stages (albumentations installed).
+    assert any(type(t).__name__ == 'Albumentation'
+               for t in resumed.train_dataloader.dataset.pipeline.transforms)
     metrics = resumed.val_loop.run()
     assert 0.0 <= metrics['coco/AP'] <= 1.0
 

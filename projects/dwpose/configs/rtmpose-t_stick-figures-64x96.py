@@ -2,7 +2,7 @@
 # writes (COCO person-keypoint format: mmpose's CocoDataset, top-down pipeline, SimCC codec
 # and CocoMetric run unchanged). What differs from the recipe, and why:
 #   - input 64x96 (w x h) instead of 192x256, in codec, head and pipelines: CPU budget;
-#   - no Albumentation step (albumentations is not part of the tested stack);
+#   - no Albumentation step (the recorded runs in the README were made without it);
 #   - trained from scratch (no pretrained backbone download);
 #   - a short schedule at batch 10: lr 1e-3 (the recipe's 4e-3 is for 8x256 images a batch;
 #     at batch 10 it stalls: AP 0.03 against 0.35 with 1e-3 after 8 epochs, measured), one
