@@ -26,7 +26,7 @@ def test_loss_is_student_losses_plus_kd_on_tapped_logits(teacher_files):
     distiller = build(teacher_files)
     inputs, samples = classification_batch()
     losses = distiller(inputs, samples, mode='loss')
-    assert set(losses) == {'loss', 'loss_kd'}
+    assert set(losses) == {'loss', 'loss_kd', 'teacher_time'}
     # Same (train) mode as the loss step: the student's BN uses batch statistics.
     expected = HintonKDLoss(tau=2.0)(distiller.student(inputs, mode='tensor'),
                                      distiller.teacher(inputs, mode='tensor'))
@@ -76,9 +76,10 @@ def test_zero_scale_skips_the_loss_and_the_teacher(teacher_files):
     distiller = build(teacher_files)
     calls = []
     distiller.teacher.backbone.register_forward_hook(lambda *a: calls.append(1))
+    distiller.distill_losses.kd.register_forward_hook(lambda *a: calls.append('kd'))
     distiller.set_loss_scale('kd', 0.0)
     losses = distiller(*classification_batch(), mode='loss')
-    assert 'loss_kd' not in losses and calls == []
+    assert losses['loss_kd'].item() == 0.0 and calls == []
     distiller.set_loss_scale('kd', 0.5)
     half = distiller(*classification_batch(), mode='loss')['loss_kd']
     distiller.set_loss_scale('kd', 1.0)

@@ -13,10 +13,12 @@ from torch import nn
 
 from mmdistill.registry import MODELS
 from mmdistill.utils import build_model_in_scope, current_scope
+from .precision import float32_copies, full_precision, teacher_dtype, teacher_precision
 from .taps import ModuleTaps, Tap, find_submodule
 from .teacher import build_teacher
+from .timing import ForwardTimer
 
-TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict')
+TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict', 'dtype')
 
 
 def _remove_taps(taps: List[ModuleTaps]) -> None:
@@ -36,6 +38,12 @@ class Distiller(BaseModel):
     where :math:`L_{student}` are the student's own losses, :math:`L_k` the configured
     distillation losses (each with its own ``loss_weight``) and :math:`s_k(t)` a scale that a
     hook may change over training (:class:`~mmdistill.hooks.DistillLossWeightHook`, default 1).
+    A loss with :math:`s_k = 0` is not computed (nor the teacher, if no other loss needs it);
+    its term becomes an exact zero that still reaches the loss's own parameters and the
+    student features it reads, so that under DistributedDataParallel every parameter takes
+    part in each step and ``find_unused_parameters`` stays off. Each loss computes in float32
+    from float32 copies of its inputs, with autocast off, also under mixed precision. The
+    teacher's forward time is logged as ``teacher_time`` (seconds; 0 when it did not run).
     ``predict`` and ``tensor`` modes run the student alone, so the student codebase's
     evaluators, visualisers and exporters work unchanged.
 
@@ -46,9 +54,12 @@ class Distiller(BaseModel):
 
     Args:
         student: the student's model dict, usually ``_base_.model`` of the student config.
-        teacher: ``dict(config=..., checkpoint=..., cfg_options=None, strict=True)``; ``config``
-            is a file or a package-scoped path (``'mmdet::retinanet/...py'``), ``checkpoint`` a
-            path or URL. ``None`` for self-distillation without a teacher.
+        teacher: ``dict(config=..., checkpoint=..., cfg_options=None, strict=True,
+            dtype=None)``; ``config`` is a file or a package-scoped path
+            (``'mmdet::retinanet/...py'``), ``checkpoint`` a path or URL; ``dtype``
+            ``'bfloat16'`` or ``'float16'`` keeps the teacher's weights and forward pass in that
+            precision (cheaper; its outputs reach the losses in float32). ``None`` for
+            self-distillation without a teacher.
         distill_losses: ``name -> loss dict``; each loss dict has the loss ``type`` (built in
             the ``mmdistill`` scope), its arguments, and ``inputs``: a mapping from the loss's
             forward arguments to taps such as ``'student.neck.fpn_convs.0.conv'`` or
@@ -60,9 +71,11 @@ class Distiller(BaseModel):
             in ``loss`` mode their outputs are taken from the teacher's forward pass rather than
             computed a second time. The student then holds the teacher's weights there, so an
             exported student is teacher backbone (+ neck) + student head (DWPose stage 2).
+            Needs a float32 teacher.
         inherit_modules: module paths whose weights the student copies from the teacher when
             it is initialised (FGD's "inheriting strategy": ``['neck', 'bbox_head']``); the
-            shapes must match. The copies are the student's own and train normally.
+            shapes must match. The copies are the student's own and train normally (from a
+            half-precision teacher, they are its weights as rounded to its dtype).
         student_loss_weight: the weight of the student's own (ground-truth) losses; 0 trains
             on the distillation losses alone (DWPose stage 2).
         data_preprocessor: the config's top-level ``data_preprocessor`` (the Runner passes it);
@@ -90,12 +103,19 @@ class Distiller(BaseModel):
         self.data_preprocessor = self.student.data_preprocessor
 
         self.teacher = self._build_teacher(teacher) if teacher is not None else None
+        self.teacher_dtype = teacher_dtype(teacher.get('dtype') if teacher else None)
+        self.teacher_timer = ForwardTimer()
         self.save_teacher = save_teacher
         if self.teacher is not None and not save_teacher:
             self._register_state_dict_hook(self._drop_teacher_weights)
             self.register_load_state_dict_post_hook(self._ignore_missing_teacher_weights)
         self.shared_modules = list(shared_modules)
         self.inherit_modules = list(inherit_modules)
+        if self.shared_modules and self.teacher_dtype != torch.float32:
+            raise ValueError(
+                f'shared_modules {self.shared_modules} need a float32 teacher: the student '
+                f'runs (and exports) the shared modules itself, in float32, but the teacher is '
+                f"{self.teacher_dtype}. Remove teacher.dtype.")
         for path in self.shared_modules + self.inherit_modules:
             self._check_same_module_path(path)
         for path in self.shared_modules:
@@ -127,7 +147,8 @@ class Distiller(BaseModel):
         unknown = set(teacher) - set(TEACHER_KEYS)
         if unknown or 'config' not in teacher or 'checkpoint' not in teacher:
             raise ValueError(
-                f'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict]); '
+                f'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict, '
+                f'dtype]); '
                 f'got keys {sorted(teacher)}. Use checkpoint=None only for benchmarks.')
         model, self.teacher_scope = build_teacher(**teacher)
         self._warn_on_different_preprocessing(model)
@@ -256,11 +277,11 @@ class Distiller(BaseModel):
         """The student's own losses plus each active distillation loss, by name."""
         active = [name for name, scale in self.loss_scales.items() if scale != 0]
         records = {}
+        self.teacher_timer.seconds = 0.0
         if any(tap.model == 'teacher' for name in active
                for tap in self.loss_inputs[name].values()):
-            with torch.no_grad():
-                records.update(self.teacher_taps.record(
-                    lambda: self.teacher(inputs, data_samples, mode='tensor'), stop_early=True))
+            with self.teacher_timer.measure(inputs.device):
+                records.update(self.teacher_forward(inputs, data_samples))
         losses = {}
         with self._shared_outputs_from(records):
             records.update(self.student_taps.record(
@@ -268,13 +289,33 @@ class Distiller(BaseModel):
         if self.student_loss_weight != 1:
             losses = {k: v * self.student_loss_weight if 'loss' in k else v
                       for k, v in losses.items()}
-        for name in active:
-            for key, value in self._distill_loss(name, records, data_samples).items():
+        for name in self.loss_scales:
+            terms = (self._distill_loss(name, records, data_samples) if name in active else
+                     self._switched_off(name, records))
+            for key, value in terms.items():
                 if key in losses:
                     raise KeyError(f"distillation loss '{name}' logs as '{key}', which the "
                                    'student already uses: rename the loss')
                 losses[key] = value
+        losses['teacher_time'] = torch.tensor(self.teacher_timer.seconds)
         return losses
+
+    def teacher_forward(self, inputs: torch.Tensor, data_samples=None) -> Dict[Tap, object]:
+        """Run the teacher as a training step does (no gradients, in its dtype, stopped after
+        its deepest tap) and return what its taps recorded."""
+        device_type = inputs.device.type
+        try:
+            with torch.no_grad(), teacher_precision(self.teacher_dtype, device_type):
+                return self.teacher_taps.record(
+                    lambda: self.teacher(inputs.to(self.teacher_dtype), data_samples,
+                                         mode='tensor'), stop_early=True)
+        except RuntimeError as error:
+            if self.teacher_dtype == torch.float32:
+                raise
+            raise RuntimeError(
+                f'the teacher failed in {self.teacher_dtype} on {device_type} ({error}); '
+                "this device may not run that precision: try teacher.dtype='bfloat16' (CPUs, "
+                "recent GPUs) or 'float16' (GPUs), or remove teacher.dtype") from error
 
     @contextmanager
     def _shared_outputs_from(self, records: dict):
@@ -291,12 +332,13 @@ class Distiller(BaseModel):
                 del module.forward  # back to the class's forward
 
     def _distill_loss(self, name: str, records: dict, data_samples) -> Dict[str, torch.Tensor]:
-        kwargs = {arg: records[tap] for arg, tap in self.loss_inputs[name].items()}
+        kwargs = {arg: float32_copies(records[tap]) for arg, tap in self.loss_inputs[name].items()}
         if name in self._losses_taking_data_samples:
             kwargs['data_samples'] = data_samples
         try:
-            value: Union[torch.Tensor, Dict[str, torch.Tensor]] = \
-                self.distill_losses[name](**kwargs)
+            with full_precision(self._device_type(kwargs)):
+                value: Union[torch.Tensor, Dict[str, torch.Tensor]] = \
+                    self.distill_losses[name](**kwargs)
         except ValueError as error:
             where = ', '.join(f'{arg}={tap}' for arg, tap in self.loss_inputs[name].items())
             raise ValueError(f"distillation loss '{name}' ({where}): {error}") from error
@@ -304,3 +346,31 @@ class Distiller(BaseModel):
         if isinstance(value, dict):
             return {f'loss_{name}_{part}': v * scale for part, v in value.items()}
         return {f'loss_{name}': value * scale}
+
+    def _switched_off(self, name: str, records: dict) -> Dict[str, torch.Tensor]:
+        """Loss ``name`` at scale 0, not computed: an exact zero built from its own trainable
+        parameters and the student features it would read, so that what trains through the
+        loss gets a (zero) gradient in every step, as DistributedDataParallel expects."""
+        student_inputs = [records[tap] for tap in self.loss_inputs[name].values()
+                          if tap.model == 'student']
+        reached = [t for t in (*self.distill_losses[name].parameters(), *_tensors(student_inputs))
+                   if t.requires_grad]
+        with full_precision(self._device_type(reached)):
+            zero = sum((t.float().sum() * 0.0 for t in reached), torch.zeros(()))
+        return {f'loss_{name}': zero}
+
+    @staticmethod
+    def _device_type(tensors) -> str:
+        found = _tensors(tensors)
+        return found[0].device.type if found else 'cpu'
+
+
+def _tensors(value) -> List[torch.Tensor]:
+    """The tensors in ``value`` (a tensor, or lists, tuples and dicts of them)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    return []

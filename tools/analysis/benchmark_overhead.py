@@ -11,7 +11,8 @@ teacher's forward pass as the distiller runs it (no_grad, stopped after its deep
 and the leaf modules of the teacher that (b) ran and of the student that (c) ran. A config may
 carry its own batch and input size, e.g. ``configs/kd/x.py@2x256x256``; others use
 --batch-size and --input-size. The teacher is not loaded unless --teacher-checkpoint is given
-(its weights do not change the timings).
+(its weights do not change the timings). The table gives the precision the teacher runs in;
+``--cfg-options model.teacher.dtype=bfloat16`` times a half-precision teacher.
 """
 import argparse
 import json
@@ -23,8 +24,8 @@ from mmengine.config import DictAction
 from mmdistill.apis import benchmark_config
 
 SIZE_SUFFIX = re.compile(r'^(?P<config>.+)@(?P<batch>\d+)x(?P<height>\d+)x(?P<width>\d+)$')
-COLUMNS = ('config', 'input', 'student ms', 'teacher ms', 'distill ms', 'floor ms', 'ratio',
-           'overhead', 'teacher ran', 'student ran')
+COLUMNS = ('config', 'input', 'teacher dtype', 'student ms', 'teacher ms', 'distill ms',
+           'floor ms', 'ratio', 'overhead', 'teacher ran', 'student ran')
 
 
 def parse_args():
@@ -63,7 +64,8 @@ def split_config(spec: str, batch_size: int, input_size) -> tuple:
 
 def table_row(config: str, result) -> tuple:
     teacher = result.teacher_modules
-    return (config, 'x'.join(map(str, result.input_shape)), f'{result.student_step_ms:.1f}',
+    return (config, 'x'.join(map(str, result.input_shape)), result.teacher_dtype,
+            f'{result.student_step_ms:.1f}',
             f'{result.teacher_forward_ms:.1f}', f'{result.distill_step_ms:.1f}',
             f'{result.floor_ms:.1f}', f'{result.ratio:.3f}', f'{result.overhead_pct:+.1f}%',
             str(teacher) if teacher else 'no teacher', str(result.student_modules))
