@@ -225,7 +225,7 @@ def pose_options(cfg: Config, root: str, teacher: str) -> dict:
         'val_dataloader': loader(cfg.val_dataloader, root, 'val'),
         'val_evaluator.ann_file': osp.join(root, 'annotations', 'val.json'),
         'param_scheduler.0.end': 2,
-        'train_cfg.val_interval': 100,
+        'train_cfg.val_begin': 100,  # validated once, after the last phase
         'default_hooks.checkpoint': dict(interval=1, max_keep_ckpts=-1, save_best=None),
         'default_hooks.logger.interval': 1,
     }
