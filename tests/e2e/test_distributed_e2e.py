@@ -18,8 +18,10 @@ mmseg's run also switches every distillation loss off after its first iteration
 (``DistillLossWeightHook(policy='stop')``): the teacher no longer runs, MGD's generator is left
 without a loss, and DDP (``find_unused_parameters=False``) trains on.
 """
+import glob
 import os
 import os.path as osp
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -28,7 +30,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from e2e.dist_utils import RankProbe, load_records, run_in_processes, train_in_phases
+from e2e.dist_utils import (RankProbe, free_port, load_records, run_in_processes,
+                            train_in_phases)
 from e2e.pose_utils import loader
 from e2e.runner_utils import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_coco_keypoints, write_seg_dataset
@@ -144,6 +147,38 @@ def test_kd_digits_in_two_processes(tmp_path):
         assert record['teacher_calls'] == [1, 1]
         assert all(log['loss_kd'] > 0 and log['teacher_time'] > 0 for log in record['logs'])
     assert 0 <= run.single_metrics['accuracy/top1'] <= 100
+
+
+def test_dist_train_script_trains_in_two_cpu_processes(tmp_path):
+    """The documented recipe, as a user types it: tools/dist_train.sh CONFIG 2 starts torchrun,
+    which starts tools/train.py --launcher pytorch twice; without CUDA they talk over gloo."""
+    sys.path.insert(0, osp.join(PROJECTS, 'digits'))
+    from run import write_digits
+    root = str(tmp_path / 'digits')
+    write_digits(root, limit=64)
+    configs = osp.join(PROJECTS, 'digits', 'configs')
+    teacher = write_teacher_checkpoint(osp.join(configs, 'teacher_resnet18.py'), {},
+                                       str(tmp_path / 'teacher.pth'))
+    work_dir = str(tmp_path / 'work')
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        ['bash', 'tools/dist_train.sh', osp.join(configs, 'kd_resnet18_w4_from_resnet18.py'),
+         '2', '--work-dir', work_dir, '--cfg-options', f'model.teacher.checkpoint={teacher}',
+         f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
+         'train_dataloader.batch_size=16', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+         'default_hooks.logger.interval=1'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (log_file, ) = glob.glob(osp.join(work_dir, '*', '*.log'))  # rank 0 writes the log
+    log = open(log_file).read()
+    # Before the Runner (and its log file) exists; printed on the console.
+    assert 'process group initialised with gloo, rank 0 of 2' in result.stdout + result.stderr
+    assert 'DDP gets device_ids=None' in log
+    assert 'Epoch(train) [1][1/1]' in log and 'teacher_time: ' in log  # 32 images, 16 a rank
+    assert 'accuracy/top1: ' in log
+    keys = torch.load(osp.join(work_dir, 'epoch_1.pth'), weights_only=False)['state_dict']
+    assert any(k.startswith('student.') for k in keys)
+    assert not any(k.startswith('teacher.') for k in keys)
 
 
 # ----------------------------------------------------------------------------------- mmdet
