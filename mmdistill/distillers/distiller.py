@@ -43,7 +43,8 @@ class Distiller(BaseModel):
     student features it reads, so that under DistributedDataParallel every parameter takes
     part in each step and ``find_unused_parameters`` stays off. Each loss computes in float32
     from float32 copies of its inputs, with autocast off, also under mixed precision. The
-    teacher's forward time is logged as ``teacher_time`` (seconds; 0 when it did not run).
+    teacher's forward time is logged as ``teacher_time`` (seconds; 0 in a step that did not
+    run it).
     ``predict`` and ``tensor`` modes run the student alone, so the student codebase's
     evaluators, visualisers and exporters work unchanged.
 
@@ -297,7 +298,8 @@ class Distiller(BaseModel):
                     raise KeyError(f"distillation loss '{name}' logs as '{key}', which the "
                                    'student already uses: rename the loss')
                 losses[key] = value
-        losses['teacher_time'] = torch.tensor(self.teacher_timer.seconds)
+        if self.teacher is not None:
+            losses['teacher_time'] = torch.tensor(self.teacher_timer.seconds)
         return losses
 
     def teacher_forward(self, inputs: torch.Tensor, data_samples=None) -> Dict[Tap, object]:
