@@ -4,7 +4,8 @@
 # device).
 #
 #   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py arguments...]
-#   GPUS=16 bash tools/slurm_train.sh dev kd_r18 configs/kd/kd_resnet18_from_resnet34_8xb32_in1k.py work_dirs/kd_r18
+#   GPUS=16 bash tools/slurm_train.sh dev kd_r18 \
+#       configs/kd/kd_resnet18_from_resnet34_8xb32_in1k.py work_dirs/kd_r18
 #
 # Environment: GPUS (8 in all), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS (more srun
 # options), PYTHON (python).
