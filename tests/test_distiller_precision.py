@@ -132,6 +132,19 @@ def test_teacher_dtype_errors_name_the_fix(teacher_files):
                       distill_losses=dict(kd=KD))
 
 
+def test_a_teacher_that_fails_in_half_precision_names_dtype_device_and_fix(teacher_files):
+    distiller = build(teacher_files, dict(kd=KD), dtype='float16')
+
+    def unsupported(*args):  # what torch raises where a kernel lacks the dtype
+        raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')
+
+    distiller.teacher.backbone.register_forward_pre_hook(unsupported)
+    with pytest.raises(RuntimeError, match="the teacher failed in torch.float16 on cpu "
+                                           "\(.*not implemented for 'Half'\).*try "
+                                           "teacher.dtype='bfloat16'.*or remove teacher.dtype"):
+        distiller(*classification_batch(), mode='loss')
+
+
 def test_switched_off_loss_is_an_exact_zero_that_reaches_its_parameters(teacher_files):
     distiller = build(teacher_files, dict(kd=KD, fea=FEA))
     calls = []
