@@ -8,7 +8,8 @@ process and validates the same last checkpoint here. It asserts that:
 - the Runner wrapped the distiller in ``AnyDeviceDistributedDataParallel`` with
   ``device_ids=None`` and without ``find_unused_parameters``;
 - the ranks' student parameters are identical after each phase (and did change);
-- the teacher is identical on every rank and equal to its checkpoint after training;
+- the teacher is identical on every rank and equal to its checkpoint after training (in
+  bfloat16 for the digits run, whose teacher has ``dtype='bfloat16'``);
 - the ranks trained on disjoint halves of the data, together all of it;
 - rank 0's checkpoint resumes in two processes and in one, from the saved weights;
 - the metric is computed on every validation sample (gathered from both ranks) and equals
@@ -74,7 +75,7 @@ def dataset_ids(dataset) -> list:
 
 
 def check_scenario(run, teacher_checkpoint: str, first_iters: int, second_iters: int,
-                   single_iters: int):
+                   single_iters: int, teacher_dtype: torch.dtype = torch.float32):
     """The assertions that every codebase's two-process run must pass; ``single_iters`` is
     where the single process's resumed run ends (an epoch there has twice the iterations)."""
     first, second = run.first, run.second
@@ -93,11 +94,13 @@ def check_scenario(run, teacher_checkpoint: str, first_iters: int, second_iters:
     start, end = first[0]['student_at_start'], first[0]['student']
     assert any(not torch.equal(start[k], end[k]) for k in end)
 
-    # The teacher: on every rank, still what its checkpoint holds.
+    # The teacher: on every rank, still what its checkpoint holds (in its dtype).
     loaded = torch.load(teacher_checkpoint, weights_only=False)['state_dict']
     for record in first + second:
         assert set(record['teacher']) == set(loaded)
         for key, value in loaded.items():
+            if value.is_floating_point():
+                value = value.to(teacher_dtype)
             torch.testing.assert_close(record['teacher'][key], value, rtol=0, atol=0, msg=key)
 
     # The data: disjoint halves of the training set in the first phase.
@@ -121,7 +124,7 @@ def check_scenario(run, teacher_checkpoint: str, first_iters: int, second_iters:
 
 
 # ------------------------------------------------------------------------------ mmpretrain
-def test_kd_digits_in_two_processes(tmp_path):
+def test_kd_digits_from_a_bf16_teacher_in_two_processes(tmp_path):
     sys.path.insert(0, osp.join(PROJECTS, 'digits'))
     from run import write_digits
     root = str(tmp_path / 'digits')
@@ -132,6 +135,7 @@ def test_kd_digits_in_two_processes(tmp_path):
     cfg = Config.fromfile(osp.join(configs, 'kd_resnet18_w4_from_resnet18.py'))
     cfg.merge_from_dict({
         'model.teacher.checkpoint': teacher,
+        'model.teacher.dtype': 'bfloat16',
         'train_dataloader.dataset.data_root': root,
         'val_dataloader.dataset.data_root': root,
         'train_dataloader.batch_size': 8,  # per process: 2 iterations an epoch
@@ -142,7 +146,8 @@ def test_kd_digits_in_two_processes(tmp_path):
     })
     run = two_process_scenario(tmp_path, cfg, {'train_cfg.max_epochs': 1},
                                {'train_cfg.max_epochs': 2}, 'epoch_1.pth')
-    check_scenario(run, teacher, first_iters=2, second_iters=4, single_iters=6)
+    check_scenario(run, teacher, first_iters=2, second_iters=4, single_iters=6,
+                   teacher_dtype=torch.bfloat16)
     for record in run.first:  # the teacher ran once a step; its time is logged
         assert record['teacher_calls'] == [1, 1]
         assert all(log['loss_kd'] > 0 and log['teacher_time'] > 0 for log in record['logs'])
