@@ -136,8 +136,8 @@ class Distiller(BaseModel):
         if self.shared_modules and self.teacher_dtype != torch.float32:
             raise ValueError(
                 f'shared_modules {self.shared_modules} need a float32 teacher: the student '
-                f'runs (and exports) the shared modules itself, in float32, but the teacher is '
-                f"{self.teacher_dtype}. Remove teacher.dtype.")
+                'runs (and exports) the shared modules itself, in float32, but the teacher is '
+                f'{self.teacher_dtype}. Remove teacher.dtype.')
         for path in self.shared_modules + self.inherit_modules:
             self._check_same_module_path(path)
         for path in self.shared_modules:
@@ -170,8 +170,7 @@ class Distiller(BaseModel):
         unknown = set(teacher) - set(TEACHER_KEYS)
         if unknown or 'config' not in teacher or 'checkpoint' not in teacher:
             raise ValueError(
-                f'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict, '
-                f'dtype]); '
+                'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict, dtype]); '
                 f'got keys {sorted(teacher)}. Use checkpoint=None only for benchmarks.')
         model, self.teacher_scope = build_teacher(**teacher)
         self._warn_on_different_preprocessing(model)
@@ -300,12 +299,12 @@ class Distiller(BaseModel):
     def loss(self, inputs: torch.Tensor, data_samples=None) -> Dict[str, torch.Tensor]:
         """The student's own losses plus each active distillation loss, by name."""
         active = [name for name, scale in self.loss_scales.items() if scale != 0]
-        records = {}
-        self.teacher_timer.seconds = 0.0
+        records, teacher_seconds = {}, 0.0
         if any(tap.model == 'teacher' for name in active
                for tap in self.loss_inputs[name].values()):
             with self.teacher_timer.measure(inputs.device):
                 records.update(self.teacher_forward(inputs, data_samples))
+            teacher_seconds = self.teacher_timer.seconds
         losses = {}
         with self._shared_outputs_from(records):
             records.update(self.student_taps.record(
@@ -320,7 +319,7 @@ class Distiller(BaseModel):
                                    'student already uses: rename the loss')
                 losses[key] = value
         if self.teacher is not None:
-            losses['teacher_time'] = torch.tensor(self.teacher_timer.seconds)
+            losses['teacher_time'] = torch.tensor(teacher_seconds)
         return losses
 
     def teacher_forward(self, inputs: torch.Tensor, data_samples=None) -> Dict[Tap, object]:
