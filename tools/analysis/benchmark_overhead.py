@@ -14,7 +14,10 @@ carry its own batch and input size, e.g. ``configs/kd/x.py@2x256x256``; others u
 (its weights do not change the timings). The table gives the precision the teacher runs in
 (the config's ``model.teacher.dtype``); ``--teacher-dtypes float32 bfloat16`` times each config
 with each teacher precision in turn and gives each row's distillation step against the float32
-floor too (``c / f32 floor``: below 1, distillation costs less than a float32 teacher's floor).
+teacher's floor too: ``c / f32 floor = (c / a) / (floor_f32 / a_f32)``, each run's times taken
+relative to its own student step (the same network in both runs), so that a change of machine
+load between the runs cancels out. Below 1, distillation costs less than a float32 teacher's
+floor.
 """
 import argparse
 import json
@@ -69,10 +72,18 @@ def split_config(spec: str, batch_size: int, input_size) -> tuple:
             (int(match['height']), int(match['width'])))
 
 
-def table_row(config: str, result, float32_floor_ms: Optional[float]) -> tuple:
+def versus_float32_floor(result, float32_result) -> Optional[float]:
+    """The distillation step of ``result`` against the float32 teacher's floor, both relative
+    to the student step of their own run; ``None`` without a float32 run."""
+    if float32_result is None:
+        return None
+    float32_floor = float32_result.floor_ms / float32_result.student_step_ms
+    return result.distill_step_ms / result.student_step_ms / float32_floor
+
+
+def table_row(config: str, result, versus_float32: Optional[float]) -> tuple:
     teacher = result.teacher_modules
-    versus_float32 = (f'{result.distill_step_ms / float32_floor_ms:.3f}'
-                      if float32_floor_ms else '-')
+    versus_float32 = f'{versus_float32:.3f}' if versus_float32 is not None else '-'
     return (config, 'x'.join(map(str, result.input_shape)), result.teacher_dtype,
             f'{result.student_step_ms:.1f}',
             f'{result.teacher_forward_ms:.1f}', f'{result.distill_step_ms:.1f}',
@@ -101,7 +112,7 @@ def main():
     results, records = [], []
     for spec in args.configs:
         config, batch_size, input_size = split_config(spec, args.batch_size, args.input_size)
-        float32_floor_ms = None
+        float32_result = None
         for dtype in dtypes:
             options = dict(args.cfg_options or {})
             if dtype is not None:
@@ -111,12 +122,13 @@ def main():
                 teacher_checkpoint=args.teacher_checkpoint, warmup=args.warmup,
                 iters=args.iters, seed=args.seed)
             if result.teacher_dtype == 'float32':
-                float32_floor_ms = result.floor_ms
-            results.append((config.split('/')[-1], result, float32_floor_ms))
+                float32_result = result
+            versus_float32 = versus_float32_floor(result, float32_result)
+            results.append((config.split('/')[-1], result, versus_float32))
             records.append(dict(config=config, batch_size=batch_size, data=args.data,
                                 warmup=args.warmup, iters=args.iters,
                                 threads=torch.get_num_threads(), **result.to_dict(),
-                                float32_floor_ms=float32_floor_ms))
+                                versus_float32_floor=versus_float32))
     print()
     print_table([table_row(*row) for row in results])
     for name, result, _ in results:
