@@ -41,8 +41,10 @@ class Distiller(BaseModel):
 
     The teacher is built from its own config and checkpoint, has no gradients, stays in eval
     mode whatever ``train()`` is called with, runs under ``torch.no_grad`` and only as far as its
-    deepest tap (its forward pass stops once every teacher tap has recorded). It is left out of
-    ``state_dict()`` (and so of checkpoints) unless ``save_teacher=True``.
+    deepest tap (its forward pass stops once every teacher tap has recorded). It is held
+    outside the module tree: ``parameters()`` and ``named_children()`` do not list it, so
+    optimizer constructors, EMA and DDP never see it, while ``to()``/``cuda()`` move it. It is
+    left out of ``state_dict()`` (and so of checkpoints) unless ``save_teacher=True``.
 
     Args:
         student: the student's model dict, usually ``_base_.model`` of the student config.
@@ -89,11 +91,16 @@ class Distiller(BaseModel):
         # The student's own preprocessor (with its Mixup/CutMix batch augments) feeds both models.
         self.data_preprocessor = self.student.data_preprocessor
 
-        self.teacher = self._build_teacher(teacher) if teacher is not None else None
+        # The teacher is deliberately not a submodule: parameters(), named_children() and so
+        # the optimizer constructors, EMA averaging and DDP never see it. _apply (device and
+        # dtype moves) and the state-dict hooks below are the places that reach it.
+        object.__setattr__(self, 'teacher',
+                           self._build_teacher(teacher) if teacher is not None else None)
         self.save_teacher = save_teacher
-        if self.teacher is not None and not save_teacher:
-            self._register_state_dict_hook(self._drop_teacher_weights)
-            self.register_load_state_dict_post_hook(self._ignore_missing_teacher_weights)
+        if self.teacher is not None:
+            self.register_load_state_dict_pre_hook(self._load_teacher_weights)
+            if save_teacher:
+                self.register_state_dict_post_hook(self._add_teacher_weights)
         self.shared_modules = list(shared_modules)
         self.inherit_modules = list(inherit_modules)
         for path in self.shared_modules + self.inherit_modules:
@@ -223,15 +230,40 @@ class Distiller(BaseModel):
             self.teacher.eval()
         return self
 
-    @staticmethod
-    def _drop_teacher_weights(module, state_dict, prefix, local_metadata):
-        for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
-            del state_dict[key]
+    def _apply(self, fn, recurse: bool = True) -> 'Distiller':
+        """``to``/``cuda``/``half``... move the teacher too (it is not a submodule)."""
+        super()._apply(fn, recurse)
+        if self.teacher is not None:
+            self.teacher._apply(fn, recurse)
+        return self
+
+    def _set_device(self, device: torch.device) -> None:
+        """Tell the teacher's data preprocessor where it lives, as for the student's."""
+        super()._set_device(device)
+        if isinstance(self.teacher, BaseModel):
+            self.teacher._set_device(device)
 
     @staticmethod
-    def _ignore_missing_teacher_weights(module, incompatible_keys):
-        missing = incompatible_keys.missing_keys
-        missing[:] = [k for k in missing if not k.startswith('teacher.')]
+    def _add_teacher_weights(module, state_dict, prefix, local_metadata) -> None:
+        module.teacher.state_dict(destination=state_dict, prefix=prefix + 'teacher.')
+
+    @staticmethod
+    def _load_teacher_weights(module, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        """Take the ``teacher.*`` weights out of a checkpoint; load them into the teacher only
+        with ``save_teacher=True`` (otherwise its own checkpoint stays authoritative)."""
+        teacher_prefix = prefix + 'teacher.'
+        saved = {key[len(teacher_prefix):]: state_dict.pop(key)
+                 for key in [k for k in state_dict if k.startswith(teacher_prefix)]}
+        if saved and module.save_teacher:
+            result = module.teacher.load_state_dict(saved, strict=False)
+            missing_keys.extend(teacher_prefix + k for k in result.missing_keys)
+            unexpected_keys.extend(teacher_prefix + k for k in result.unexpected_keys)
+
+    def extra_repr(self) -> str:
+        if self.teacher is None:
+            return 'teacher=None'
+        return f'teacher={type(self.teacher).__name__} (frozen, outside the module tree)'
 
     def set_loss_scale(self, name: str, scale: float) -> None:
         """Scale distillation loss ``name`` by ``scale`` from the next step on (0 skips it)."""
