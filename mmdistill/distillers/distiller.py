@@ -13,10 +13,11 @@ from torch import nn
 
 from mmdistill.registry import MODELS
 from mmdistill.utils import build_model_in_scope, current_scope
-from .taps import ModuleTaps, Tap, find_submodule
+from .taps import ModuleTaps, Tap, describe, find_submodule
 from .teacher import build_teacher
 
 TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict')
+TENSOR_ANNOTATIONS = (torch.Tensor, 'torch.Tensor', 'Tensor')
 
 
 def _remove_taps(taps: List[ModuleTaps]) -> None:
@@ -113,6 +114,7 @@ class Distiller(BaseModel):
         self.distill_losses = nn.ModuleDict()
         self.loss_inputs: Dict[str, Dict[str, Tap]] = {}
         self.loss_scales: Dict[str, float] = {}
+        self._tensor_inputs: Dict[str, List[str]] = {}  # loss name -> args typed as tensors
         self._losses_taking_data_samples = set()
         for name, loss_cfg in (distill_losses or {}).items():
             self._add_loss(name, loss_cfg)
@@ -181,6 +183,8 @@ class Distiller(BaseModel):
                              'has no teacher (teacher=None)')
         self.distill_losses[name] = loss
         self.loss_inputs[name] = parsed
+        self._tensor_inputs[name] = [arg for arg in inputs
+                                     if params[arg].annotation in TENSOR_ANNOTATIONS]
         self.loss_scales[name] = 1.0
         if 'data_samples' in params:
             self._losses_taking_data_samples.add(name)
@@ -322,8 +326,22 @@ class Distiller(BaseModel):
             for module, _ in reused:
                 del module.forward  # back to the class's forward
 
+    def _raise_not_a_tensor(self, name: str, arg: str, value) -> None:
+        tap = self.loss_inputs[name][arg]
+        hint = ''
+        if isinstance(value, (tuple, list)) and value:
+            hint = (f" (the module returns several values, or ran {len(value)} times in one "
+                    f"forward pass). Pick one with an index: '{tap}[{len(value) - 1}]' is the "
+                    'last')
+        raise TypeError(
+            f"distillation loss '{name}' ({type(self.distill_losses[name]).__name__}) takes a "
+            f"tensor as '{arg}', but tap '{tap}' gives {describe(value)}{hint}.")
+
     def _distill_loss(self, name: str, records: dict, data_samples) -> Dict[str, torch.Tensor]:
         kwargs = {arg: records[tap] for arg, tap in self.loss_inputs[name].items()}
+        for arg in self._tensor_inputs[name]:
+            if not isinstance(kwargs[arg], torch.Tensor):
+                self._raise_not_a_tensor(name, arg, kwargs[arg])
         if name in self._losses_taking_data_samples:
             kwargs['data_samples'] = data_samples
         try:
