@@ -13,6 +13,7 @@ from torch import nn
 
 from mmdistill.registry import MODELS
 from mmdistill.utils import build_model_in_scope, current_scope
+from .input_preparation import preparation_of, reprepare, same_preparation
 from .taps import ModuleTaps, Tap, describe, find_submodule
 from .teacher import build_teacher
 
@@ -92,6 +93,7 @@ class Distiller(BaseModel):
         # The student's own preprocessor (with its Mixup/CutMix batch augments) feeds both models.
         self.data_preprocessor = self.student.data_preprocessor
 
+        self._reprepare_for_teacher = False
         # The teacher is deliberately not a submodule: parameters(), named_children() and so
         # the optimizer constructors, EMA averaging and DDP never see it. _apply (device and
         # dtype moves) and the state-dict hooks below are the places that reach it.
@@ -139,21 +141,37 @@ class Distiller(BaseModel):
                 f'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict]); '
                 f'got keys {sorted(teacher)}. Use checkpoint=None only for benchmarks.')
         model, self.teacher_scope = build_teacher(**teacher)
-        self._warn_on_different_preprocessing(model)
+        self._reprepare_for_teacher = self._check_teacher_preparation(model)
         return model
 
-    def _warn_on_different_preprocessing(self, teacher: nn.Module) -> None:
-        mine, theirs = self.data_preprocessor, teacher.data_preprocessor
-        for attr in ('mean', 'std', '_channel_conversion'):
-            a, b = getattr(mine, attr, None), getattr(theirs, attr, None)
-            same = (torch.equal(a, b) if isinstance(a, torch.Tensor)
-                    and isinstance(b, torch.Tensor) else a == b)
-            if not same:
-                print_log(
-                    f"the teacher's data preprocessor differs from the student's in '{attr}' "
-                    f'({b} vs {a}); the teacher sees inputs prepared the student\'s way. Set '
-                    "the teacher's data_preprocessor through teacher.cfg_options if needed.",
-                    logger='current', level=logging.WARNING)
+    def _check_teacher_preparation(self, teacher: nn.Module) -> bool:
+        """Whether the teacher's inputs must be re-prepared from the student's (its data
+        preprocessor's colour order, mean or std differ; see :mod:`.input_preparation`)."""
+        mine = preparation_of(self.data_preprocessor)
+        theirs = preparation_of(teacher.data_preprocessor)
+        if mine is None or theirs is None:
+            unknown = [type(p).__name__ for p, prep in ((self.data_preprocessor, mine),
+                                                        (teacher.data_preprocessor, theirs))
+                       if prep is None]
+            print_log(f'cannot tell how {" and ".join(unknown)} prepare(s) images: the teacher '
+                      "sees the inputs the student's data preprocessor prepared. Give both the "
+                      'same preparation (teacher.cfg_options) if they differ.',
+                      logger='current', level=logging.WARNING)
+            return False
+        if same_preparation(mine, theirs):
+            return False
+        print_log(f"the teacher's data preprocessor prepares images differently ({theirs}) "
+                  f"from the student's ({mine}): the teacher gets the student's batch "
+                  "converted to its own preparation (padding and input size stay the "
+                  "student's).", logger='current', level=logging.WARNING)
+        return True
+
+    def teacher_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The student's prepared batch as the teacher's data preprocessor would prepare it."""
+        if not self._reprepare_for_teacher:
+            return inputs
+        return reprepare(inputs, preparation_of(self.data_preprocessor),
+                         preparation_of(self.teacher.data_preprocessor))
 
     def _add_loss(self, name: str, loss_cfg: dict) -> None:
         if not name.isidentifier():
@@ -296,7 +314,8 @@ class Distiller(BaseModel):
                for tap in self.loss_inputs[name].values()):
             with torch.no_grad():
                 records.update(self.teacher_taps.record(
-                    lambda: self.teacher(inputs, data_samples, mode='tensor'), stop_early=True))
+                    lambda: self.teacher(self.teacher_inputs(inputs), data_samples,
+                                         mode='tensor'), stop_early=True))
         losses = {}
         with self._shared_outputs_from(records):
             records.update(self.student_taps.record(
