@@ -1,5 +1,6 @@
 """The generic distiller: one student, an optional frozen teacher, distillation losses on taps."""
 import copy
+import difflib
 import inspect
 import logging
 import weakref
@@ -83,7 +84,10 @@ class Distiller(BaseModel):
                  inherit_modules: Sequence[str] = (),
                  student_loss_weight: float = 1.0,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 **unknown):
+        if unknown:
+            self._raise_unknown_arguments(unknown)
         super().__init__(init_cfg=init_cfg)
         student = copy.deepcopy(student)
         if data_preprocessor is not None:
@@ -134,6 +138,22 @@ class Distiller(BaseModel):
                          [t for t in (self.student_taps, self.teacher_taps) if t is not None])
 
     # ----------------------------------------------------------------------------- building
+    @classmethod
+    def _raise_unknown_arguments(cls, unknown: dict) -> None:
+        known = [p for p in inspect.signature(cls.__init__).parameters
+                 if p not in ('self', 'unknown')]
+        typos = {key: difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+                 for key in unknown}
+        if all(typos.values()):
+            raise TypeError(
+                'Distiller got unknown argument(s) ' + ', '.join(
+                    f"'{key}' (did you mean '{match[0]}'?)" for key, match in typos.items()))
+        raise TypeError(
+            f'Distiller got unknown argument(s) {sorted(unknown)}: these are the base '
+            "config's model keys, merged into the distiller's model dict. Add _delete_=True "
+            "to replace the base model instead of merging into it: model = dict(_delete_=True, "
+            "type='mmdistill.Distiller', student=_base_.model, ...).")
+
     def _build_teacher(self, teacher: dict) -> nn.Module:
         unknown = set(teacher) - set(TEACHER_KEYS)
         if unknown or 'config' not in teacher or 'checkpoint' not in teacher:
