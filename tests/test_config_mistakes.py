@@ -1,5 +1,6 @@
 """What a new user gets wrong in a distillation config gets an error that says what to write:
 a relative teacher config, teacher.cfg_options from the command line, a forgotten _delete_."""
+import argparse
 import os
 import os.path as osp
 
@@ -69,11 +70,11 @@ def test_teacher_cfg_options_from_the_command_line(teacher_files, tmp_path):
         str(tmp_path), dict(config=config, checkpoint=checkpoint)))
 
     def with_options(*options):
-        parser_cfg = cfg.copy()
-        parsed = {}
-        DictAction(option_strings=[], dest='x')(None, parsed, list(options))
-        parser_cfg.merge_from_dict(parsed)
-        return parser_cfg
+        args = argparse.Namespace()  # what tools/train.py's --cfg-options parses
+        DictAction(option_strings=['--cfg-options'], dest='cfg_options')(None, args, options)
+        merged = cfg.copy()
+        merged.merge_from_dict(args.cfg_options)
+        return merged
 
     # The syntax the error recommends: one key per override below cfg_options.
     nested = with_options('model.teacher.cfg_options.model.head.loss.loss_weight=0.5')
