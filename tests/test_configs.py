@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 
-from e2e.pose_utils import small_head
+from mmdistill.testing.rtmpose import small_head
 from mmdistill.apis import synthetic_batch
 from mmdistill.distillers import Distiller, Tap
 from mmdistill.distillers.taps import find_submodule

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2e.runner_utils import write_teacher_checkpoint
+from mmdistill.testing.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIGITS = osp.join(ROOT, 'projects', 'digits')

@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from e2e.runner_utils import checkpoint_keys, latest_checkpoint, train
+from mmdistill.testing.runner import checkpoint_keys, latest_checkpoint, train
 from mmdistill.apis import export_student
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

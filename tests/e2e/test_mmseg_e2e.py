@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from torch import nn
 
-from e2e.runner_utils import (checkpoint_keys, latest_checkpoint, logged_history,
-                              set_in_pipeline, train, write_teacher_checkpoint)
+from mmdistill.testing.runner import (checkpoint_keys, latest_checkpoint, logged_history,
+                                      set_in_pipeline, train, write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_seg_dataset
 
