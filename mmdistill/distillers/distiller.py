@@ -52,12 +52,17 @@ class Distiller(BaseModel):
     Args:
         student: the student's model dict, usually ``_base_.model`` of the student config.
         teacher: ``dict(config=..., checkpoint=..., cfg_options=None, strict=True)``; ``config``
-            is a file or a package-scoped path (``'mmdet::retinanet/...py'``), ``checkpoint`` a
-            path or URL. ``None`` for self-distillation without a teacher.
+            is a file (relative paths from the working directory; ``'{{ fileDirname }}/t.py'``
+            names one beside the config) or a package-scoped path
+            (``'mmdet::retinanet/...py'``), ``checkpoint`` a path or URL. ``None`` for
+            self-distillation without a teacher. When its data preprocessor prepares images
+            differently (colour order, mean, std), it gets the student's batch converted to
+            its own preparation (:mod:`~mmdistill.distillers.input_preparation`).
         distill_losses: ``name -> loss dict``; each loss dict has the loss ``type`` (built in
             the ``mmdistill`` scope), its arguments, and ``inputs``: a mapping from the loss's
             forward arguments to taps such as ``'student.neck.fpn_convs.0.conv'`` or
-            ``'teacher.head.fc:input'`` (see :class:`~mmdistill.distillers.taps.Tap`). A loss
+            ``'teacher.head.fc:input'``, with ``[i]`` to pick an element of a tuple or list
+            (``'student.backbone[3]'``; see :class:`~mmdistill.distillers.taps.Tap`). A loss
             whose forward takes ``data_samples`` receives the batch's data samples.
         save_teacher: write the teacher's weights into checkpoints too.
         shared_modules: module paths (``['backbone', 'neck']``) where the student uses the
