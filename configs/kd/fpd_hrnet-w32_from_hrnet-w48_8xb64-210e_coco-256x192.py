@@ -17,8 +17,8 @@ model = dict(
     teacher=dict(
         config='mmpose::body_2d_keypoint/topdown_heatmap/coco/'
         'td-hm_hrnet-w48_8xb32-210e_coco-256x192.py',
-        checkpoint='https://download.openmmlab.com/mmpose/top_down/hrnet/'
-        'hrnet_w48_coco_256x192-b9e0b3ab_20200708.pth'),
+        checkpoint='https://download.openmmlab.com/mmpose/v1/body_2d_keypoint/'
+        'topdown_heatmap/coco/td-hm_hrnet-w48_8xb32-210e_coco-256x192-0e67c616_20220913.pth'),
     distill_losses=dict(
         # head.final_layer is the 1x1 conv that makes the K=17 heatmaps.
         heatmap=dict(type='FeatureMSELoss', student_channels=17, teacher_channels=17,
