@@ -39,15 +39,16 @@ def test_indexed_taps_feed_the_loss_the_picked_element(teacher_files):
 def test_index_picks_a_call_of_a_module_run_several_times_and_checks_range():
     shared = torch.nn.Linear(2, 2)
     model = torch.nn.ModuleDict(dict(shared=shared))
-    second, third = Tap.parse('teacher.shared[1]'), Tap.parse('teacher.shared:input[-1][0]')
+    second, third = Tap.parse('teacher.shared[1]'), Tap.parse('teacher.shared:input[-1]')
     assert second == Tap('teacher', 'shared', 'output', (1, ))
-    assert third == Tap('teacher', 'shared', 'input', (-1, 0))
-    assert str(third) == 'teacher.shared:input[-1][0]'
+    assert third == Tap('teacher', 'shared', 'input', (-1, ))
+    assert Tap.parse('student.neck:input[2][-1]') == Tap('student', 'neck', 'input', (2, -1))
+    assert str(Tap.parse('student.neck:input[2][-1]')) == 'student.neck:input[2][-1]'
     taps = ModuleTaps(model, [second, third], 'teacher')
     x = torch.ones(1, 2)
     records = taps.record(lambda: shared(shared(x)))
     torch.testing.assert_close(records[second], shared(shared(x)))
-    torch.testing.assert_close(records[third], shared(x)[0])
+    torch.testing.assert_close(records[third], shared(x))  # the second call's input
     once = ModuleTaps(model, [second], 'teacher')
     with pytest.raises(IndexError, match="tap 'teacher.shared\\[1\\]': 'teacher.shared' gives "
                                          'a tensor of shape \\(1, 2\\), which has no element'):

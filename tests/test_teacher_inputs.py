@@ -3,6 +3,7 @@ the batch its own preprocessor would have prepared, whatever the codebases of th
 import pytest
 import torch
 from mmengine.registry import DefaultScope
+from mmengine.structures import BaseDataElement
 
 from conftest import classification_batch, tiny_classifier
 from mmdistill.distillers import Distiller
@@ -29,7 +30,9 @@ def preprocessor(codebase: str, swap: bool, mean=MEAN, std=STD):
 
 
 def prepared(pre, images):
-    return pre(dict(inputs=[img.clone() for img in images]), False)['inputs']
+    samples = [BaseDataElement() for _ in images]  # mmpose writes their input shapes
+    return pre(dict(inputs=[img.clone() for img in images], data_samples=samples),
+               False)['inputs']
 
 
 CODEBASES = ('mmpretrain', 'mmseg', 'mmdet', 'mmpose')

@@ -45,28 +45,31 @@ def loss_classes() -> list:
                   if cls.__module__.startswith('mmdistill.losses.'))
 
 
+def _inline(line: str) -> str:
+    """Inline reStructuredText as Markdown: ``x``, :math:`x`, :class:`~a.B`."""
+    line = re.sub(r':math:`([^`]+)`', r'$\1$', line)
+    line = re.sub(r':(?:class|func|meth|mod):`~?(?:[\w.]+\.)?(\w+)`', r'`\1`', line)
+    return line.replace('``', '`')
+
+
 def markdown(text: str) -> str:
-    """reStructuredText of our docstrings as Markdown: math blocks, roles, literals."""
-    lines, out, in_math = text.splitlines(), [], False
-    for line in lines:
+    """reStructuredText of our docstrings as Markdown: each group of lines of a ``.. math::``
+    block (groups are separated by blank lines) becomes a fenced math block."""
+    out, math = [], None  # math: the lines of the equation being read, if in a math block
+    for line in text.splitlines() + ['']:
         if line.strip() == '.. math::':
-            out.append('```math')
-            in_math = True
+            math = []
             continue
-        if in_math and line.strip() and not line.startswith(' '):
-            out += ['```', '']
-            in_math = False
-        if in_math:
+        if math is not None and (line.startswith(' ') or not line.strip()):
             if line.strip():
-                out.append(line.strip())
+                math.append(line.strip())
+            elif math:
+                out += ['```math', *math, '```', '']
+                math = []
             continue
-        out.append(line)
-    if in_math:
-        out.append('```')
-    text = '\n'.join(out)
-    text = re.sub(r':math:`([^`]+)`', r'$\1$', text)
-    text = re.sub(r':(?:class|func|meth|mod):`~?(?:[\w.]+\.)?([\w]+)`', r'`\1`', text)
-    return text.replace('``', '`')
+        math = None
+        out.append(_inline(line))
+    return '\n'.join(out).strip()
 
 
 def split_docstring(doc: str):
