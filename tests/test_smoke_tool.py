@@ -1,6 +1,7 @@
 """tools/smoke_test.py trains a user's config as written, on generated data, for a few
 iterations, validates with the config's own metric and exports the student."""
 import math
+import os
 import os.path as osp
 import re
 import subprocess
@@ -22,7 +23,8 @@ def test_command_line_runs_a_classification_distillation_config(tmp_path):
     done = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools', 'smoke_test.py'), DIGITS_KD, '--offline',
          '--iters', '3', '--image-size', '32', '32', '--work-dir', str(work_dir)],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, PYTHONPATH=ROOT))  # this tree's mmdistill, not an installed one
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     summary = done.stdout[done.stdout.index('smoke test of'):]
     loss_kd = float(re.search(r'loss_kd: (\S+)', summary).group(1))
@@ -50,8 +52,8 @@ def test_heatmap_pose_config_distils_on_generated_stick_figures(tmp_path):
     data = distiller.data_preprocessor(batch, False)
     with torch.no_grad():
         losses = distiller(**data, mode='loss')
-        student = distiller.student(data['inputs'], mode='tensor')
-        teacher = distiller.teacher(data['inputs'], mode='tensor')
+        student = distiller.student(data['inputs'], data['data_samples'], mode='tensor')
+        teacher = distiller.teacher(data['inputs'], data['data_samples'], mode='tensor')
     assert student.shape[1:] == teacher.shape[1:] == (17, 64, 48)
     assert losses['loss_heatmap'].item() == pytest.approx(
         0.5 * ((student - teacher)**2).mean().item(), rel=1e-5)

@@ -113,30 +113,31 @@ def _evaluators_reading(evaluator, ann_file: Optional[str]):
     return evaluator
 
 
-def smoke_options(cfg: Config, generated: dict, iters: int, batch_size: int) -> dict:
-    """Overrides that train ``cfg`` for ``iters`` iterations on the generated data and
-    validate once."""
+def shrink_to_generated_data(cfg: Config, generated: dict, iters: int,
+                             batch_size: int) -> None:
+    """Make ``cfg`` train ``iters`` iterations on the generated data and validate once:
+    its dataloaders and evaluators are replaced (not merged into: a leaf keeps none of its
+    own file settings, such as mmpose's detected-box file), its loop, checkpoint and logging
+    intervals set."""
 
     def loader(name: str, split: str) -> dict:
         return dict(cfg[name], batch_size=batch_size, num_workers=0, persistent_workers=False,
                     dataset=_replace_leaves(cfg[name]['dataset'], generated[split]))
 
-    options = {'train_dataloader': loader('train_dataloader', 'train')}
+    cfg.train_dataloader = loader('train_dataloader', 'train')
     for split in ('val', 'test'):
         if cfg.get(f'{split}_dataloader') is not None:
-            options[f'{split}_dataloader'] = loader(f'{split}_dataloader', 'val')
-            options[f'{split}_evaluator'] = _evaluators_reading(cfg[f'{split}_evaluator'],
-                                                                generated['ann_file'])
+            cfg[f'{split}_dataloader'] = loader(f'{split}_dataloader', 'val')
+            cfg[f'{split}_evaluator'] = _evaluators_reading(cfg[f'{split}_evaluator'],
+                                                            generated['ann_file'])
     by_iteration = 'max_iters' in cfg.train_cfg
-    if by_iteration:
-        options.update({'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters})
-    else:
-        options.update({'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1})
+    options = {'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters} \
+        if by_iteration else {'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1}
     if 'val_begin' in cfg.train_cfg:
         options['train_cfg.val_begin'] = 1
     options.update({'default_hooks.logger.interval': 1,
                     'default_hooks.checkpoint.interval': iters if by_iteration else 1})
-    return options
+    cfg.merge_from_dict(options)
 
 
 def _teacher_state(runner: Runner) -> Optional[dict]:
@@ -177,7 +178,7 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
             teacher.cfg_options = parse_cfg_options(teacher.cfg_options)
         if offline:
             cfg.merge_from_dict(offline_options(cfg))
-    cfg.merge_from_dict(smoke_options(cfg, generated, iters, batch_size))
+    shrink_to_generated_data(cfg, generated, iters, batch_size)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
 
