@@ -97,8 +97,8 @@ def test_forgotten_delete_says_to_add_it(teacher_files, tmp_path):
         str(tmp_path), dict(config=config, checkpoint=checkpoint), delete=False))
     assert 'backbone' in cfg.model  # merged in from the base
     with pytest.raises(TypeError, match=(
-            "unknown argument\\(s\\) \\['backbone', 'head', 'neck'\\]: these are the base "
-            "config's model keys.*Add _delete_=True")):
+            "unknown argument\\(s\\) \\['backbone', 'head', 'neck'\\]. Keys of the base "
+            "config's model .*add _delete_=True")):
         build(cfg)
     with pytest.raises(TypeError, match="'distill_loss' \\(did you mean 'distill_losses'\\?\\)"):
         with DefaultScope.overwrite_default_scope('mmpretrain'):

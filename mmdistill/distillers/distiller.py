@@ -154,10 +154,10 @@ class Distiller(BaseModel):
                 'Distiller got unknown argument(s) ' + ', '.join(
                     f"'{key}' (did you mean '{match[0]}'?)" for key, match in typos.items()))
         raise TypeError(
-            f'Distiller got unknown argument(s) {sorted(unknown)}: these are the base '
-            "config's model keys, merged into the distiller's model dict. Add _delete_=True "
-            "to replace the base model instead of merging into it: model = dict(_delete_=True, "
-            "type='mmdistill.Distiller', student=_base_.model, ...).")
+            f'Distiller got unknown argument(s) {sorted(unknown)}. Keys of the base config\'s '
+            "model (backbone, neck, head, pretrained, ...) arrive here when the distillation "
+            'config merges its model dict into the base one: add _delete_=True to replace it, '
+            "model = dict(_delete_=True, type='mmdistill.Distiller', student=_base_.model, ...).")
 
     def _build_teacher(self, teacher: dict) -> nn.Module:
         unknown = set(teacher) - set(TEACHER_KEYS)
