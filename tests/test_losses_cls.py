@@ -445,7 +445,8 @@ def test_nkd_in_distiller_with_mixup_labels(teacher_files):
     assert losses['loss_nkd_target'].item() == pytest.approx(expected['target'].item(), rel=1e-5)
     assert losses['loss_nkd_non_target'].item() == pytest.approx(
         expected['non_target'].item(), rel=1e-5)
-    backward_and_check(distiller, losses, {'loss', 'loss_nkd_target', 'loss_nkd_non_target'})
+    backward_and_check(distiller, losses,
+                       {'loss_student', 'loss_nkd_target', 'loss_nkd_non_target'})
     assert distiller.student.head.fc.weight.grad.abs().sum() > 0
 
 
@@ -458,7 +459,8 @@ def test_uskd_in_distiller_without_teacher():
     assert distiller.teacher is None
     losses = distiller(*classification_batch(), mode='loss')
     backward_and_check(distiller, losses,
-                       {'loss', 'loss_uskd_target', 'loss_uskd_non_target', 'loss_uskd_weak'})
+                       {'loss_student', 'loss_uskd_target', 'loss_uskd_non_target',
+                        'loss_uskd_weak'})
     assert distiller.distill_losses['uskd'].fc.weight.grad.abs().sum() > 0
     assert distiller.student.backbone.layer3[0].conv1.weight.grad.abs().sum() > 0
 
@@ -471,7 +473,7 @@ def test_mgd_in_distiller_on_the_last_stage(teacher_files):
                       inputs=dict(student_feature='student.backbone.layer4',
                                   teacher_feature='teacher.backbone.layer4'))))
     losses = distiller(*classification_batch(), mode='loss')
-    backward_and_check(distiller, losses, {'loss', 'loss_mgd'})
+    backward_and_check(distiller, losses, {'loss_student', 'loss_mgd'})
     assert distiller.student.backbone.layer4[1].conv2.weight.grad.abs().sum() > 0
     mgd = distiller.distill_losses['mgd']
     assert mgd.align.weight.grad.abs().sum() > 0 and mgd.generation[2].weight.grad.abs().sum() > 0
@@ -520,7 +522,7 @@ def test_vitkd_and_nkd_in_distiller_on_real_vits(deit_teacher_files):
     assert distiller.student.backbone.num_extra_tokens == 1
     assert distiller.teacher.backbone.num_extra_tokens == 2
     losses = distiller(*classification_batch(), mode='loss')
-    backward_and_check(distiller, losses, {'loss', 'loss_vitkd_mimic', 'loss_vitkd_gen',
+    backward_and_check(distiller, losses, {'loss_student', 'loss_vitkd_mimic', 'loss_vitkd_gen',
                                            'loss_nkd_target', 'loss_nkd_non_target'})
     vitkd = distiller.distill_losses['vitkd']
     assert vitkd.mask_token.grad.abs().sum() > 0

@@ -1,10 +1,12 @@
-"""`mim train mmdistill CONFIG` trains a distillation config through the installed package.
+"""`mim train mmdistill CONFIG` trains a distillation config through the installed package's
+train script, with this tree's mmdistill (PYTHONPATH) so that the test checks the tree.
 
 openmim 0.3.9 runs the installed mmdistill's ``.mim/tools/train.py`` (copied there by
 setup.py) with its own interpreter and ``--launcher none``; it adds ``--gpus``/``--device``
 only for train scripts whose help mentions ``--gpus`` (OpenMMLab 1.0), which ours does not.
 """
 import glob
+import os
 import os.path as osp
 import re
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import project_script
 from mmdistill.testing.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -25,12 +28,11 @@ INSTALLED_TRAIN = osp.join(sysconfig.get_paths()['purelib'], 'mmdistill', '.mim'
                            'train.py')
 
 
-def test_mim_train_runs_a_distillation_config(tmp_path, monkeypatch):
+def test_mim_train_runs_a_distillation_config(tmp_path):
     if not osp.isfile(INSTALLED_TRAIN):  # without it, mim would try to download mmdistill
         pytest.fail(f'{INSTALLED_TRAIN} is missing: install mmdistill with bash tools/setup.sh '
                     '(a regular install; an editable one builds no .mim folder)')
-    monkeypatch.syspath_prepend(DIGITS)
-    from run import write_digits
+    write_digits = project_script('digits').write_digits
 
     data_root = str(tmp_path / 'digits')
     write_digits(data_root, limit=60)
@@ -48,15 +50,24 @@ def test_mim_train_runs_a_distillation_config(tmp_path, monkeypatch):
         'default_hooks.checkpoint.interval': 1,
         'default_hooks.logger.interval': 1,
     }
+    # mim runs the installed train script; the mmdistill it imports must be this tree's (a
+    # probe brought in by custom_imports writes down the one the training process imported).
+    probe = tmp_path / 'where_is_mmdistill.py'
+    probe.write_text('import mmdistill\n'
+                     f'open({str(tmp_path / "mmdistill_file")!r}, "w").write(mmdistill.__file__)\n')
+    options['custom_imports.imports'] = '[mmdistill,where_is_mmdistill]'
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(tmp_path)]))
     command = [str(BIN / 'mim'), 'train', 'mmdistill', KD_CONFIG, '--work-dir', str(work_dir),
                '--cfg-options', *(f'{key}={value}' for key, value in options.items())]
     done = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env=env)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     echoed = next(line for line in done.stdout.splitlines()
                   if line.startswith('Training command is '))
     assert osp.realpath(echoed.split()[4]) == osp.realpath(INSTALLED_TRAIN)
+    imported = (tmp_path / 'mmdistill_file').read_text()
+    assert osp.realpath(imported) == osp.realpath(osp.join(ROOT, 'mmdistill', '__init__.py'))
 
     assert osp.isfile(work_dir / 'epoch_1.pth')
     state_dict = torch.load(work_dir / 'epoch_1.pth', map_location='cpu',
