@@ -21,7 +21,7 @@ def test_committed_loss_list_is_up_to_date():
     with open(osp.join(ROOT, 'docs', 'losses.md')) as f:
         committed = f.read()
     assert committed == tool.render(), \
-        'docs/losses.md is out of date: run python tools/write_loss_docs.py'
+        'docs/losses.md is out of date: run PYTHONPATH=. python tools/write_loss_docs.py'
 
 
 def test_every_registered_loss_is_listed_with_its_inputs_and_arguments():

@@ -1,7 +1,7 @@
 """Write docs/losses.md, the list of mmdistill's distillation losses, from the registry.
 
-    python tools/write_loss_docs.py           # (re)write docs/losses.md
-    python tools/write_loss_docs.py --check   # exit 1 if docs/losses.md is out of date
+    PYTHONPATH=. python tools/write_loss_docs.py           # (re)write docs/losses.md
+    PYTHONPATH=. python tools/write_loss_docs.py --check   # exit 1 if it is out of date
 
 Each loss's section comes from its class: the docstring (what it computes and the paper),
 its arguments with their defaults, and the inputs its forward takes (what ``inputs=`` maps to
@@ -126,7 +126,7 @@ def main():
     if args.check:
         current = open(OUT).read() if osp.isfile(OUT) else ''
         if current != text:
-            print(f'{OUT} is out of date: run python tools/write_loss_docs.py')
+            print(f'{OUT} is out of date: run PYTHONPATH=. python tools/write_loss_docs.py')
             sys.exit(1)
         print(f'{OUT} is up to date')
         return

@@ -71,6 +71,10 @@ def describe(value: Any) -> str:
     return f'a {type(value).__name__}'
 
 
+def _by_name(calls: Dict[Tap, int]) -> Dict[str, int]:
+    return {str(tap): n for tap, n in calls.items()}
+
+
 class _AllTapsRecorded(Exception):
     """Raised inside a forward pass to stop it once every tap has what it needs."""
 
@@ -156,8 +160,9 @@ class ModuleTaps:
             self._expected_calls = calls
         elif calls != self._expected_calls:
             raise RuntimeError(
-                f'{self.owner} taps were called {calls} times, but {self._expected_calls} on the '
-                'first pass: the forward pass changed shape between iterations.')
+                f'{self.owner} taps were called {_by_name(calls)} times, but '
+                f'{_by_name(self._expected_calls)} on the first pass: the forward pass changed '
+                'shape between iterations.')
         recorded = {tap: tap.select(values[0] if len(values) == 1 else list(values))
                     for tap, values in self._records.items()}
         for values in self._records.values():  # hold no tensor beyond this step
