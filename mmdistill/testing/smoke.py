@@ -5,14 +5,10 @@ The config's datasets are replaced, leaf by leaf (wrappers such as ``RepeatDatas
 ``MultiImageMixDataset`` or mmpose's ``CombinedDataset`` are kept, and so is every pipeline),
 by data written with :mod:`mmdistill.testing` in the student codebase's generic format:
 
-============  ==================================  =========================================
-codebase      dataset                             data
-============  ==================================  =========================================
-mmpretrain    ``CustomDataset`` (class folders)   one coloured shape per image, 3 classes
-mmdet         ``CocoDataset``                     coloured shapes with boxes, 3 classes
-mmseg         ``BaseSegDataset``                  coloured shapes with label maps, 4 classes
-mmpose        ``CocoDataset`` (17 body keypoints) stick figures
-============  ==================================  =========================================
+- mmpretrain: ``CustomDataset`` (one folder per class), one coloured shape per image;
+- mmdet: ``CocoDataset``, coloured shapes with their boxes;
+- mmseg: ``BaseSegDataset``, coloured shapes with their label maps;
+- mmpose: ``CocoDataset``, stick figures with the 17 COCO body keypoints.
 
 The models keep their own class counts (the generated labels are the first few classes).
 The schedule is cut to ``iters`` iterations (one epoch of ``iters`` batches, or ``iters``
@@ -30,7 +26,6 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mmdistill.apis import export_student
-from mmdistill.utils import parse_cfg_options
 from .classification import write_classification_dataset
 from .detection import write_coco_detection
 from .offline import offline_options
@@ -172,12 +167,8 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
     generated = write_smoke_data(codebase, osp.join(work_dir, 'data'), iters * batch_size,
                                  batch_size, image_size)
     is_distiller = 'student' in cfg.model
-    if is_distiller:
-        teacher = cfg.model.get('teacher')
-        if teacher is not None and teacher.get('cfg_options') is not None:
-            teacher.cfg_options = parse_cfg_options(teacher.cfg_options)
-        if offline:
-            cfg.merge_from_dict(offline_options(cfg))
+    if is_distiller and offline:
+        cfg.merge_from_dict(offline_options(cfg))
     shrink_to_generated_data(cfg, generated, iters, batch_size)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
