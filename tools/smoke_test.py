@@ -51,6 +51,9 @@ def main():
         print(f'  {key}: {value:.6g}')
     for key, value in sorted(result.metrics.items()):
         print(f'  val {key}: {value:.4g}')
+    if not result.metrics:
+        print('  val: no metric reported (an untrained detector may keep no box above its '
+              'score threshold)')
     if result.teacher_unchanged is not None:
         print(f'  teacher unchanged by training: {result.teacher_unchanged}')
     print(f'  checkpoint: {result.checkpoint}')
