@@ -75,3 +75,14 @@ def logged_loss_terms(runner: Runner) -> dict:
     total = scalars['train/loss'].current()
     assert terms and abs(total - sum(terms.values())) <= 1e-5 * abs(total), (total, terms)
     return terms
+
+
+def predict_per_image(model, batch: dict) -> list:
+    """``model.test_step`` on each image of ``batch`` alone, as single-image inference APIs
+    (``inference_topdown``, ``inference_detector``) run: batches of other sizes may take other
+    kernels, and an untrained head's near-tied maxima can then flip on the last bit."""
+    predictions = []
+    with torch.no_grad():
+        for i in range(len(batch['inputs'])):
+            predictions += model.test_step({key: value[i:i + 1] for key, value in batch.items()})
+    return predictions

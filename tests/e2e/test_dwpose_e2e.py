@@ -21,7 +21,7 @@ from mmengine.runner import Runner
 
 from mmdistill.testing.rtmpose import loader, small_head, small_pipeline
 from mmdistill.testing.runner import (latest_checkpoint, logged_history, logged_loss_terms,
-                                      train, write_teacher_checkpoint)
+                                      predict_per_image, train, write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_keypoints
 
@@ -242,8 +242,7 @@ def test_two_stages_train_resume_evaluate_export(pose_root, tmp_path):
 
     model = init_model(stage2_cfg, stage2_ckpt, device='cpu')
     batch = next(iter(runner.val_dataloader))
-    with torch.no_grad():
-        ours = distiller.test_step(batch)
+    ours = predict_per_image(distiller, batch)
     for sample in ours:
         theirs = inference_topdown(model, sample.img_path, sample.gt_instances.bboxes)
         assert len(theirs) == 1
