@@ -10,6 +10,7 @@ parameters, FLOPs (MACs, attention included), images/s at batch 32 (models inter
 medians; seed 0's models), top-1 (mean ± std over seeds) and the per-layer widths UPop chose.
 """
 import argparse
+import json
 import os.path as osp
 import time
 
@@ -33,7 +34,13 @@ CONFIGS = {
 
 
 def train(config: str, work_dir: str, data_root: str, seed: int, **overrides) -> dict:
-    """Train with MMEngine's Runner, validate; return top-1, time and the last checkpoint."""
+    """Train with MMEngine's Runner, validate; return top-1, time and the last checkpoint.
+
+    A finished run leaves ``result.json`` in its work dir and is not trained again."""
+    done = osp.join(work_dir, 'result.json')
+    if osp.isfile(done):
+        with open(done) as f:
+            return json.load(f)
     cfg = Config.fromfile(osp.join(HERE, 'configs', config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
@@ -51,8 +58,11 @@ def train(config: str, work_dir: str, data_root: str, seed: int, **overrides) ->
     checkpoint = osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
     widths = next((h.describe_widths() for h in runner.hooks if hasattr(h, 'describe_widths')),
                   '')
-    return dict(top1=top1, seconds=seconds, checkpoint=checkpoint,
-                config=osp.join(HERE, 'configs', config), widths=widths)
+    result = dict(top1=top1, seconds=seconds, checkpoint=checkpoint,
+                  config=osp.join(HERE, 'configs', config), widths=widths)
+    with open(done, 'w') as f:
+        json.dump(result, f)
+    return result
 
 
 def mean_std(values) -> str:

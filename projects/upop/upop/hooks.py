@@ -136,7 +136,8 @@ class UPopHook(StructuredPruningHook):
     ``w·sign(α)`` added to ``s``; the model's loss stays the task loss). Every ``interval`` steps
     and at step ``T − 1``, the scores are standardised per kind, ranked across all layers together,
     and the top-ranked units that make up the share ``π(t) = p·sin(π(t+1)/(2T))`` of the
-    parameter cost are selected (:func:`~.search.select_units`); their masks are set to
+    parameter cost are selected (:func:`~.search.select_units`; each layer's attention and MLP
+    keep their lowest-ranked unit, so a layer is never removed whole); their masks are set to
     ``1 − π(t)/p``, all others to 1. At ``t = T − 1`` the selected masks reach 0 and the model is
     compressed (weights sliced in place, optimizer state sliced alike); the rest of the run
     retrains the compressed model.
@@ -225,13 +226,6 @@ class UPopHook(StructuredPruningHook):
         chosen = select_units([s.score for s in self.structures],
                               [s.kind for s in self.structures],
                               [s.unit_cost for s in self.structures], share)
-        for structure, selected in zip(self.structures, chosen):
-            if bool(selected.all()):
-                raise ValueError(
-                    f'budget {self.budget}: at step {step} the search selected all '
-                    f'{structure.num_units} units of {structure.path} ({structure.kind}); '
-                    'removing a whole attention or MLP layer is not supported. Use a lower '
-                    'budget.')
         value = 1 - share / self.budget
         with torch.no_grad():
             for structure, selected in zip(self.structures, chosen):

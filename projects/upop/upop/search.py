@@ -37,7 +37,8 @@ def standardise(values: torch.Tensor) -> torch.Tensor:
 
 
 def select_units(scores: Sequence[torch.Tensor], kinds: Sequence[str],
-                 unit_costs: Sequence[float], share: float) -> List[torch.Tensor]:
+                 unit_costs: Sequence[float], share: float,
+                 min_keep: int = 1) -> List[torch.Tensor]:
     """The units to prune so that they make up the share ``share`` of the total cost.
 
     1. Each structure's scores (accumulated mask gradients) are standardised together with all
@@ -46,13 +47,16 @@ def select_units(scores: Sequence[torch.Tensor], kinds: Sequence[str],
     2. All units of all structures are ranked together by standardised score, highest first
        (a large positive gradient: lowering the mask lowers the loss most).
     3. The longest prefix of the ranking whose cumulative cost (each unit weighted by its
-       parameter cost) is nearest to ``share · total cost`` is selected.
+       parameter cost) is nearest to ``share · total cost`` is selected. The ``min_keep``
+       lowest-ranked units of each structure are never selected: a layer keeps some attention
+       and some MLP (mmpretrain's layers cannot be zero wide).
 
     Args:
         scores: one 1-D tensor per structure.
         kinds: the kind of each structure.
         unit_costs: parameters removed with one unit of each structure.
         share: target share of the total cost, in [0, 1).
+        min_keep: units each structure keeps whatever the ranking.
 
     Returns:
         One boolean tensor per structure, True for the units to prune.
@@ -68,7 +72,14 @@ def select_units(scores: Sequence[torch.Tensor], kinds: Sequence[str],
     flat = torch.cat(standardised)
     costs = torch.cat([torch.full((s.numel(), ), float(c), dtype=torch.float64)
                        for s, c in zip(standardised, unit_costs)])
+    protected = torch.zeros(flat.numel(), dtype=torch.bool)
+    start = 0
+    for part in standardised:
+        lowest = torch.sort(part, stable=True).indices[:min_keep]
+        protected[start + lowest] = True
+        start += part.numel()
     order = torch.sort(flat, descending=True, stable=True).indices
+    order = order[~protected[order]]
     cumulative = torch.cat([costs.new_zeros(1), costs[order].cumsum(0)])
     count = int(torch.argmin((cumulative - share * costs.sum()).abs()))
     chosen = torch.zeros(flat.numel(), dtype=torch.bool)
