@@ -286,3 +286,26 @@ def test_magnitude_keeps_the_largest_units(model):
     assert torch.equal(fc1.weight, kept_rows)
     assert hook.describe_widths() == (f'attn head dims {[HEAD_DIMS // 2] * LAYERS}; '
                                       f'mlp hidden units {[HIDDEN // 2] * LAYERS}')
+
+
+def test_deit_small_config_reproduces_the_reference_costs():
+    """The ImageNet config: DeiT-S has 12 attention and 12 MLP structures; a head-dim slice
+    costs 9234 parameters and an MLP unit 769, the reference's cost weights."""
+    from mmengine.registry import HOOKS
+    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'projects',
+                                   'upop', 'configs', 'upop_deit-small_60s-300r_in1k-50.py'))
+    hook = HOOKS.build(cfg.custom_hooks[0])
+    assert (hook.budget, hook.search_epochs, hook.interval) == (0.5, 60, 800)
+    assert cfg.train_cfg.max_epochs == 360
+    with torch.device('meta'):
+        model = build_meta(cfg.model)
+    structures = find_structures(model.backbone, 'backbone')
+    assert [s.kind for s in structures] == ['attn', 'mlp'] * 12
+    assert {s.unit_cost for s in structures if s.kind == 'attn'} == {9234}
+    assert {s.unit_cost for s in structures if s.kind == 'mlp'} == {769}
+
+
+def build_meta(cfg):
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(cfg)

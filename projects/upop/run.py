@@ -2,8 +2,9 @@
 
     PYTHONPATH=. python projects/upop/run.py [--budgets 0.3 0.5] [--seeds N] [--work-dir DIR]
 
-Per seed: trains the dense small DeiT (``configs/deit-digits.py``), then from its checkpoint,
-at each budget, UPop (search → compress → retrain in one run, ``configs/upop-deit-digits.py``)
+Per seed: trains the dense small DeiT (``configs/deit-digits.py``), then from its checkpoint:
+the dense model again, as long as the pruned ones train (a control: ``dense, retrained``), and
+at each budget UPop (search → compress → retrain in one run, ``configs/upop-deit-digits.py``)
 and uniform magnitude pruning (``configs/magnitude-deit-digits.py``), each exported with
 :func:`export_pruned` and loaded back with ``mmpretrain.get_model``. Then, on one thread:
 parameters, FLOPs (MACs, attention included), images/s at batch 32 (models interleaved,
@@ -87,6 +88,10 @@ def main():
         dense = train(CONFIGS['dense'], osp.join(args.work_dir, f'dense_seed{seed}'), data_root,
                       seed)
         runs.setdefault('dense', []).append(dense)
+        # control: the dense model trained as long again as the pruned ones, same schedule
+        runs.setdefault('dense, retrained', []).append(
+            train(CONFIGS['upop'], osp.join(args.work_dir, f'dense-retrained_seed{seed}'),
+                  data_root, seed, load_from=dense['checkpoint'], custom_hooks=[]))
         for budget in args.budgets:
             for method in ('upop', 'magnitude'):
                 name = f'{method} p={budget}'
@@ -102,7 +107,7 @@ def main():
     models = {'dense': get_model(osp.join(HERE, 'configs', CONFIGS['dense']),
                                  pretrained=runs['dense'][0]['checkpoint'])}
     for name, seeds in runs.items():
-        if name != 'dense':
+        if name not in ('dense', 'dense, retrained'):
             config, checkpoint = seeds[0]['exported'][1], seeds[0]['exported'][0]
             models[name] = get_model(config, pretrained=checkpoint)
     cost = measure(models, image_size=32, batch=32)
@@ -112,6 +117,7 @@ def main():
     print('| model | params | MACs/image | images/s | speed-up | FLOPs reduction | top-1 (%) |'
           ' train time (s) |')
     print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    cost['dense, retrained'] = cost['dense']
     for name, seeds in runs.items():
         c = cost[name]
         print(f'| {name} | {c["params"]:,} | {c["flops"] / 1e6:.2f} M | '

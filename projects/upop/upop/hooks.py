@@ -93,13 +93,16 @@ class StructuredPruningHook(Hook):
         return '; '.join(parts)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """A checkpoint written after compression: narrow the model to its weights' shapes
-        (before MMEngine loads them), and drop the masks."""
+        """Before MMEngine loads a checkpoint's weights: give the model the masks of a
+        mid-search checkpoint (they then load as buffers), or narrow it to the weights of a
+        checkpoint written after compression."""
         state = checkpoint.get('state_dict', checkpoint)
         state = {k[len('module.'):] if k.startswith('module.') else k: v
                  for k, v in state.items()}
         if any(f'{s.path}.{MASK}' in state for s in self.structures):
-            return  # a mid-search checkpoint: the masks load as buffers
+            for structure in self.structures:
+                structure.attach_mask()
+            return
         keeps = []
         for structure in self.structures:
             param, dim, _ = structure.cuts(torch.arange(structure.num_units))[0]
@@ -186,10 +189,13 @@ class UPopHook(StructuredPruningHook):
                 f'budget {self.budget} would remove whole attention or MLP layers: keeping one '
                 f'unit in each of the {len(self.structures)} structures leaves at most '
                 f'{1 - floor / total:.4f} of the cost to remove. Use a lower budget.')
-        for structure in self.structures:
-            structure.attach_mask()
 
     def before_train(self, runner) -> None:
+        """After any checkpoint is loaded: masks on, unless the model is compressed already
+        (a mid-search checkpoint put them on already)."""
+        if not self.compressed:
+            for structure in self.structures:
+                structure.attach_mask()
         if self.search_iters is None:
             self.search_iters = self.search_epochs * len(runner.train_dataloader)
         if self.search_iters > runner.max_iters:
