@@ -309,3 +309,20 @@ def build_meta(cfg):
     from mmpretrain.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return MODELS.build(cfg)
+
+
+def test_pruning_slices_the_optimizer_state_alike(model, images):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(images).sum().backward()
+    optimizer.step()
+    structure = find_structures(model.backbone, 'backbone')[0]  # layer 0's attention
+    qkv = model.backbone.layers[0].attn.qkv
+    dense_moment = optimizer.state[qkv.bias]['exp_avg'].clone()
+    keep = torch.tensor([1, 4, 6])
+    structure.prune(keep, optimizer)
+    rows = [part * HEADS * HEAD_DIMS + head * HEAD_DIMS + k for part in range(3)
+            for head in range(HEADS) for k in keep.tolist()]
+    assert torch.equal(optimizer.state[qkv.bias]['exp_avg'], dense_moment[rows])
+    assert optimizer.state[qkv.weight]['exp_avg_sq'].shape == qkv.weight.shape
+    model(images).sum().backward()
+    optimizer.step()  # the optimizer runs on with the same parameter objects

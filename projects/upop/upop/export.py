@@ -15,7 +15,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmdistill.apis.export import KEPT_META, student_config, student_state_dict
 from mmdistill.utils import build_model_in_scope, model_cfg_of
-from .structures import AttentionHeadDims, MLPHiddenUnits, find_structures
+from .structures import AttentionHeadDims, find_structures
 
 PROJECT_MODULE = 'projects.upop.upop'
 PRUNING_HOOKS = ('UPopHook', 'UniformMagnitudePruningHook')
@@ -30,12 +30,14 @@ def read_widths(model_cfg: dict, state_dict: Dict[str, torch.Tensor],
         dense = build_model_in_scope(copy.deepcopy(model_cfg), scope)
     head_dims, hidden, narrowed = [], [], False
     for structure in find_structures(dense.backbone, 'backbone'):
+        width = structure.width_in(state_dict)
+        if width is None:
+            raise KeyError(f'{structure.path} of the model is not in the checkpoint')
         if isinstance(structure, AttentionHeadDims):
-            rows = state_dict[f'{structure.path}.qkv.weight'].shape[0]
-            head_dims.append(rows // (3 * structure.module.num_heads))
-            narrowed |= head_dims[-1] < structure.num_units
-        elif isinstance(structure, MLPHiddenUnits):
-            hidden.append(state_dict[f'{structure.path}.layers.0.0.weight'].shape[0])
+            head_dims.append(width)
+            narrowed |= width < structure.num_units
+        else:
+            hidden.append(width)
     return head_dims, hidden, narrowed
 
 

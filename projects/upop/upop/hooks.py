@@ -22,15 +22,6 @@ from .search import check_budget, progressive_share, select_units
 from .structures import MASK, PrunableStructure, find_structures
 
 
-def slice_optimizer_state(optimizer: torch.optim.Optimizer, param: nn.Parameter,
-                          old_shape: torch.Size, dim: int, index: torch.Tensor) -> None:
-    """Slice ``param``'s per-element optimizer state (momentum, Adam moments) like ``param``."""
-    for key, value in optimizer.state.get(param, {}).items():
-        if isinstance(value, torch.Tensor) and value.shape == old_shape:
-            optimizer.state[param][key] = value.index_select(
-                dim, index.to(value.device)).contiguous()
-
-
 class StructuredPruningHook(Hook):
     """What both pruning hooks share: finding the structures, compressing them, resuming.
 
@@ -72,14 +63,12 @@ class StructuredPruningHook(Hook):
     # ------------------------------------------------------------------ compression
     def _compress(self, keeps: List[torch.Tensor], runner) -> None:
         """Keep the units ``keeps[i]`` of structure ``i``; slice optimizer state alike."""
-        optimizer = getattr(runner.optim_wrapper, 'optimizer', None) \
-            if hasattr(runner, 'optim_wrapper') else None
+        optimizer = getattr(getattr(runner, 'optim_wrapper', None), 'optimizer', None)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            optimizer = None  # no optimizer built (testing) or several (not supported)
         for structure, keep in zip(self.structures, keeps):
             structure.detach_mask()
-            shapes = {id(p): p.shape for p, _, _ in structure.cuts(keep)}
-            for param, dim, index in structure.prune(keep):
-                if isinstance(optimizer, torch.optim.Optimizer):
-                    slice_optimizer_state(optimizer, param, shapes[id(param)], dim, index)
+            structure.prune(keep, optimizer)
         self.compressed = True
         print_log('compressed: ' + self.describe_widths(), logger='current')
 
@@ -103,23 +92,11 @@ class StructuredPruningHook(Hook):
             for structure in self.structures:
                 structure.attach_mask()
             return
-        keeps = []
-        for structure in self.structures:
-            param, dim, _ = structure.cuts(torch.arange(structure.num_units))[0]
-            name = _parameter_name(structure.module, param, structure.path)
-            if name not in state:
-                return  # not a checkpoint of this model (e.g. a backbone-only one)
-            per_unit = param.shape[dim] // structure.num_units
-            keeps.append(torch.arange(state[name].shape[dim] // per_unit))
-        if any(len(k) < s.num_units for k, s in zip(keeps, self.structures)):
-            self._compress(keeps, runner)
-
-
-def _parameter_name(module: nn.Module, param: nn.Parameter, prefix: str) -> str:
-    for name, candidate in module.named_parameters():
-        if candidate is param:
-            return f'{prefix}.{name}'
-    raise KeyError(f'parameter not found in {prefix}')
+        widths = [structure.width_in(state) for structure in self.structures]
+        if None in widths:
+            return  # not a checkpoint of this model (e.g. a backbone-only one)
+        if any(w < s.num_units for w, s in zip(widths, self.structures)):
+            self._compress([torch.arange(w) for w in widths], runner)
 
 
 @HOOKS.register_module()

@@ -16,7 +16,7 @@ it is saved in and resumed from the model's own checkpoints; beside it, ``upop_s
 mask's accumulated gradient. Masks are not parameters: no optimizer ever updates them.
 """
 from functools import partial
-from typing import List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,10 @@ class PrunableStructure:
         """``(parameter, dim, index)`` for each parameter sliced when only ``keep`` remain."""
         raise NotImplementedError
 
+    def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+        """The number of units this structure has in ``state_dict`` (``None``: not in it)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------- masking
     @property
     def mask(self) -> torch.Tensor:
@@ -84,7 +88,8 @@ class PrunableStructure:
             self._handle.remove()
             self._handle = None
         for name in (MASK, SCORE):
-            self.module._buffers.pop(name, None)
+            if name in self.module._buffers:
+                delattr(self.module, name)
 
     def _masked_linear(self) -> nn.Linear:
         raise NotImplementedError
@@ -93,17 +98,21 @@ class PrunableStructure:
         raise NotImplementedError
 
     # ----------------------------------------------------------------------- slicing
-    def prune(self, keep: torch.Tensor) -> List[tuple]:
-        """Keep only the units ``keep`` (sorted indices): slice the weights in place (the
-        parameter objects stay, so an optimizer keeps its references) and return the cuts."""
+    def prune(self, keep: torch.Tensor,
+              optimizer: Optional[torch.optim.Optimizer] = None) -> None:
+        """Keep only the units ``keep`` (sorted indices). The weights are sliced in place (the
+        parameter objects stay, so an optimizer keeps its references), and so is the
+        optimizer's per-element state of them (momentum, Adam's moments)."""
         if len(keep) == 0:
             raise ValueError(f'{self.path}: cannot remove every unit of its {self.kind}')
-        cuts = self.cuts(keep)
-        for param, dim, index in cuts:
-            param.data = param.data.index_select(dim, index.to(param.device)).contiguous()
+        for param, dim, index in self.cuts(keep):
+            state = optimizer.state.get(param, {}) if optimizer is not None else {}
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    state[key] = _slice(value, dim, index)
+            param.data = _slice(param.data, dim, index)
             param.grad = None
         self._set_width(len(keep))
-        return cuts
 
     def _set_width(self, width: int) -> None:
         raise NotImplementedError
@@ -151,6 +160,10 @@ class AttentionHeadDims(PrunableStructure):
         if attn.qkv.bias is not None:
             cuts.append((attn.qkv.bias, 0, qkv_rows))
         return cuts
+
+    def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+        weight = state_dict.get(f'{self.path}.qkv.weight')
+        return None if weight is None else weight.shape[0] // (3 * self.module.num_heads)
 
     def _masked_linear(self) -> nn.Linear:
         return self.module.qkv
@@ -206,6 +219,10 @@ class MLPHiddenUnits(PrunableStructure):
             cuts.append((self.fc1.bias, 0, keep))
         return cuts
 
+    def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+        weight = state_dict.get(f'{self.path}.layers.0.0.weight')
+        return None if weight is None else weight.shape[0]
+
     def _masked_linear(self) -> nn.Linear:
         return self.fc1
 
@@ -215,6 +232,10 @@ class MLPHiddenUnits(PrunableStructure):
     def _set_width(self, width: int) -> None:
         self.fc1.out_features = self.fc2.in_features = width
         self.module.feedforward_channels = width
+
+
+def _slice(tensor: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    return tensor.index_select(dim, index.to(tensor.device)).contiguous()
 
 
 def shrink_attention(attn: MultiheadAttention, head_dims: int) -> None:
