@@ -187,7 +187,8 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
     def teacher_forward():
         with torch.no_grad():
             distiller.teacher_taps.record(
-                lambda: distiller.teacher(inputs, data_samples, mode='tensor'),
+                lambda: distiller.teacher(distiller.teacher_inputs(inputs), data_samples,
+                                          mode='tensor'),
                 stop_early=True)
 
     student_optim, distill_optim = _sgd(distiller.student), _sgd(distiller)

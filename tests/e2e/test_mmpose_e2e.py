@@ -13,9 +13,9 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from e2e.pose_utils import loader, small_head, small_pipeline
-from e2e.runner_utils import (latest_checkpoint, logged_loss_terms, train,
-                               write_teacher_checkpoint)
+from mmdistill.testing.rtmpose import loader, small_head, small_pipeline
+from mmdistill.testing.runner import (latest_checkpoint, logged_loss_terms, train,
+                                      write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_keypoints
 

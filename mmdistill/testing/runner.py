@@ -1,4 +1,6 @@
-"""Helpers for end-to-end tests: train, resume, evaluate and export through MMEngine's Runner."""
+"""Running configs through MMEngine's Runner on small data: train, resume, inspect checkpoints
+and logs, shrink pipelines, write untrained teacher checkpoints (the end-to-end tests and
+``tools/smoke_test.py`` use them)."""
 import copy
 import glob
 import os.path as osp
