@@ -8,7 +8,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from e2e.runner_utils import train
+from conftest import project_script
+from mmdistill.testing.runner import train
 from projects.upop.upop import export_pruned
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -19,9 +20,8 @@ BUDGET = 0.5
 
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
-    from projects.digits.run import write_digits
     root = str(tmp_path_factory.mktemp('digits'))
-    write_digits(root, limit=40)  # 20 train, 20 val
+    project_script('digits').write_digits(root, limit=40)  # 20 train, 20 val
     return root
 
 
