@@ -4,7 +4,7 @@ from typing import List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, revert_sync_batchnorm
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from torch import nn
 
@@ -69,7 +69,9 @@ def build_teacher(config: str, checkpoint: Optional[str], cfg_options: Optional[
     scope = cfg.get('default_scope')
     model_cfg = model_cfg_of(cfg)
     model_cfg.pop('init_cfg', None)  # the checkpoint initialises the teacher, not pretraining
-    teacher = build_model_in_scope(model_cfg, scope)
+    # A frozen teacher in eval mode never synchronises batch statistics: plain BN, on any
+    # device and with or without a process group (the Runner does not reach the teacher).
+    teacher = revert_sync_batchnorm(build_model_in_scope(model_cfg, scope))
     if checkpoint is None:
         print_log(f'teacher {config} has no checkpoint: its weights are random. Fine for '
                   'benchmarks, useless for training.', logger='current', level=logging.WARNING)
