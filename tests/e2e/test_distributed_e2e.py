@@ -31,11 +31,12 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from conftest import project_script
 from e2e.dist_utils import (RankProbe, free_port, load_records, run_in_processes,
                             train_in_phases)
-from e2e.pose_utils import loader
-from e2e.runner_utils import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_coco_keypoints, write_seg_dataset
+from mmdistill.testing.rtmpose import loader
+from mmdistill.testing.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PROJECTS = osp.join(ROOT, 'projects')
@@ -125,8 +126,7 @@ def check_scenario(run, teacher_checkpoint: str, first_iters: int, second_iters:
 
 # ------------------------------------------------------------------------------ mmpretrain
 def test_kd_digits_from_a_bf16_teacher_in_two_processes(tmp_path):
-    sys.path.insert(0, osp.join(PROJECTS, 'digits'))
-    from run import write_digits
+    write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=64)  # 32 train, 32 val
     configs = osp.join(PROJECTS, 'digits', 'configs')
@@ -157,8 +157,7 @@ def test_kd_digits_from_a_bf16_teacher_in_two_processes(tmp_path):
 def test_dist_train_script_trains_in_two_cpu_processes(tmp_path):
     """The documented recipe, as a user types it: tools/dist_train.sh CONFIG 2 starts torchrun,
     which starts tools/train.py --launcher pytorch twice; without CUDA they talk over gloo."""
-    sys.path.insert(0, osp.join(PROJECTS, 'digits'))
-    from run import write_digits
+    write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=64)
     configs = osp.join(PROJECTS, 'digits', 'configs')
