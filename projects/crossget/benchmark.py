@@ -53,7 +53,8 @@ def build_classifier(merging: Optional[dict], config: str = BASE_CONFIG,
         built = MODELS.build(model)
     if checkpoint is not None:
         load_checkpoint(built, checkpoint, map_location='cpu', logger='silent')
-    return built.eval()
+    built.eval()
+    return built
 
 
 def gflops(model: torch.nn.Module, image_size: int = 32) -> float:

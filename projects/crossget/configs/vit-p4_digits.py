@@ -4,11 +4,12 @@ _base_ = ['mmpretrain::_base_/models/vit-base-p16.py', '../../digits/configs/_ba
 
 model = dict(
     backbone=dict(
-        arch=dict(embed_dims=96, num_layers=6, num_heads=3, feedforward_channels=384),
+        arch=dict(_delete_=True, embed_dims=96, num_layers=6, num_heads=3,
+                  feedforward_channels=384),
         img_size=32,
         patch_size=4,
         drop_rate=0.0),
-    head=dict(in_channels=96, num_classes=10, loss=dict(type='CrossEntropyLoss')),
+    head=dict(in_channels=96, num_classes=10, loss=dict(_delete_=True, type='CrossEntropyLoss')),
     init_cfg=[
         dict(type='TruncNormal', layer='Linear', std=.02),
         dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
