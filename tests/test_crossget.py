@@ -180,9 +180,10 @@ def test_r_too_large_for_a_larger_input_is_caught_at_run_time():
 
 
 # ---------------------------------------------------------------------------------- FLOPs
-def test_attention_flops_handle_matches_a_hand_count():
+@pytest.mark.parametrize('matcher', MATCHER_NAMES)
+def test_attention_flops_handle_matches_a_hand_count(matcher):
     vit = tiny_vit()
-    apply_token_merging(vit, [3, 2, 4], matcher='tome')
+    apply_token_merging(vit, [3, 2, 4], matcher=matcher)
     batch = 2
     counts = flop_analyzer(vit, (images(batch), )).by_operator()
     head_dims = EMBED // HEADS

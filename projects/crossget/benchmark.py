@@ -16,6 +16,7 @@ at each r schedule it prints, per configuration:
 import argparse
 import os.path as osp
 import statistics
+import sys
 import time
 from collections import defaultdict
 from typing import Dict, List, Optional
@@ -25,6 +26,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 HERE = osp.dirname(osp.abspath(__file__))
+sys.path.insert(0, osp.dirname(osp.dirname(HERE)))  # the repository root: projects.crossget
 BASE_CONFIG = osp.join(HERE, 'configs', 'vit-p4_digits.py')
 SCHEDULES = {'r4': 4, 'r8': 8}
 MATCHER_NAMES = ('tome', 'crossget')

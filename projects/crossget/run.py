@@ -8,6 +8,7 @@
    CrossGET at each r schedule evaluates it off the shelf (the same weights, merging on) and
    after a short fine-tuning with merging on (the plain ViT gets the same extra epochs, as
    a control);
+   (a seed's results are kept in ``<work-dir>/seed<N>/*.json`` and reused by later runs);
 3. per seed, trains the CLIP-style dual encoder from scratch without merging, with CrossGET
    merging guided by the class token, and with cross guidance (cross tokens in both towers
    and the cross-token loss), and evaluates image->text top-1 among the ten prompts;
@@ -70,6 +71,24 @@ def merging_overrides(merging: dict) -> dict:
     return {'model.r': merging['r'], 'model.matcher': merging['matcher']}
 
 
+def cached(kind: str):
+    """Keep a seed's results in ``<work_dir>/seed<N>/<kind>.json`` and reuse them when the
+    script runs again (so that more seeds can be added later)."""
+    def wrap(runs):
+        def run_or_load(args, data_root: str, seed: int) -> dict:
+            path = osp.join(args.work_dir, f'seed{seed}', f'{kind}.json')
+            if osp.isfile(path):
+                with open(path) as f:
+                    return json.load(f)
+            results = runs(args, data_root, seed)
+            with open(path, 'w') as f:
+                json.dump(results, f, indent=1)
+            return results
+        return run_or_load
+    return wrap
+
+
+@cached('classifier')
 def classifier_runs(args, data_root: str, seed: int) -> dict:
     """Top-1 of every variant, off the shelf and fine-tuned, for one seed."""
     work = osp.join(args.work_dir, f'seed{seed}')
@@ -92,6 +111,7 @@ def classifier_runs(args, data_root: str, seed: int) -> dict:
     return results
 
 
+@cached('clip')
 def clip_runs(args, data_root: str, seed: int) -> dict:
     work = osp.join(args.work_dir, f'seed{seed}')
     results = {}

@@ -76,21 +76,18 @@ def complete_graph_soft_matching(keys: torch.Tensor, r: int,
     if guide_query is None:
         raise ValueError('complete-graph matching needs the query of a guide token (cross or '
                          'class token); this layer recorded none')
-    num_tokens = keys.shape[1]
     similarity = cosine_similarity_matrix(keys, keys)
-    eye = torch.eye(num_tokens, dtype=torch.bool, device=keys.device)
-    similarity = similarity.masked_fill(eye, float('-inf'))
+    similarity.diagonal(dim1=-2, dim2=-1).fill_(float('-inf'))
 
-    order = similarity.max(dim=-1).values.argsort(dim=-1, descending=True)
-    rank = order.argsort(dim=-1)
+    rank = similarity.max(dim=-1).values.argsort(dim=-1, descending=True).argsort(dim=-1)
     later = rank[:, None, :] > rank[:, :, None]
-    best_later = similarity.masked_fill(~later, float('-inf')).max(dim=-1).values
+    best_later = torch.where(later, similarity, float('-inf')).max(dim=-1).values
 
     importance = cosine_similarity_matrix(keys, guide_query[:, None]).squeeze(-1)
     src = (importance - best_later).argsort(dim=-1)[:, :r]
-    is_src = torch.zeros_like(importance, dtype=torch.bool).scatter(1, src, True)
-    to_non_src = similarity.masked_fill(is_src[:, None, :], float('-inf'))
-    dst = to_non_src.gather(1, src[..., None].expand(-1, -1, num_tokens)).argmax(dim=-1)
+    is_src = torch.zeros_like(importance).scatter(1, src, 1.).bool()
+    src_rows = similarity.gather(1, src[..., None].expand(-1, -1, keys.shape[1]))
+    dst = src_rows.masked_fill(is_src[:, None, :], float('-inf')).argmax(dim=-1)
     return MergePlan(src=src, dst=dst, weights=importance.exp()[..., None])
 
 
