@@ -1,9 +1,11 @@
 """Speed of token merging on one CPU thread: images/s against FLOPs, and the matching's cost.
 
-    python projects/crossget/benchmark.py [--batch 32] [--repeats 15] [--config ...]
+    python projects/crossget/benchmark.py [--batch 32] [--repeats 15] [--r 4 8]
+        [--config CONFIG --image-size N] [--checkpoint CKPT]
 
-For the digits ViT (``configs/vit-p4_digits.py``) without merging and with ToMe and CrossGET
-at each r schedule it prints, per configuration:
+For a ViT classifier config (default: the digits ViT, ``configs/vit-p4_digits.py``; e.g.
+``mmpretrain::deit/deit-small_4xb256_in1k.py`` with ``--image-size 224``) without merging
+and with ToMe and CrossGET at each constant r it prints, per configuration:
 
 - GFLOPs (multiply-accumulates, attention included) of one image through the classifier;
 - images/s at the batch size, inference, one thread; the configurations run interleaved
@@ -47,7 +49,8 @@ def build_classifier(merging: Optional[dict], config: str = BASE_CONFIG,
     from mmengine.runner import load_checkpoint
 
     import projects.crossget.crossget  # noqa: F401  (registers token_merging_model)
-    cfg = Config.fromfile(config)
+    from mmdistill.utils import resolve_config_path
+    cfg = Config.fromfile(resolve_config_path(config))
     model = cfg.model
     if merging is not None:
         model = dict(type='mmdistill.token_merging_model', model=model, **merging)
@@ -160,13 +163,15 @@ def print_table(flops, speed, shares, rows, batch) -> List[str]:
     return lines
 
 
-def run_benchmark(batch: int = 32, repeats: int = 15, checkpoint: Optional[str] = None):
+def run_benchmark(batch: int = 32, repeats: int = 15, checkpoint: Optional[str] = None,
+                  config: str = BASE_CONFIG, image_size: int = 32,
+                  schedules: Dict[str, object] = SCHEDULES):
     torch.set_num_threads(1)
-    models = {name: build_classifier(merging, checkpoint=checkpoint)
-              for name, merging in variants().items()}
-    flops = {name: gflops(model) for name, model in models.items()}
-    speed = images_per_second(models, batch, repeats)
-    shares = {name: merging_share(model, batch, repeats)
+    models = {name: build_classifier(merging, config, checkpoint)
+              for name, merging in variants(schedules).items()}
+    flops = {name: gflops(model, image_size) for name, model in models.items()}
+    speed = images_per_second(models, batch, repeats, image_size)
+    shares = {name: merging_share(model, batch, repeats, image_size)
               for name, model in models.items() if name != 'no merging'}
     return print_table(flops, speed, shares, relative_gains(flops, speed), batch)
 
@@ -175,9 +180,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--batch', type=int, default=32)
     parser.add_argument('--repeats', type=int, default=15)
-    parser.add_argument('--checkpoint', help='weights of the digits ViT (default: random)')
+    parser.add_argument('--r', type=int, nargs='+', default=list(SCHEDULES.values()),
+                        help='tokens merged per layer, one run per value')
+    parser.add_argument('--config', default=BASE_CONFIG, help='a ViT classifier config')
+    parser.add_argument('--image-size', type=int, default=32)
+    parser.add_argument('--checkpoint', help='weights for the model (default: random)')
     args = parser.parse_args()
-    run_benchmark(args.batch, args.repeats, args.checkpoint)
+    run_benchmark(args.batch, args.repeats, args.checkpoint, args.config, args.image_size,
+                  {f'r{r}': r for r in args.r})
 
 
 if __name__ == '__main__':

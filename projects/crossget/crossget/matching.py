@@ -19,6 +19,13 @@ class MergePlan(NamedTuple):
     dst: torch.Tensor
     weights: Optional[torch.Tensor] = None
 
+    def within(self, leading: int, trailing: int) -> 'MergePlan':
+        """The same plan for a sequence with ``leading`` and ``trailing`` tokens around the
+        mergeable ones (they keep weight 1 and take no part in a merge)."""
+        weights = None if self.weights is None else F.pad(
+            self.weights, (0, 0, leading, trailing), value=1.)
+        return MergePlan(self.src + leading, self.dst + leading, weights)
+
 
 def max_merges(num_tokens: int) -> int:
     """The largest ``r`` a layer with ``num_tokens`` mergeable tokens allows: half of them."""
@@ -76,14 +83,15 @@ def complete_graph_soft_matching(keys: torch.Tensor, r: int,
     if guide_query is None:
         raise ValueError('complete-graph matching needs the query of a guide token (cross or '
                          'class token); this layer recorded none')
-    similarity = cosine_similarity_matrix(keys, keys)
+    keys = F.normalize(keys, dim=-1)
+    similarity = keys @ keys.transpose(-1, -2)
     similarity.diagonal(dim1=-2, dim2=-1).fill_(float('-inf'))
 
     rank = similarity.max(dim=-1).values.argsort(dim=-1, descending=True).argsort(dim=-1)
     later = rank[:, None, :] > rank[:, :, None]
     best_later = torch.where(later, similarity, float('-inf')).max(dim=-1).values
 
-    importance = cosine_similarity_matrix(keys, guide_query[:, None]).squeeze(-1)
+    importance = (keys @ F.normalize(guide_query, dim=-1)[..., None]).squeeze(-1)
     src = (importance - best_later).argsort(dim=-1)[:, :r]
     is_src = torch.zeros_like(importance).scatter(1, src, 1.).bool()
     src_rows = similarity.gather(1, src[..., None].expand(-1, -1, keys.shape[1]))

@@ -84,15 +84,11 @@ class TokenMergingState:
                 f'{lead + self.num_trailing} protected)')
         with torch.no_grad():
             plan = self.matcher(self.keys[:, lead:trail], r, self.guide_query)
-
-        def merge_middle(values, merged_middle):
-            return torch.cat([values[:, :lead], merged_middle, values[:, trail:]], dim=1)
-
-        x_middle, sizes_middle = merge_tokens(x[:, lead:trail], self.sizes[:, lead:trail], plan)
+        plan = plan.within(lead, self.num_trailing)  # protected tokens: no part in a merge
         if self.source is not None:
-            self.source = merge_middle(self.source, merge_sum(self.source[:, lead:trail], plan))
-        self.sizes = merge_middle(self.sizes, sizes_middle)
-        return merge_middle(x, x_middle)
+            self.source = merge_sum(self.source, plan)
+        x, self.sizes = merge_tokens(x, self.sizes, plan)
+        return x
 
 
 class SizeAwareAttention:
