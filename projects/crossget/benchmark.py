@@ -157,7 +157,7 @@ def print_table(flops, speed, shares, rows, batch) -> List[str]:
                      f'{100 * shares[name]["merge"]:.1f} %')
         else:
             cells = ('–', ) * 6
-        lines.append(f'| {name} | {flops[name]:.4f} | {cells[0]} | {speed[name]:.0f} | '
+        lines.append(f'| {name} | {flops[name]:.4f} | {cells[0]} | {speed[name]:.1f} | '
                      + ' | '.join(cells[1:]) + ' |')
     print('\n'.join(lines), flush=True)
     return lines

@@ -134,7 +134,7 @@ def classifier_table(per_seed: list, flops: dict, speed: dict) -> list:
              'top-1 fine-tuned (%) |', '| --- | --- | --- | --- | --- |']
     for name in benchmark.variants():
         lines.append(
-            f'| {name} | {flops[name]:.4f} | {speed[name]:.0f} | '
+            f'| {name} | {flops[name]:.4f} | {speed[name]:.1f} | '
             f'{mean_std([s[name]["off_the_shelf"] for s in per_seed])} | '
             f'{mean_std([s[name]["finetuned"] for s in per_seed])} |')
     return lines
@@ -165,9 +165,11 @@ def main():
     data_root = osp.join(args.work_dir, 'data')
     if not osp.isdir(osp.join(data_root, 'val')):
         digits_run.write_digits(data_root)
-    per_seed = [classifier_runs(args, data_root, seed) for seed in range(args.seeds)]
-    clip = [] if args.skip_clip else [clip_runs(args, data_root, seed)
-                                      for seed in range(args.seeds)]
+    per_seed, clip = [], []
+    for seed in range(args.seeds):
+        per_seed.append(classifier_runs(args, data_root, seed))
+        if not args.skip_clip:
+            clip.append(clip_runs(args, data_root, seed))
 
     checkpoint = per_seed[0]['checkpoint']
     models = {name: benchmark.build_classifier(merging, checkpoint=checkpoint)

@@ -8,7 +8,7 @@ model = dict(
     student=_base_.model,
     teacher=dict(
         config='{{ fileDirname }}/vit-p4_digits.py',
-        checkpoint='work_dirs/crossget/vit-p4_seed0/epoch_30.pth'),
+        checkpoint='work_dirs/crossget/seed0/vit/epoch_30.pth'),
     distill_losses=dict(
         kd=dict(type='HintonKDLoss', tau=4.0, loss_weight=1.0,
                 inputs=dict(student_logits='student.head.layers.head',
