@@ -1,4 +1,5 @@
 """Shared fixtures: tiny real mmpretrain classifiers and their config files."""
+import importlib.util
 import os.path as osp
 
 import pytest
@@ -16,6 +17,19 @@ def tiny_classifier(width: int, num_classes: int = 5) -> dict:
         neck=dict(type='GlobalAveragePooling'),
         head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=8 * width,
                   loss=dict(type='CrossEntropyLoss')))
+
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def project_script(project: str, name: str = 'run'):
+    """``projects/<project>/<name>.py`` as a module of its own name (``digits_run``), loaded
+    from its file: nothing goes on ``sys.path`` and projects' ``run.py`` files never clash."""
+    spec = importlib.util.spec_from_file_location(
+        f'{project}_{name}', osp.join(ROOT, 'projects', project, f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_config(path: str, **entries) -> str:

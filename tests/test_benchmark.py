@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from conftest import tiny_classifier, write_config
+from conftest import project_script, tiny_classifier, write_config
 from mmdistill.apis import benchmark_config, benchmark_overhead, synthetic_batch
 from mmdistill.apis.benchmark import build_distiller
 from mmdistill.utils import build_model_in_scope, load_config
@@ -116,8 +116,7 @@ def test_the_teacher_checkpoint_is_replaced(tmp_path, teacher_files):
 
 
 def test_train_data_gives_the_batch_the_config_pipeline_makes(tmp_path):
-    sys.path.insert(0, osp.join(ROOT, 'projects', 'digits'))
-    from run import write_digits
+    write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=40)
     config = osp.join(ROOT, 'projects', 'digits', 'configs', 'kd_resnet18_w4_from_resnet18.py')

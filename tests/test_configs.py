@@ -9,8 +9,12 @@ student or the teacher, and one ``loss``-mode step on a tiny synthetic batch giv
 configured distillation loss, finite, with a gradient that reaches the student features it
 reads, and none that reaches the teacher.
 """
+import ast
+import fnmatch
 import glob
+import inspect
 import os.path as osp
+import re
 from contextlib import contextmanager
 
 import pytest
@@ -23,6 +27,7 @@ from e2e.pose_utils import small_head
 from mmdistill.apis import synthetic_batch
 from mmdistill.distillers import Distiller, Tap
 from mmdistill.distillers.taps import find_submodule
+from mmdistill.registry import MODELS as DISTILL_MODELS
 from mmdistill.utils import load_config, model_cfg_of
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -202,3 +207,61 @@ def test_config_builds_and_distils(config):
     if model.teacher is not None:
         assert not model.teacher.training
         assert all(p.grad is None and not p.requires_grad for p in model.teacher.parameters())
+
+
+def method_values_table() -> list:
+    """``(globs, loss type, {argument: value})`` rows of the method-values table in
+    configs/README.md, the one place the shipped configs' method values are written down."""
+    with open(osp.join(ROOT, 'configs', 'README.md')) as f:
+        table = f.read().split('<!-- method-values -->', 1)[1].strip().splitlines()
+    rows = []
+    for line in table[2:]:  # after the header and its rule
+        if not line.startswith('|'):
+            break
+        configs, loss_type, values = (cell.strip() for cell in line.strip('|').split('|'))
+        rows.append((re.findall(r'`([^`]+)`', configs), loss_type,
+                     {key: _literal(value) for key, value in
+                      (item.split('=') for item in values.split(', '))}))
+    return rows
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except ValueError:
+        return text  # a bare word: 'mean', 'channel'
+
+
+METHOD_VALUES = method_values_table()
+
+
+def config_name(path: str) -> str:
+    return osp.relpath(path, osp.join(ROOT, 'configs'))
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=[osp.relpath(c, ROOT) for c in CONFIGS])
+def test_loss_values_are_those_of_the_method_values_table(config):
+    losses = Config.fromfile(config).model.distill_losses
+    rows = [(loss_type, values) for globs, loss_type, values in METHOD_VALUES
+            if any(fnmatch.fnmatch(config_name(config), pattern) for pattern in globs)]
+    for name, loss in losses.items():
+        loss_type = loss['type'].split('.')[-1]
+        expected = [values for row_type, values in rows if row_type == loss_type]
+        assert expected, f'{loss_type} ({name}) of {config_name(config)} is not in the table'
+        defaults = inspect.signature(DISTILL_MODELS.get(loss_type)).parameters
+        for values in expected:
+            for key, value in values.items():
+                actual = loss.get(key, defaults[key].default)
+                assert actual == value, f'{config_name(config)}: {name}.{key} = {actual}, ' \
+                                        f'the table says {value}'
+
+
+def test_every_row_of_the_method_values_table_names_a_shipped_loss():
+    names = [config_name(c) for c in CONFIGS]
+    for globs, loss_type, _ in METHOD_VALUES:
+        for pattern in globs:
+            matched = fnmatch.filter(names, pattern)
+            assert matched, f'{pattern} matches no config'
+            assert any(loss['type'].split('.')[-1] == loss_type for config in matched
+                       for loss in Config.fromfile(osp.join(ROOT, 'configs', config))
+                       .model.distill_losses.values()), (pattern, loss_type)

@@ -1,11 +1,13 @@
 """The generic distiller on real mmpretrain models: teacher freezing, taps, errors, outputs."""
 import gc
+import logging
+import math
 
 import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from conftest import classification_batch, tiny_classifier
+from conftest import classification_batch, tiny_classifier, write_config
 from mmdistill.distillers import Distiller, ModuleTaps, Tap
 from mmdistill.losses import HintonKDLoss
 
@@ -26,12 +28,12 @@ def test_loss_is_student_losses_plus_kd_on_tapped_logits(teacher_files):
     distiller = build(teacher_files)
     inputs, samples = classification_batch()
     losses = distiller(inputs, samples, mode='loss')
-    assert set(losses) == {'loss', 'loss_kd'}
+    assert set(losses) == {'loss_student', 'loss_kd'}  # mmengine logs the total as 'loss'
     # Same (train) mode as the loss step: the student's BN uses batch statistics.
     expected = HintonKDLoss(tau=2.0)(distiller.student(inputs, mode='tensor'),
                                      distiller.teacher(inputs, mode='tensor'))
     assert losses['loss_kd'].item() == pytest.approx(expected.item(), rel=1e-5)
-    assert losses['loss'].item() == pytest.approx(
+    assert losses['loss_student'].item() == pytest.approx(
         distiller.student.loss(inputs, samples)['loss'].item(), rel=1e-5)
 
 
@@ -181,3 +183,145 @@ def test_module_called_several_times_records_every_call():
     assert len(records[Tap('teacher', 'shared')]) == 2
     taps.remove()
     assert not shared._forward_hooks
+
+
+def test_logged_total_is_the_sum_of_the_student_and_distillation_terms(teacher_files):
+    """mmpretrain's head logs its cross-entropy as 'loss', the name mmengine gives the total:
+    renamed, it no longer hides the total in the log."""
+    distiller = build(teacher_files)
+    inputs, samples = classification_batch()
+    total, log_vars = distiller.parse_losses(distiller(inputs, samples, mode='loss'))
+    cross_entropy = distiller.student.loss(inputs, samples)['loss']
+    assert log_vars['loss_student'].item() == pytest.approx(cross_entropy.item(), rel=1e-5)
+    assert log_vars['loss'].item() == pytest.approx(
+        log_vars['loss_student'].item() + log_vars['loss_kd'].item(), rel=1e-6)
+    assert log_vars['loss'].item() == pytest.approx(total.item(), rel=1e-6)
+    assert log_vars['loss'].item() > cross_entropy.item()
+
+
+@pytest.mark.parametrize('weight', [0.0, 0.5])
+def test_student_loss_weight_scales_or_leaves_out_a_non_finite_ground_truth_loss(
+        teacher_files, weight):
+    distiller = build(teacher_files, student_loss_weight=weight)
+    head = distiller.student.head
+    own_loss = head.loss
+    head.loss = lambda *args, **kwargs: {k: v * float('nan')  # a degenerate batch
+                                         for k, v in own_loss(*args, **kwargs).items()}
+    inputs, samples = classification_batch()
+    total, log_vars = distiller.parse_losses(distiller(inputs, samples, mode='loss'))
+    if weight == 0:
+        assert 'loss_student' not in log_vars
+        assert math.isnan(log_vars['unweighted_student'].item())  # still shown in the log
+        assert total.item() == pytest.approx(log_vars['loss_kd'].item(), rel=1e-6)
+        total.backward()
+        assert all(torch.isfinite(p.grad).all() for p in distiller.student.parameters()
+                   if p.grad is not None)
+    else:  # a weight other than 0 multiplies: nan stays nan, as any weighted term would
+        assert math.isnan(log_vars['loss_student'].item()) and math.isnan(total.item())
+
+
+def test_student_loss_weight_scales_each_ground_truth_term(teacher_files):
+    inputs, samples = classification_batch()
+    torch.manual_seed(0)
+    full = build(teacher_files)(inputs, samples, mode='loss')
+    torch.manual_seed(0)  # the same student weights
+    half = build(teacher_files, student_loss_weight=0.5)(inputs, samples, mode='loss')
+    assert half['loss_student'].item() == pytest.approx(full['loss_student'].item() / 2,
+                                                        rel=1e-5)
+    assert half['loss_kd'].item() == pytest.approx(full['loss_kd'].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize('teacher_train_mode', [False, True])
+def test_teacher_train_mode_lets_the_teacher_follow_train_as_mmpose_does(
+        teacher_files, teacher_train_mode):
+    distiller = build(teacher_files, teacher_train_mode=teacher_train_mode)
+    bn = distiller.teacher.backbone.bn1
+    running_mean = bn.running_mean.clone()
+    inputs, samples = classification_batch()
+    distiller.train()
+    assert bn.training == teacher_train_mode
+    losses = distiller(inputs, samples, mode='loss')
+    # Batch statistics change what the teacher gives the loss, as in upstream runs.
+    with torch.no_grad():
+        teacher_logits = distiller.teacher(inputs, mode='tensor')
+    expected = HintonKDLoss(tau=2.0)(distiller.student(inputs, mode='tensor'), teacher_logits)
+    assert losses['loss_kd'].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.equal(bn.running_mean, running_mean) != teacher_train_mode  # drift iff on
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert all(p.grad is None and not p.requires_grad for p in distiller.teacher.parameters())
+    distiller.eval()
+    assert not bn.training  # validation: eval mode either way
+
+
+def test_loose_teacher_checkpoints_load_what_fits(teacher_files, tmp_path):
+    """``module.``-prefixed keys (a DDP checkpoint) load; with ``strict=False`` a checkpoint
+    with an extra key and one missing loads the rest."""
+    config, checkpoint = teacher_files
+    saved = torch.load(checkpoint, weights_only=False)['state_dict']
+    prefixed = str(tmp_path / 'ddp.pth')
+    torch.save({'state_dict': {f'module.{k}': v for k, v in saved.items()}}, prefixed)
+    distiller = build((config, prefixed))
+    torch.testing.assert_close(distiller.teacher.state_dict(), saved)
+
+    partial = {k: v for k, v in saved.items() if k != 'head.fc.bias'}
+    partial['head.extra'] = torch.zeros(1)
+    loose = str(tmp_path / 'partial.pth')
+    torch.save({'state_dict': partial}, loose)
+    with pytest.raises(ValueError, match='missing from the checkpoint \\(1\\): head.fc.bias'):
+        build((config, loose))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        distiller = Distiller(student=tiny_classifier(4),
+                              teacher=dict(config=config, checkpoint=loose, strict=False),
+                              distill_losses=dict(kd=KD))
+    teacher = distiller.teacher.state_dict()
+    assert torch.equal(teacher['head.fc.weight'], saved['head.fc.weight'])
+    assert not torch.equal(teacher['head.fc.bias'], saved['head.fc.bias'])  # not in the file
+
+
+def test_loss_names_must_be_identifiers_and_not_clash_with_the_student(teacher_files):
+    with pytest.raises(ValueError, match="loss name 'kd-x' must be a Python identifier"):
+        build(teacher_files, {'kd-x': KD})
+    distiller = build(teacher_files, dict(student=KD))  # logs as loss_student, the student's
+    with pytest.raises(KeyError, match="distillation loss 'student' logs as 'loss_student', "
+                                       'which the student already uses'):
+        distiller(*classification_batch(), mode='loss')
+
+
+def test_teacher_taps_need_a_teacher(teacher_files):
+    with pytest.raises(ValueError, match="distillation loss 'kd' taps the teacher, but the "
+                                         'distiller has no teacher'):
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            Distiller(student=tiny_classifier(4), teacher=None, distill_losses=dict(kd=KD))
+
+
+def test_taps_that_record_nothing_or_change_their_call_count_fail():
+    linear, unused = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    model = torch.nn.ModuleDict(dict(linear=linear, unused=unused))
+    silent = ModuleTaps(model, [Tap.parse('student.unused')], 'student')
+    with pytest.raises(RuntimeError, match="tap\\(s\\) student.unused recorded nothing"):
+        silent.record(lambda: linear(torch.ones(1, 2)))
+    taps = ModuleTaps(model, [Tap.parse('student.linear')], 'student')
+    taps.record(lambda: linear(torch.ones(1, 2)))
+    with pytest.raises(RuntimeError, match="called \\{Tap\\(model='student', path='linear', "
+                                           "port='output'\\): 2\\} times, but .*: 1\\} on the "
+                                           'first pass'):
+        taps.record(lambda: linear(linear(torch.ones(1, 2))))
+
+
+def test_a_teacher_preprocessed_differently_is_named_in_a_warning(teacher_files, tmp_path):
+    from mmengine.logging import MMLogger
+    config, checkpoint = teacher_files
+    bgr = write_config(str(tmp_path / 'bgr_teacher.py'), default_scope='mmpretrain',
+                       model=dict(tiny_classifier(8), data_preprocessor=dict(
+                           type='ClsDataPreprocessor', mean=[1.0, 2.0, 3.0], std=[1.0, 1.0, 1.0],
+                           to_rgb=True)))
+    logged = []
+    logger = MMLogger.get_current_instance()
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        build((bgr, checkpoint))
+    finally:
+        logger.removeHandler(handler)
+    assert any("differs from the student's in 'mean'" in message for message in logged), logged

@@ -198,6 +198,56 @@ def test_each_part_against_hand_computed_values():
     assert parts['global'].item() == pytest.approx(4.0 * global_, rel=1e-5)
 
 
+def oracle_attention(feature, temp, magnitude=abs):
+    """FGD's spatial and channel attention of one C×H×W feature (nested lists), element by
+    element: A_S = HW·softmax_hw(mean_c |F| / T), A_C = C·softmax_c(mean_hw |F| / T)."""
+    c, h, w = len(feature), len(feature[0]), len(feature[0][0])
+    cell = [[sum(magnitude(feature[k][i][j]) for k in range(c)) / c for j in range(w)]
+            for i in range(h)]
+    per_channel = [sum(magnitude(v) for row in feature[k] for v in row) / (h * w)
+                   for k in range(c)]
+    cell_total = sum(math.exp(v / temp) for row in cell for v in row)
+    channel_total = sum(math.exp(v / temp) for v in per_channel)
+    spatial = [[h * w * math.exp(v / temp) / cell_total for v in row] for row in cell]
+    channel = [c * math.exp(v / temp) / channel_total for v in per_channel]
+    return spatial, channel
+
+
+def oracle_fgd_parts(student, teacher, foreground, temp, magnitude=abs):
+    """L_fg, L_bg and L_at of one image from first principles (no context blocks)."""
+    c, h, w = len(teacher), len(teacher[0]), len(teacher[0][0])
+    spatial_t, channel_t = oracle_attention(teacher, temp, magnitude)
+    spatial_s, channel_s = oracle_attention(student, temp, magnitude)
+    background_cells = sum(1 for row in foreground for v in row if v == 0)
+    fg = bg = 0.0
+    for i in range(h):
+        for j in range(w):
+            focal = spatial_t[i][j] * sum(
+                channel_t[k] * (student[k][i][j] - teacher[k][i][j])**2 for k in range(c))
+            fg += foreground[i][j] * focal
+            bg += (foreground[i][j] == 0) / background_cells * focal
+    attention = (sum(abs(a - b) for a, b in zip(channel_s, channel_t)) +
+                 sum(abs(spatial_s[i][j] - spatial_t[i][j]) for i in range(h) for j in range(w)))
+    return {'fg': fg, 'bg': bg, 'attention': attention}
+
+
+def test_signed_features_against_an_element_by_element_oracle():
+    """Real FPN features are signed: the attention reads their magnitude |F|."""
+    torch.manual_seed(3)
+    student, teacher = torch.randn(1, 3, 4, 5), torch.randn(1, 3, 4, 5) - 0.5
+    samples = [det_sample([[3, 2, 11, 9]], (16, 20))]
+    loss = FGDLoss(3, 3, temp=0.5, alpha_fgd=1.0, beta_fgd=1.0, gamma_fgd=1.0, lambda_fgd=0.0)
+    parts = loss(student, teacher, samples)
+    foreground = oracle_foreground([[3, 2, 11, 9]], (16, 20), (16, 20), (4, 5)).tolist()
+    expected = oracle_fgd_parts(student[0].tolist(), teacher[0].tolist(), foreground, 0.5)
+    for part, value in expected.items():
+        assert parts[part].item() == pytest.approx(value, rel=1e-5), part
+    # The case tells |F| from F: without the magnitude every part would differ.
+    signed = oracle_fgd_parts(student[0].tolist(), teacher[0].tolist(), foreground, 0.5,
+                              magnitude=lambda v: v)
+    assert all(abs(signed[p] - expected[p]) > 0.01 * expected[p] for p in expected)
+
+
 def test_parts_are_sums_over_the_batch_divided_by_its_size():
     student, teacher, samples = hand_case()
     loss = FGDLoss(2, 2)

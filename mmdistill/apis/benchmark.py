@@ -90,48 +90,61 @@ def leaf_modules(model: nn.Module) -> Dict[str, nn.Module]:
             and name.split('.')[0] != 'data_preprocessor'}
 
 
-def count_modules_run(model: nn.Module, forward: Callable[[], object]) -> ModuleUsage:
-    """Run ``forward()`` and report which leaf modules of ``model`` ran inside its own calls.
+class _LeavesRun:
+    """Forward hooks on ``model`` that note which of its leaf modules run inside its own calls.
 
     A leaf counts only while ``model`` itself is being called: a module the student shares
     with the teacher (``Distiller(shared_modules=...)``) and that runs in the teacher's pass
     does not count for the student. A forward *pre*-hook counts a leaf, so that the module
     whose output stops the teacher early (its deepest tap) still counts as run.
     """
-    leaves = leaf_modules(model)
-    ran: Dict[str, None] = {}  # insertion-ordered set
-    depth = 0
 
-    def enter(module, args):
-        nonlocal depth
-        depth += 1
+    def __init__(self, model: nn.Module):
+        self.leaves = leaf_modules(model)
+        self.ran: Dict[str, None] = {}  # insertion-ordered set
+        self.depth = 0
+        self.handles = [model.register_forward_pre_hook(self._enter),
+                        model.register_forward_hook(self._leave, always_call=True)]
+        self.handles += [module.register_forward_pre_hook(self._counter(name))
+                         for name, module in self.leaves.items()]
 
-    def leave(module, args, output):
-        nonlocal depth
-        depth -= 1
+    def _enter(self, module, args):
+        self.depth += 1
 
-    def make_hook(name: str) -> Callable:
+    def _leave(self, module, args, output):
+        self.depth -= 1
+
+    def _counter(self, name: str) -> Callable:
         def hook(module, args):
-            if depth:
-                ran.setdefault(name)
+            if self.depth:
+                self.ran.setdefault(name)
         return hook
 
-    handles = [model.register_forward_pre_hook(enter),
-               model.register_forward_hook(leave, always_call=True)]
-    handles += [module.register_forward_pre_hook(make_hook(name))
-                for name, module in leaves.items()]
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def usage(self) -> ModuleUsage:
+        parts: Dict[str, Tuple[int, int]] = {}
+        for name in self.leaves:
+            part = name.split('.')[0]
+            done, total = parts.get(part, (0, 0))
+            parts[part] = (done + (name in self.ran), total + 1)
+        return ModuleUsage(ran=len(self.ran), total=len(self.leaves),
+                           last=next(reversed(self.ran), None), parts=parts)
+
+
+def count_modules_run(models: Dict[str, nn.Module],
+                      forward: Callable[[], object]) -> Dict[str, ModuleUsage]:
+    """Run ``forward()`` once and report, for each of ``models`` (by name), which of its leaf
+    modules ran inside its own calls (see :class:`_LeavesRun`)."""
+    watched = {name: _LeavesRun(model) for name, model in models.items()}
     try:
         forward()
     finally:
-        for handle in handles:
-            handle.remove()
-    parts: Dict[str, Tuple[int, int]] = {}
-    for name in leaves:
-        part = name.split('.')[0]
-        done, total = parts.get(part, (0, 0))
-        parts[part] = (done + (name in ran), total + 1)
-    return ModuleUsage(ran=len(ran), total=len(leaves), last=next(reversed(ran), None),
-                       parts=parts)
+        for leaves_run in watched.values():
+            leaves_run.remove()
+    return {name: leaves_run.usage() for name, leaves_run in watched.items()}
 
 
 # ------------------------------------------------------------------------------ timing
@@ -191,11 +204,13 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
             if round_ >= warmup:
                 seconds[name].append(time.perf_counter() - start)
 
-    teacher_modules = count_modules_run(distiller.teacher, teacher_forward) \
-        if runs_teacher else None
+    # Both models' modules are counted in one distillation step: the teacher's are those that
+    # Distiller.loss runs (stopped at its deepest tap), not those of a pass of our own.
     log_vars = {}
-    student_modules = count_modules_run(
-        distiller.student, lambda: log_vars.update(steps['distill_step'](copy.deepcopy(data))))
+    models = dict(student=distiller.student, teacher=distiller.teacher) if runs_teacher \
+        else dict(student=distiller.student)
+    modules = count_modules_run(
+        models, lambda: log_vars.update(steps['distill_step'](copy.deepcopy(data))))
     loss = float(log_vars['loss'].detach())
     if not math.isfinite(loss):
         print_log(f'the distillation loss is {loss} after {warmup + iters} steps: '
@@ -206,8 +221,8 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
         teacher_forward_ms=_median_ms(seconds['teacher_forward']) if runs_teacher else 0.0,
         distill_step_ms=_median_ms(seconds['distill_step']),
         input_shape=tuple(inputs.shape),
-        teacher_modules=teacher_modules,
-        student_modules=student_modules)
+        teacher_modules=modules.get('teacher'),
+        student_modules=modules['student'])
 
 
 # ---------------------------------------------------------------------- synthetic batches

@@ -17,6 +17,15 @@ from .taps import ModuleTaps, Tap, find_submodule
 from .teacher import build_teacher
 
 TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict')
+# mmengine's parse_losses logs the total under 'loss'; a student entry of that name is renamed.
+TOTAL_LOSS_KEY = 'loss'
+STUDENT_TOTAL_KEY = 'loss_student'
+LossValue = Union[torch.Tensor, List[torch.Tensor]]
+
+
+def _map_loss(value: LossValue, fn) -> LossValue:
+    """Apply ``fn`` to a loss entry: a tensor or a list of tensors (mmdet's per-level lists)."""
+    return [fn(v) for v in value] if isinstance(value, (list, tuple)) else fn(value)
 
 
 def _remove_taps(taps: List[ModuleTaps]) -> None:
@@ -31,18 +40,21 @@ class Distiller(BaseModel):
     In ``loss`` mode the total objective is
 
     .. math::
-        L = L_{student} + \\sum_k s_k(t) \\, L_k(\\text{taps}_k)
+        L = w \\, L_{student} + \\sum_k s_k(t) \\, L_k(\\text{taps}_k)
 
-    where :math:`L_{student}` are the student's own losses, :math:`L_k` the configured
+    where :math:`L_{student}` are the student's own losses (weight :math:`w`,
+    ``student_loss_weight``; with :math:`w = 0` they are left out of the total, not multiplied
+    by 0, so a non-finite ground-truth loss cannot reach it), :math:`L_k` the configured
     distillation losses (each with its own ``loss_weight``) and :math:`s_k(t)` a scale that a
     hook may change over training (:class:`~mmdistill.hooks.DistillLossWeightHook`, default 1).
     ``predict`` and ``tensor`` modes run the student alone, so the student codebase's
     evaluators, visualisers and exporters work unchanged.
 
     The teacher is built from its own config and checkpoint, has no gradients, stays in eval
-    mode whatever ``train()`` is called with, runs under ``torch.no_grad`` and only as far as its
-    deepest tap (its forward pass stops once every teacher tap has recorded). It is left out of
-    ``state_dict()`` (and so of checkpoints) unless ``save_teacher=True``.
+    mode whatever ``train()`` is called with (unless ``teacher_train_mode``), runs under
+    ``torch.no_grad`` and only as far as its deepest tap (its forward pass stops once every
+    teacher tap has recorded). It is left out of ``state_dict()`` (and so of checkpoints)
+    unless ``save_teacher=True``.
 
     Args:
         student: the student's model dict, usually ``_base_.model`` of the student config.
@@ -64,7 +76,15 @@ class Distiller(BaseModel):
             it is initialised (FGD's "inheriting strategy": ``['neck', 'bbox_head']``); the
             shapes must match. The copies are the student's own and train normally.
         student_loss_weight: the weight of the student's own (ground-truth) losses; 0 trains
-            on the distillation losses alone (DWPose stage 2).
+            on the distillation losses alone (DWPose stage 2) and logs the student's terms
+            detached, ``loss`` renamed ``unweighted`` (``unweighted_kpt``).
+        teacher_train_mode: let the teacher follow ``train()``/``eval()`` like the student,
+            as mmpose's ``DWPoseDistiller`` does in effect (it calls ``teacher.eval()`` once,
+            then mmengine's loop calls ``model.train()``): its BN layers then normalise with
+            batch statistics and update their running statistics (with ``shared_modules``,
+            those of the exported student too). Still without gradients. Off by default: a
+            frozen teacher in eval mode is what the papers describe; switch it on only to
+            reproduce upstream runs exactly.
         data_preprocessor: the config's top-level ``data_preprocessor`` (the Runner passes it);
             it becomes the student's when the student dict has none.
         init_cfg: unused by the distiller itself; kept for the BaseModel interface.
@@ -78,6 +98,7 @@ class Distiller(BaseModel):
                  shared_modules: Sequence[str] = (),
                  inherit_modules: Sequence[str] = (),
                  student_loss_weight: float = 1.0,
+                 teacher_train_mode: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
@@ -102,6 +123,7 @@ class Distiller(BaseModel):
             parent, _, name = path.rpartition('.')
             setattr(self.student.get_submodule(parent), name, self.teacher.get_submodule(path))
         self.student_loss_weight = student_loss_weight
+        self.teacher_train_mode = teacher_train_mode
 
         self.distill_losses = nn.ModuleDict()
         self.loss_inputs: Dict[str, Dict[str, Tap]] = {}
@@ -217,9 +239,10 @@ class Distiller(BaseModel):
 
     # ----------------------------------------------------------------- teacher bookkeeping
     def train(self, mode: bool = True) -> 'Distiller':
-        """Set the student (and losses) to ``mode``; the teacher stays in eval mode."""
+        """Set the student (and losses) to ``mode``; the teacher stays in eval mode unless
+        ``teacher_train_mode``."""
         super().train(mode)
-        if self.teacher is not None:
+        if self.teacher is not None and not self.teacher_train_mode:
             self.teacher.eval()
         return self
 
@@ -265,9 +288,7 @@ class Distiller(BaseModel):
         with self._shared_outputs_from(records):
             records.update(self.student_taps.record(
                 lambda: losses.update(self.student(inputs, data_samples, mode='loss'))))
-        if self.student_loss_weight != 1:
-            losses = {k: v * self.student_loss_weight if 'loss' in k else v
-                      for k, v in losses.items()}
+        losses = self._weigh_student_losses(losses)
         for name in active:
             for key, value in self._distill_loss(name, records, data_samples).items():
                 if key in losses:
@@ -275,6 +296,27 @@ class Distiller(BaseModel):
                                    'student already uses: rename the loss')
                 losses[key] = value
         return losses
+
+    def _weigh_student_losses(self, losses: Dict[str, LossValue]) -> Dict[str, LossValue]:
+        """Name and weigh the student's own outputs so that mmengine's total is the real one.
+
+        mmengine's ``parse_losses`` sums every ``*loss*`` entry into the total and logs it as
+        ``loss``; a student entry named ``loss`` (mmpretrain's heads) would overwrite that total
+        in the log, so it becomes ``loss_student``. With ``student_loss_weight == 0`` the
+        student's loss terms stay out of the total altogether (``0 * nan`` is ``nan``): they
+        are logged detached, ``loss`` replaced by ``unweighted`` in their names.
+        """
+        weight = self.student_loss_weight
+        weighed = {}
+        for key, value in losses.items():
+            key = STUDENT_TOTAL_KEY if key == TOTAL_LOSS_KEY else key
+            if 'loss' not in key or weight == 1:
+                weighed[key] = value
+            elif weight == 0:
+                weighed[key.replace('loss', 'unweighted')] = _map_loss(value, torch.detach)
+            else:
+                weighed[key] = _map_loss(value, lambda v: v * weight)
+        return weighed
 
     @contextmanager
     def _shared_outputs_from(self, records: dict):

@@ -61,3 +61,15 @@ def write_teacher_checkpoint(config: str, cfg_options: dict, path: str) -> str:
 def logged_history(runner: Runner, key: str) -> list:
     """Every value the runner's message hub logged for ``key`` (``'train/lr'``), in order."""
     return runner.message_hub.get_scalar(key).data[0].tolist()
+
+
+def logged_loss_terms(runner: Runner) -> dict:
+    """The last logged value of every term of the total (each ``train/*loss*`` but the total),
+    after checking that the logged total ``train/loss`` is their sum, as mmengine's
+    ``parse_losses`` makes it for backward."""
+    scalars = runner.message_hub.log_scalars
+    terms = {key[len('train/'):]: buffer.current() for key, buffer in scalars.items()
+             if key.startswith('train/') and 'loss' in key and key != 'train/loss'}
+    total = scalars['train/loss'].current()
+    assert terms and abs(total - sum(terms.values())) <= 1e-5 * abs(total), (total, terms)
+    return terms

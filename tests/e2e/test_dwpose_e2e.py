@@ -20,7 +20,8 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 from e2e.pose_utils import loader, small_head, small_pipeline
-from e2e.runner_utils import latest_checkpoint, logged_history, train, write_teacher_checkpoint
+from e2e.runner_utils import (latest_checkpoint, logged_history, logged_loss_terms, train,
+                               write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_keypoints
 
@@ -157,6 +158,7 @@ def test_two_stages_train_resume_evaluate_export(pose_root, tmp_path):
     logged = first.message_hub.log_scalars
     for key in ('train/loss_fea', 'train/loss_logit', 'train/loss_kpt'):
         assert np.isfinite(logged[key].current()) and logged[key].current() > 0, key
+    assert set(logged_loss_terms(first)) == {'loss_fea', 'loss_logit', 'loss_kpt'}
     saved = torch.load(latest_checkpoint(work1), map_location='cpu', weights_only=False)
     assert saved['state_dict']['distill_losses.fea.align.weight'].shape == (1024, 384, 1, 1)
     assert not any(k.startswith('teacher.') for k in saved['state_dict'])
@@ -205,7 +207,7 @@ def test_two_stages_train_resume_evaluate_export(pose_root, tmp_path):
     # The shared backbone ran once per step: the teacher's pass; the student reused it.
     assert probe.stem_calls == [1] * (2 * ITERS_PER_EPOCH)
     for log in probe.step_logs:  # only the logit loss counts; the GT loss is weighted 0
-        assert log['loss_kpt'] == 0.0 and log['loss_logit'] > 0
+        assert 'loss_kpt' not in log and log['unweighted_kpt'] > 0  # logged, not in the total
         assert log['loss'] == pytest.approx(log['loss_logit'], rel=1e-6)
     for key, value in distiller.student.backbone.state_dict().items():
         assert torch.equal(value, stage1_backbone[f'backbone.{key}']), key  # bit-identical
@@ -225,7 +227,7 @@ def test_two_stages_train_resume_evaluate_export(pose_root, tmp_path):
             distiller.teacher.head(features)
     assert calls_in_loss == 1
     torch.testing.assert_close(losses['loss_logit'], simcc_kl(x_s, x_t) + simcc_kl(y_s, y_t))
-    assert losses['loss_kpt'].item() == 0.0
+    assert 'loss_kpt' not in losses and not losses['unweighted_kpt'].requires_grad
 
     # Export: teacher backbone + student head, loaded and run by mmpose's own API.
     stage2_ckpt, stage2_cfg = export_student(osp.join(work2, osp.basename(STAGE2)),

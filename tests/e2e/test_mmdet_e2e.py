@@ -11,7 +11,8 @@ import torch
 from mmengine.config import Config
 
 from e2e.runner_utils import (checkpoint_keys, latest_checkpoint, logged_history,
-                              set_in_pipeline, train, write_teacher_checkpoint)
+                              logged_loss_terms, set_in_pipeline, train,
+                              write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_detection
 
@@ -130,6 +131,8 @@ def test_student_and_distillation_losses_are_logged(run):
     for key in [f'loss_fpn{i}' for i in range(FPN_LEVELS)] + ['loss_cls', 'loss_bbox']:
         value = logged[f'train/{key}'].current()
         assert math.isfinite(value) and value > 0, (key, value)
+    assert set(logged_loss_terms(run.first)) == \
+        {f'loss_fpn{i}' for i in range(FPN_LEVELS)} | {'loss_cls', 'loss_bbox'}
 
 
 def test_checkpoint_holds_the_student_and_the_teacher_stays_as_loaded(run):

@@ -14,7 +14,8 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 from e2e.pose_utils import loader, small_head, small_pipeline
-from e2e.runner_utils import latest_checkpoint, train, write_teacher_checkpoint
+from e2e.runner_utils import (latest_checkpoint, logged_loss_terms, train,
+                               write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_keypoints
 
@@ -64,6 +65,7 @@ def test_kd_train_resume_evaluate_export(pose_root, tmp_path):
     logged = first.message_hub.log_scalars
     for key in ('train/loss_kd_x', 'train/loss_kd_y', 'train/loss_kpt'):
         assert np.isfinite(logged[key].current()) and logged[key].current() > 0, key
+    assert set(logged_loss_terms(first)) == {'loss_kd_x', 'loss_kd_y', 'loss_kpt'}
     saved = latest_checkpoint(work_dir)
     assert saved.endswith('epoch_1.pth')
     checkpoint = torch.load(saved, map_location='cpu', weights_only=False)

@@ -14,7 +14,8 @@ from mmengine.config import Config
 from torch import nn
 
 from e2e.runner_utils import (checkpoint_keys, latest_checkpoint, logged_history,
-                              set_in_pipeline, train, write_teacher_checkpoint)
+                              logged_loss_terms, set_in_pipeline, train,
+                              write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_seg_dataset
 
@@ -124,6 +125,7 @@ def test_student_and_distillation_losses_are_logged(run):
     for key in ('loss_kd', 'decode.loss_ce', 'aux.loss_ce'):
         value = logged[f'train/{key}'].current()
         assert math.isfinite(value) and value > 0, (key, value)
+    assert set(logged_loss_terms(run.first)) == {'loss_kd', 'decode.loss_ce', 'aux.loss_ce'}
 
 
 def test_checkpoint_holds_the_student_and_the_teacher_stays_as_loaded(run):

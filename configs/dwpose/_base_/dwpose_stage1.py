@@ -5,6 +5,9 @@
 #   - the SimCC x/y logits, KL(softmax(beta z_t) || softmax(beta z_s)) over all keypoints,
 #     weight 0.1;
 # both scaled by 1 - epoch / max_epochs through the generic weight-schedule hook.
+# The teacher stays in eval mode; mmpose's DWPoseDistiller lets it follow model.train() (batch
+# statistics, drifting BN buffers): set model.teacher_train_mode=True to reproduce that
+# (configs/README.md, "Where we differ from mmpose's DWPoseDistiller").
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 feature_loss = dict(

@@ -1,0 +1,58 @@
+"""The command lines the README shows: ``tools/train.py`` trains, ``--resume`` continues from the
+latest checkpoint, ``tools/export_student.py`` writes the student alone; run as a user runs them
+(subprocesses, this tree's mmdistill first on ``PYTHONPATH``)."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import torch
+
+from conftest import project_script
+from e2e.runner_utils import write_teacher_checkpoint
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DIGITS = osp.join(ROOT, 'projects', 'digits')
+KD_CONFIG = osp.join(DIGITS, 'configs', 'kd_resnet18_w4_from_resnet18.py')
+
+
+def run_tool(args, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    return done.stdout + done.stderr
+
+
+def test_train_resume_and_export_from_the_command_line(tmp_path):
+    data_root = str(tmp_path / 'digits')
+    project_script('digits').write_digits(data_root, limit=40)
+    teacher = write_teacher_checkpoint(osp.join(DIGITS, 'configs', 'teacher_resnet18.py'), {},
+                                       str(tmp_path / 'teacher.pth'))
+    work_dir = str(tmp_path / 'work')
+    options = [f'model.teacher.checkpoint={teacher}',
+               f'train_dataloader.dataset.data_root={data_root}',
+               f'val_dataloader.dataset.data_root={data_root}',
+               'train_dataloader.batch_size=10', 'train_cfg.val_interval=10',
+               'default_hooks.checkpoint.interval=1']
+    train = [osp.join(ROOT, 'tools', 'train.py'), KD_CONFIG, '--work-dir', work_dir]
+    run_tool(train + ['--cfg-options', 'train_cfg.max_epochs=1', *options], str(tmp_path))
+    first = torch.load(osp.join(work_dir, 'epoch_1.pth'), weights_only=False)
+    assert first['meta']['iter'] == 2  # 20 training images, batches of 10
+
+    resumed = run_tool(train + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2', *options],
+                       str(tmp_path))
+    assert 'resumed epoch: 1, iter: 2' in resumed, resumed[-3000:]
+    second = torch.load(osp.join(work_dir, 'epoch_2.pth'), weights_only=False)
+    assert second['meta']['iter'] == 4
+
+    out_dir = str(tmp_path / 'export')
+    printed = run_tool([osp.join(ROOT, 'tools', 'export_student.py'), KD_CONFIG,
+                        osp.join(work_dir, 'epoch_2.pth'), out_dir], str(tmp_path))
+    assert osp.join(out_dir, 'student.pth') in printed
+    exported = torch.load(osp.join(out_dir, 'student.pth'), weights_only=False)['state_dict']
+    student = {k[len('student.'):]: v for k, v in second['state_dict'].items()
+               if k.startswith('student.')}
+    assert exported.keys() == student.keys()
+    assert all(torch.equal(exported[k], v) for k, v in student.items())
+    assert osp.isfile(osp.join(out_dir, 'student_config.py'))
