@@ -12,6 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
+from conftest import project_script
 from e2e.runner_utils import write_teacher_checkpoint
 from projects.crossget.crossget import (ImageTextDualEncoder, apply_token_merging,
                                         bipartite_soft_matching, complete_graph_soft_matching,
@@ -269,11 +270,8 @@ def test_dual_encoder_predicts_like_a_classifier():
 # ---------------------------------------------------------------------------------- configs
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
-    import sys
-    sys.path.insert(0, osp.join(ROOT, 'projects', 'digits'))
-    from run import write_digits
     root = str(tmp_path_factory.mktemp('digits'))
-    write_digits(root, limit=100)
+    project_script('digits').write_digits(root, limit=100)
     return root
 
 
