@@ -124,27 +124,33 @@ def clip_runs(args, data_root: str, seed: int) -> dict:
     return results
 
 
-def mean_std(values) -> str:
-    values = np.asarray(values, dtype=float)
-    return f'{values.mean():.2f}' + (f' ± {values.std(ddof=1):.2f}' if len(values) > 1 else '')
+def per_seed_and_delta(runs: list, name: str, key: str, baseline: str) -> str:
+    """``a / b / ...`` (one value per seed) and the mean difference to ``baseline``."""
+    values = [run[name][key] for run in runs]
+    text = ' / '.join(f'{v:.2f}' for v in values)
+    if name == baseline:
+        return text + ' | –'
+    delta = np.mean([run[name][key] - run[baseline][key] for run in runs])
+    return f'{text} | {delta:+.2f}'
 
 
 def classifier_table(per_seed: list, flops: dict, speed: dict) -> list:
-    lines = ['| variant | GFLOPs | images/s (batch 32, 1 thread) | top-1 off the shelf (%) | '
-             'top-1 fine-tuned (%) |', '| --- | --- | --- | --- | --- |']
+    lines = ['| variant | GFLOPs | images/s (batch 32, 1 thread) | top-1 off the shelf (%), '
+             'per seed | mean Δ | top-1 fine-tuned (%), per seed | mean Δ |',
+             '| --- | --- | --- | --- | --- | --- | --- |']
     for name in benchmark.variants():
         lines.append(
             f'| {name} | {flops[name]:.4f} | {speed[name]:.1f} | '
-            f'{mean_std([s[name]["off_the_shelf"] for s in per_seed])} | '
-            f'{mean_std([s[name]["finetuned"] for s in per_seed])} |')
+            f'{per_seed_and_delta(per_seed, name, "off_the_shelf", "no merging")} | '
+            f'{per_seed_and_delta(per_seed, name, "finetuned", "no merging")} |')
     return lines
 
 
 def clip_table(per_seed: list) -> list:
-    lines = ['| dual encoder (image tower r per layer) | image->text top-1 (%) | ms/iteration |',
-             '| --- | --- | --- |']
+    lines = ['| dual encoder | image->text top-1 (%), per seed | mean Δ | ms/iteration |',
+             '| --- | --- | --- | --- |']
     for name in CLIP_VARIANTS:
-        lines.append(f'| {name} | {mean_std([s[name]["top1"] for s in per_seed])} | '
+        lines.append(f'| {name} | {per_seed_and_delta(per_seed, name, "top1", "no merging")} | '
                      f'{np.mean([s[name]["ms_per_iter"] for s in per_seed]):.0f} |')
     return lines
 
@@ -179,10 +185,10 @@ def main():
     shares = {name: benchmark.merging_share(model, 32, args.repeats)
               for name, model in models.items() if name != 'no merging'}
 
+    from_scratch = ' / '.join(f'{run["from_scratch"]:.2f}' for run in per_seed)
     print(f'\nDigits ViT (patch 4, 65 tokens, 6 layers, width 96): {args.epochs} epochs from '
           f'scratch, fine-tuning {args.finetune_epochs} epochs at lr {FINETUNE_LR}, '
-          f'{args.seeds} seed(s); ViT from scratch top-1: '
-          f'{mean_std([s["from_scratch"] for s in per_seed])}')
+          f'{args.seeds} seed(s); ViT from scratch top-1 per seed: {from_scratch}')
     tables = classifier_table(per_seed, flops, speed)
     print('\n'.join(tables))
     print('\nSpeed (benchmark.py, the seed-0 weights):')
