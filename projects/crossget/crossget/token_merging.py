@@ -168,15 +168,6 @@ def check_schedule(r: Sequence[int], num_tokens: int, num_protected: int) -> Non
         num_tokens -= r_layer
 
 
-def token_counts(r: Sequence[int], num_tokens: int) -> List[int]:
-    """Tokens entering each layer's MLP when ``num_tokens`` enter the first layer."""
-    counts = []
-    for r_layer in r:
-        num_tokens -= r_layer
-        counts.append(num_tokens)
-    return counts
-
-
 def _check_backbone(backbone: nn.Module) -> None:
     if not isinstance(backbone, VisionTransformer):
         raise TypeError(
