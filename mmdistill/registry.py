@@ -5,6 +5,7 @@ found whatever the student config's ``default_scope`` is; the distiller builds i
 this scope itself.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
@@ -13,3 +14,6 @@ MODELS = Registry(
     locations=['mmdistill.distillers', 'mmdistill.losses'])
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmdistill', locations=['mmdistill.hooks'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mmdistill',
+    locations=['mmdistill.engine'])

@@ -1,4 +1,5 @@
 """Small helpers shared by the distiller, the tools and the tests."""
+import ast
 import copy
 import difflib
 import os
@@ -12,11 +13,24 @@ from mmengine.utils import get_installed_path, is_installed
 
 
 def resolve_config_path(path: str) -> str:
-    """Turn ``'mmdet::retinanet/x.py'`` into a file path; plain paths are checked as they are."""
+    """Turn ``'mmdet::retinanet/x.py'`` into a file path; plain paths are checked as they are.
+
+    A relative plain path is read from the working directory, as ``data_root`` and
+    ``load_from`` are (only ``_base_`` is read relative to the config file). A config names a
+    file next to itself with MMEngine's ``'{{ fileDirname }}/x.py'``, which works with every
+    train script since MMEngine substitutes it when it reads the config file.
+    """
     if '::' not in path:
-        if not osp.isfile(path):
+        if osp.isfile(path):
+            return path
+        if osp.isabs(path):
             raise FileNotFoundError(f'config file {path} does not exist')
-        return path
+        raise FileNotFoundError(
+            f"config file '{path}' not found in the working directory {os.getcwd()}: a "
+            'relative path here is read from the working directory, like data_root and '
+            "load_from. To name a file beside the distillation config, as _base_ does, "
+            f"write '{{{{ fileDirname }}}}/{path}' (MMEngine puts the config file's folder "
+            'there when it reads the file), or give an absolute path.')
     package, _, relative = path.partition('::')
     if not is_installed(package):
         raise ModuleNotFoundError(
@@ -35,9 +49,34 @@ def resolve_config_path(path: str) -> str:
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Load a config from a file or a package-scoped path, applying ``cfg_options``."""
     cfg = Config.fromfile(resolve_config_path(path))
+    cfg_options = parse_cfg_options(cfg_options)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+def parse_cfg_options(options, name: str = 'teacher.cfg_options') -> Optional[dict]:
+    """``options`` as a dict of config overrides; a string holding a dict literal is parsed.
+
+    ``--cfg-options model.teacher.cfg_options="{'model.x': 1}"`` reaches the config as a
+    string (MMEngine's ``DictAction`` parses lists and tuples, not dicts).
+    """
+    if options is None or isinstance(options, dict):
+        return options
+    parsed = None
+    if isinstance(options, str):
+        try:
+            parsed = ast.literal_eval(options)
+        except (ValueError, SyntaxError):
+            pass
+    if isinstance(parsed, dict):
+        return parsed
+    raise ValueError(
+        f'{name} must be a dict of config overrides, got the {type(options).__name__} '
+        f'{options!r}. On the command line give each override its own key below '
+        f'{name}: --cfg-options model.{name}.model.head.num_classes=10 '
+        f'model.{name}.model.backbone.frozen_stages=-1; in a config, '
+        f"{name.split('.')[-1]}={{'model.head.num_classes': 10}}.")
 
 
 def model_cfg_of(cfg: Config) -> dict:

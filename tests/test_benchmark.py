@@ -204,11 +204,19 @@ def test_command_line_writes_a_table_and_json(tmp_path, teacher_files):
     done = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools', 'analysis', 'benchmark_overhead.py'),
          f'{config}@3x16x16', '--warmup', '1', '--iters', '2', '--threads', '1',
-         '--json', out], capture_output=True, text=True, env=env, cwd=str(tmp_path))
+         '--teacher-dtypes', 'bfloat16', 'float32', '--json', out],
+        capture_output=True, text=True, env=env, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr
-    [record] = json.load(open(out))
+    record, half = json.load(open(out))  # float32 first, whatever the order asked
+    assert (record['teacher_dtype'], half['teacher_dtype']) == ('float32', 'bfloat16')
     assert record['input_shape'] == [3, 3, 16, 16] and record['threads'] == 1
     assert record['ratio'] == pytest.approx(
         record['distill_step_ms'] / (record['student_step_ms'] + record['teacher_forward_ms']))
     assert record['teacher_modules']['ran'] == STEM + LAYER1
     assert f'teacher ran {STEM + LAYER1}/{ALL_LEAVES} leaf modules' in done.stdout
+    # Each run's times relative to its own student step: (c_h / a_h) / ((a_f + b_f) / a_f).
+    assert record['versus_float32_floor'] == pytest.approx(record['ratio'])
+    versus_float32 = (half['distill_step_ms'] / half['student_step_ms']) / (
+        (record['student_step_ms'] + record['teacher_forward_ms']) / record['student_step_ms'])
+    assert half['versus_float32_floor'] == pytest.approx(versus_float32)
+    assert 'bfloat16  ' in done.stdout and f'{versus_float32:.3f}' in done.stdout

@@ -23,7 +23,8 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 
-from e2e.pose_utils import small_head
+from mmdistill.testing.offline import offline_options
+from mmdistill.testing.rtmpose import small_head
 from mmdistill.apis import synthetic_batch
 from mmdistill.distillers import Distiller, Tap
 from mmdistill.distillers.taps import find_submodule
@@ -52,30 +53,6 @@ def no_downloads(monkeypatch):
     monkeypatch.setattr('mmengine.runner.checkpoint.load_url', refuse)
 
 
-def pretrained_keys(cfg, prefix: str = '') -> list:
-    """Dotted keys (list items by index) of the pretrained-weight loads in a config dict:
-    ``init_cfg`` of type ``Pretrained`` and mmseg's ``pretrained=<path or URL>``."""
-    if isinstance(cfg, dict):
-        items = cfg.items()
-    elif isinstance(cfg, list):
-        items = enumerate(cfg)
-    else:
-        return []
-    keys = []
-    for key, value in items:
-        if (key == 'init_cfg' and _is_pretrained(value)) or \
-                (key == 'pretrained' and isinstance(value, str)):
-            keys.append(f'{prefix}{key}')
-        else:
-            keys += pretrained_keys(value, f'{prefix}{key}.')
-    return keys
-
-
-def _is_pretrained(init_cfg) -> bool:
-    items = init_cfg if isinstance(init_cfg, list) else [init_cfg]
-    return any(isinstance(item, dict) and item.get('type') == 'Pretrained' for item in items)
-
-
 def small_options(model: dict) -> dict:
     """Overrides (relative to a model dict) for small inputs where a model fixes its input
     size, and few region proposals: mmseg pads every input to its crop size (512×1024 on
@@ -98,17 +75,12 @@ def tiny_options(cfg: Config) -> dict:
     """Overrides that build the config's distiller small and offline: no teacher checkpoint,
     no pretrained weights in the student or the teacher (teacher modules may be shared with
     the student, whose ``init_weights`` then reaches them), small inputs in both."""
-    student = cfg.model.student
-    options = {f'model.student.{key}': None for key in pretrained_keys(student)}
-    options.update({f'model.student.{k}': v for k, v in small_options(student).items()})
-    teacher = cfg.model.get('teacher')
-    if teacher is not None:
-        teacher_options = dict(teacher.get('cfg_options') or {})
-        model = load_config(teacher.config, teacher_options).model
-        teacher_options.update({f'model.{key}': None for key in pretrained_keys(model)})
+    options = offline_options(cfg)
+    options.update({f'model.student.{k}': v for k, v in small_options(cfg.model.student).items()})
+    if cfg.model.get('teacher') is not None:
+        teacher_options = options['model.teacher.cfg_options']
+        model = load_config(cfg.model.teacher.config, teacher_options).model
         teacher_options.update({f'model.{k}': v for k, v in small_options(model).items()})
-        options.update({'model.teacher.checkpoint': None,
-                        'model.teacher.cfg_options': teacher_options})
     return options
 
 

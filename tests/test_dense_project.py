@@ -15,7 +15,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
-from e2e.runner_utils import write_teacher_checkpoint
+from mmdistill.testing.runner import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 from mmdistill.utils import model_cfg_of
 

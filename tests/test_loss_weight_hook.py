@@ -49,7 +49,9 @@ def test_stop_by_epoch_scales_only_the_named_loss(teacher_files, tmp_path):
     assert 'train/kd_scale' not in runner.message_hub.log_scalars
     assert runner.model.loss_scales == {'kd': 1.0, 'fea': 0.0}
     assert len(history(runner, 'train/loss_kd')) == 12  # every step
-    assert len(history(runner, 'train/loss_fea')) == 4  # first epoch only: skipped after
+    # Not computed after the stop: an exact 0 (that keeps its align conv in the DDP graph).
+    fea = history(runner, 'train/loss_fea')
+    assert len(fea) == 12 and all(v > 0 for v in fea[:4]) and fea[4:] == [0.0] * 8
 
 
 def test_linear_by_iteration_without_names_scales_every_loss(teacher_files, tmp_path):

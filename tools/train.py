@@ -2,6 +2,8 @@
 
     python tools/train.py configs/kd/xxx.py [--work-dir DIR] [--resume [CKPT]] [--amp]
     mim train mmdistill configs/kd/xxx.py
+    bash tools/dist_train.sh configs/kd/xxx.py 8 [args]          # 8 GPUs (or processes)
+    torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch   # also on CPU (gloo)
 """
 import argparse
 import os
@@ -11,6 +13,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmdistill  # noqa: F401  (registers mmdistill's modules, fixes resume on torch>=2.6)
+from mmdistill.engine import setup_distributed
 
 
 def parse_args():
@@ -47,6 +50,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    setup_distributed(cfg)  # gloo and a CPU-capable DDP wrapper where CUDA is absent
     Runner.from_cfg(cfg).train()
 
 

@@ -56,7 +56,8 @@ class OverheadResult:
 
     ``floor_ms = student_step_ms + teacher_forward_ms``, ``ratio = distill_step_ms /
     floor_ms`` and ``overhead_pct = 100 * (distill_step_ms - floor_ms) / floor_ms``.
-    ``teacher_modules`` is ``None`` when no loss taps a teacher.
+    ``teacher_modules`` is ``None`` when no loss taps a teacher; ``teacher_dtype`` is the
+    precision the teacher runs in (``'float32'``, ``'bfloat16'``, ``'float16'``).
     """
     student_step_ms: float
     teacher_forward_ms: float
@@ -64,6 +65,7 @@ class OverheadResult:
     input_shape: Tuple[int, ...]
     teacher_modules: Optional[ModuleUsage]
     student_modules: ModuleUsage
+    teacher_dtype: str = 'float32'
 
     @property
     def floor_ms(self) -> float:
@@ -185,10 +187,7 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
     runs_teacher = distiller.teacher_taps is not None and len(distiller.teacher_taps) > 0
 
     def teacher_forward():
-        with torch.no_grad():
-            distiller.teacher_taps.record(
-                lambda: distiller.teacher(inputs, data_samples, mode='tensor'),
-                stop_early=True)
+        distiller.teacher_forward(inputs, data_samples)
 
     student_optim, distill_optim = _sgd(distiller.student), _sgd(distiller)
     steps = dict(
@@ -222,7 +221,8 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
         distill_step_ms=_median_ms(seconds['distill_step']),
         input_shape=tuple(inputs.shape),
         teacher_modules=modules.get('teacher'),
-        student_modules=modules['student'])
+        student_modules=modules['student'],
+        teacher_dtype=str(distiller.teacher_dtype).replace('torch.', ''))
 
 
 # ---------------------------------------------------------------------- synthetic batches

@@ -1,15 +1,19 @@
 """Turning a distiller checkpoint into the student codebase's own checkpoint and config."""
 import copy
+import logging
 import os
 import os.path as osp
-from typing import Tuple
+from typing import Any, Tuple
 
+import numpy as np
 import torch
+from mmengine.logging import print_log
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
 
 STUDENT_PREFIX = 'student.'
 KEPT_META = ('dataset_meta', 'epoch', 'iter', 'seed', 'experiment_name', 'mmengine_version')
+_DROPPED = object()  # what plain_meta returns for a value it leaves out
 
 
 def student_config(cfg: Config) -> Config:
@@ -46,18 +50,53 @@ def student_state_dict(checkpoint: dict, source: str = 'checkpoint') -> dict:
     return student
 
 
+def plain_meta(value: Any, key: str = 'meta') -> Any:
+    """``value`` made of what ``torch.load(weights_only=True)`` accepts: numpy arrays become
+    (nested) lists and numpy scalars Python numbers; dicts, lists, tuples, strings, numbers,
+    ``None`` and tensors stay as they are. Other objects are dropped with a warning naming
+    their ``key``.
+
+    torch >= 2.6 loads weights-only by default, so a checkpoint whose metadata holds numpy
+    arrays (mmpose's dataset metainfo: keypoint colours, sigmas) fails to load in a process
+    that has not imported mmdistill (whose loader allows full loads).
+    """
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool, torch.Tensor)):
+        return value
+    if isinstance(value, dict):
+        plain = {}
+        for k, v in value.items():
+            item = plain_meta(v, f'{key}.{k}')
+            if item is not _DROPPED:
+                plain[k] = item
+        return plain
+    if isinstance(value, (list, tuple)):
+        items = [plain_meta(v, f'{key}[{i}]') for i, v in enumerate(value)]
+        kept = [item for item in items if item is not _DROPPED]
+        return tuple(kept) if isinstance(value, tuple) else kept
+    print_log(f'export: {key} is a {type(value).__name__}, which a weights-only load '
+              'refuses; it is left out of the exported checkpoint', logger='current',
+              level=logging.WARNING)
+    return _DROPPED
+
+
 def export_student(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str]:
     """Write ``student.pth`` and ``student_config.py`` into ``out_dir``.
 
     The checkpoint holds the student's weights (and the run's ``dataset_meta``), loadable with
-    the student codebase's own API (``init_detector``, ``init_model``, ``load_checkpoint``).
+    the student codebase's own API (``init_detector``, ``init_model``, ``load_checkpoint``)
+    in a process that never imported mmdistill: it holds only what ``torch.load`` accepts
+    with ``weights_only=True`` (see :func:`plain_meta`).
 
     Returns:
         The paths of the checkpoint and the config.
     """
     cfg = Config.fromfile(config)
     loaded = _load_checkpoint(checkpoint, map_location='cpu')
-    meta = {k: v for k, v in loaded.get('meta', {}).items() if k in KEPT_META}
+    meta = plain_meta({k: v for k, v in loaded.get('meta', {}).items() if k in KEPT_META})
     meta['distilled_from'] = osp.abspath(checkpoint)
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = osp.join(out_dir, 'student.pth')

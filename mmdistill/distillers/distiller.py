@@ -1,5 +1,6 @@
 """The generic distiller: one student, an optional frozen teacher, distillation losses on taps."""
 import copy
+import difflib
 import inspect
 import logging
 import weakref
@@ -13,10 +14,14 @@ from torch import nn
 
 from mmdistill.registry import MODELS
 from mmdistill.utils import build_model_in_scope, current_scope
-from .taps import ModuleTaps, Tap, find_submodule
+from .input_preparation import preparation_of, reprepare, same_preparation
+from .precision import float32_copies, full_precision, teacher_dtype, teacher_precision
+from .taps import ModuleTaps, Tap, describe, find_submodule
 from .teacher import build_teacher
+from .timing import ForwardTimer
 
-TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict')
+TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict', 'dtype')
+TENSOR_ANNOTATIONS = (torch.Tensor, 'torch.Tensor', 'Tensor')
 # mmengine's parse_losses logs the total under 'loss'; a student entry of that name is renamed.
 TOTAL_LOSS_KEY = 'loss'
 STUDENT_TOTAL_KEY = 'loss_student'
@@ -47,24 +52,40 @@ class Distiller(BaseModel):
     by 0, so a non-finite ground-truth loss cannot reach it), :math:`L_k` the configured
     distillation losses (each with its own ``loss_weight``) and :math:`s_k(t)` a scale that a
     hook may change over training (:class:`~mmdistill.hooks.DistillLossWeightHook`, default 1).
+    A loss with :math:`s_k = 0` is not computed (nor the teacher, if no other loss needs it);
+    its term becomes an exact zero that still reaches the loss's own parameters and the
+    student features it reads, so that under DistributedDataParallel every parameter takes
+    part in each step and ``find_unused_parameters`` stays off. Each loss computes in float32
+    from float32 copies of its inputs, with autocast off, also under mixed precision. The
+    teacher's forward time is logged as ``teacher_time`` (seconds; 0 in a step that did not
+    run it).
     ``predict`` and ``tensor`` modes run the student alone, so the student codebase's
     evaluators, visualisers and exporters work unchanged.
 
     The teacher is built from its own config and checkpoint, has no gradients, stays in eval
     mode whatever ``train()`` is called with (unless ``teacher_train_mode``), runs under
     ``torch.no_grad`` and only as far as its deepest tap (its forward pass stops once every
-    teacher tap has recorded). It is left out of ``state_dict()`` (and so of checkpoints)
-    unless ``save_teacher=True``.
+    teacher tap has recorded). It is held outside the module tree: ``parameters()`` and
+    ``named_children()`` do not list it, so optimizer constructors, EMA and DDP never see it,
+    while ``to()``/``cuda()`` move it. It is left out of ``state_dict()`` (and so of
+    checkpoints) unless ``save_teacher=True``.
 
     Args:
         student: the student's model dict, usually ``_base_.model`` of the student config.
-        teacher: ``dict(config=..., checkpoint=..., cfg_options=None, strict=True)``; ``config``
-            is a file or a package-scoped path (``'mmdet::retinanet/...py'``), ``checkpoint`` a
-            path or URL. ``None`` for self-distillation without a teacher.
+        teacher: ``dict(config=..., checkpoint=..., cfg_options=None, strict=True,
+            dtype=None)``; ``config`` is a file (relative paths from the working directory;
+            ``'{{ fileDirname }}/t.py'`` names one beside the config) or a package-scoped path
+            (``'mmdet::retinanet/...py'``), ``checkpoint`` a path or URL; ``dtype``
+            ``'bfloat16'`` or ``'float16'`` keeps the teacher's weights and forward pass in that
+            precision (cheaper; its outputs reach the losses in float32). ``None`` for
+            self-distillation without a teacher. When its data preprocessor prepares images
+            differently (colour order, mean, std), it gets the student's batch converted to
+            its own preparation (:mod:`~mmdistill.distillers.input_preparation`).
         distill_losses: ``name -> loss dict``; each loss dict has the loss ``type`` (built in
             the ``mmdistill`` scope), its arguments, and ``inputs``: a mapping from the loss's
             forward arguments to taps such as ``'student.neck.fpn_convs.0.conv'`` or
-            ``'teacher.head.fc:input'`` (see :class:`~mmdistill.distillers.taps.Tap`). A loss
+            ``'teacher.head.fc:input'``, with ``[i]`` to pick an element of a tuple or list
+            (``'student.backbone[3]'``; see :class:`~mmdistill.distillers.taps.Tap`). A loss
             whose forward takes ``data_samples`` receives the batch's data samples.
         save_teacher: write the teacher's weights into checkpoints too.
         shared_modules: module paths (``['backbone', 'neck']``) where the student uses the
@@ -72,9 +93,11 @@ class Distiller(BaseModel):
             in ``loss`` mode their outputs are taken from the teacher's forward pass rather than
             computed a second time. The student then holds the teacher's weights there, so an
             exported student is teacher backbone (+ neck) + student head (DWPose stage 2).
+            Needs a float32 teacher.
         inherit_modules: module paths whose weights the student copies from the teacher when
             it is initialised (FGD's "inheriting strategy": ``['neck', 'bbox_head']``); the
-            shapes must match. The copies are the student's own and train normally.
+            shapes must match. The copies are the student's own and train normally (from a
+            half-precision teacher, they are its weights as rounded to its dtype).
         student_loss_weight: the weight of the student's own (ground-truth) losses; 0 trains
             on the distillation losses alone (DWPose stage 2) and logs the student's terms
             detached, ``loss`` renamed ``unweighted`` (``unweighted_kpt``).
@@ -100,7 +123,10 @@ class Distiller(BaseModel):
                  student_loss_weight: float = 1.0,
                  teacher_train_mode: bool = False,
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 **unknown):
+        if unknown:
+            self._raise_unknown_arguments(unknown)
         super().__init__(init_cfg=init_cfg)
         student = copy.deepcopy(student)
         if data_preprocessor is not None:
@@ -110,13 +136,26 @@ class Distiller(BaseModel):
         # The student's own preprocessor (with its Mixup/CutMix batch augments) feeds both models.
         self.data_preprocessor = self.student.data_preprocessor
 
-        self.teacher = self._build_teacher(teacher) if teacher is not None else None
+        self._reprepare_for_teacher = False
+        # The teacher is deliberately not a submodule: parameters(), named_children() and so
+        # the optimizer constructors, EMA averaging and DDP never see it. _apply (device and
+        # dtype moves) and the state-dict hooks below are the places that reach it.
+        object.__setattr__(self, 'teacher',
+                           self._build_teacher(teacher) if teacher is not None else None)
+        self.teacher_dtype = teacher_dtype(teacher.get('dtype') if teacher else None)
+        self.teacher_timer = ForwardTimer()
         self.save_teacher = save_teacher
-        if self.teacher is not None and not save_teacher:
-            self._register_state_dict_hook(self._drop_teacher_weights)
-            self.register_load_state_dict_post_hook(self._ignore_missing_teacher_weights)
+        if self.teacher is not None:
+            self.register_load_state_dict_pre_hook(self._load_teacher_weights)
+            if save_teacher:
+                self.register_state_dict_post_hook(self._add_teacher_weights)
         self.shared_modules = list(shared_modules)
         self.inherit_modules = list(inherit_modules)
+        if self.shared_modules and self.teacher_dtype != torch.float32:
+            raise ValueError(
+                f'shared_modules {self.shared_modules} need a float32 teacher: the student '
+                'runs (and exports) the shared modules itself, in float32, but the teacher is '
+                f'{self.teacher_dtype}. Remove teacher.dtype.')
         for path in self.shared_modules + self.inherit_modules:
             self._check_same_module_path(path)
         for path in self.shared_modules:
@@ -128,6 +167,7 @@ class Distiller(BaseModel):
         self.distill_losses = nn.ModuleDict()
         self.loss_inputs: Dict[str, Dict[str, Tap]] = {}
         self.loss_scales: Dict[str, float] = {}
+        self._tensor_inputs: Dict[str, List[str]] = {}  # loss name -> args typed as tensors
         self._losses_taking_data_samples = set()
         for name, loss_cfg in (distill_losses or {}).items():
             self._add_loss(name, loss_cfg)
@@ -145,28 +185,60 @@ class Distiller(BaseModel):
                          [t for t in (self.student_taps, self.teacher_taps) if t is not None])
 
     # ----------------------------------------------------------------------------- building
+    @classmethod
+    def _raise_unknown_arguments(cls, unknown: dict) -> None:
+        known = [p for p in inspect.signature(cls.__init__).parameters
+                 if p not in ('self', 'unknown')]
+        typos = {key: difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+                 for key in unknown}
+        if all(typos.values()):
+            raise TypeError(
+                'Distiller got unknown argument(s) ' + ', '.join(
+                    f"'{key}' (did you mean '{match[0]}'?)" for key, match in typos.items()))
+        raise TypeError(
+            f'Distiller got unknown argument(s) {sorted(unknown)}. Keys of the base config\'s '
+            "model (backbone, neck, head, pretrained, ...) arrive here when the distillation "
+            'config merges its model dict into the base one: add _delete_=True to replace it, '
+            "model = dict(_delete_=True, type='mmdistill.Distiller', student=_base_.model, ...).")
+
     def _build_teacher(self, teacher: dict) -> nn.Module:
         unknown = set(teacher) - set(TEACHER_KEYS)
         if unknown or 'config' not in teacher or 'checkpoint' not in teacher:
             raise ValueError(
-                f'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict]); '
+                'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict, dtype]); '
                 f'got keys {sorted(teacher)}. Use checkpoint=None only for benchmarks.')
         model, self.teacher_scope = build_teacher(**teacher)
-        self._warn_on_different_preprocessing(model)
+        self._reprepare_for_teacher = self._check_teacher_preparation(model)
         return model
 
-    def _warn_on_different_preprocessing(self, teacher: nn.Module) -> None:
-        mine, theirs = self.data_preprocessor, teacher.data_preprocessor
-        for attr in ('mean', 'std', '_channel_conversion'):
-            a, b = getattr(mine, attr, None), getattr(theirs, attr, None)
-            same = (torch.equal(a, b) if isinstance(a, torch.Tensor)
-                    and isinstance(b, torch.Tensor) else a == b)
-            if not same:
-                print_log(
-                    f"the teacher's data preprocessor differs from the student's in '{attr}' "
-                    f'({b} vs {a}); the teacher sees inputs prepared the student\'s way. Set '
-                    "the teacher's data_preprocessor through teacher.cfg_options if needed.",
-                    logger='current', level=logging.WARNING)
+    def _check_teacher_preparation(self, teacher: nn.Module) -> bool:
+        """Whether the teacher's inputs must be re-prepared from the student's (its data
+        preprocessor's colour order, mean or std differ; see :mod:`.input_preparation`)."""
+        mine = preparation_of(self.data_preprocessor)
+        theirs = preparation_of(teacher.data_preprocessor)
+        if mine is None or theirs is None:
+            unknown = [type(p).__name__ for p, prep in ((self.data_preprocessor, mine),
+                                                        (teacher.data_preprocessor, theirs))
+                       if prep is None]
+            print_log(f'cannot tell how {" and ".join(unknown)} prepare(s) images: the teacher '
+                      "sees the inputs the student's data preprocessor prepared. Give both the "
+                      'same preparation (teacher.cfg_options) if they differ.',
+                      logger='current', level=logging.WARNING)
+            return False
+        if same_preparation(mine, theirs):
+            return False
+        print_log(f"the teacher's data preprocessor prepares images differently ({theirs}) "
+                  f"from the student's ({mine}): the teacher gets the student's batch "
+                  "converted to its own preparation (padding and input size stay the "
+                  "student's).", logger='current', level=logging.WARNING)
+        return True
+
+    def teacher_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The student's prepared batch as the teacher's data preprocessor would prepare it."""
+        if not self._reprepare_for_teacher:
+            return inputs
+        return reprepare(inputs, preparation_of(self.data_preprocessor),
+                         preparation_of(self.teacher.data_preprocessor))
 
     def _add_loss(self, name: str, loss_cfg: dict) -> None:
         if not name.isidentifier():
@@ -196,6 +268,8 @@ class Distiller(BaseModel):
                              'has no teacher (teacher=None)')
         self.distill_losses[name] = loss
         self.loss_inputs[name] = parsed
+        self._tensor_inputs[name] = [arg for arg in inputs
+                                     if params[arg].annotation in TENSOR_ANNOTATIONS]
         self.loss_scales[name] = 1.0
         if 'data_samples' in params:
             self._losses_taking_data_samples.add(name)
@@ -242,19 +316,44 @@ class Distiller(BaseModel):
         """Set the student (and losses) to ``mode``; the teacher stays in eval mode unless
         ``teacher_train_mode``."""
         super().train(mode)
-        if self.teacher is not None and not self.teacher_train_mode:
-            self.teacher.eval()
+        if self.teacher is not None:  # not a submodule: super().train does not reach it
+            self.teacher.train(mode and self.teacher_train_mode)
         return self
 
-    @staticmethod
-    def _drop_teacher_weights(module, state_dict, prefix, local_metadata):
-        for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
-            del state_dict[key]
+    def _apply(self, fn, recurse: bool = True) -> 'Distiller':
+        """``to``/``cuda``/``half``... move the teacher too (it is not a submodule)."""
+        super()._apply(fn, recurse)
+        if self.teacher is not None:
+            self.teacher._apply(fn, recurse)
+        return self
+
+    def _set_device(self, device: torch.device) -> None:
+        """Tell the teacher's data preprocessor where it lives, as for the student's."""
+        super()._set_device(device)
+        if isinstance(self.teacher, BaseModel):
+            self.teacher._set_device(device)
 
     @staticmethod
-    def _ignore_missing_teacher_weights(module, incompatible_keys):
-        missing = incompatible_keys.missing_keys
-        missing[:] = [k for k in missing if not k.startswith('teacher.')]
+    def _add_teacher_weights(module, state_dict, prefix, local_metadata) -> None:
+        module.teacher.state_dict(destination=state_dict, prefix=prefix + 'teacher.')
+
+    @staticmethod
+    def _load_teacher_weights(module, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        """Take the ``teacher.*`` weights out of a checkpoint; load them into the teacher only
+        with ``save_teacher=True`` (otherwise its own checkpoint stays authoritative)."""
+        teacher_prefix = prefix + 'teacher.'
+        saved = {key[len(teacher_prefix):]: state_dict.pop(key)
+                 for key in [k for k in state_dict if k.startswith(teacher_prefix)]}
+        if saved and module.save_teacher:
+            result = module.teacher.load_state_dict(saved, strict=False)
+            missing_keys.extend(teacher_prefix + k for k in result.missing_keys)
+            unexpected_keys.extend(teacher_prefix + k for k in result.unexpected_keys)
+
+    def extra_repr(self) -> str:
+        if self.teacher is None:
+            return 'teacher=None'
+        return f'teacher={type(self.teacher).__name__} (frozen, outside the module tree)'
 
     def set_loss_scale(self, name: str, scale: float) -> None:
         """Scale distillation loss ``name`` by ``scale`` from the next step on (0 skips it)."""
@@ -278,24 +377,47 @@ class Distiller(BaseModel):
     def loss(self, inputs: torch.Tensor, data_samples=None) -> Dict[str, torch.Tensor]:
         """The student's own losses plus each active distillation loss, by name."""
         active = [name for name, scale in self.loss_scales.items() if scale != 0]
-        records = {}
+        records, teacher_seconds = {}, 0.0
         if any(tap.model == 'teacher' for name in active
                for tap in self.loss_inputs[name].values()):
-            with torch.no_grad():
-                records.update(self.teacher_taps.record(
-                    lambda: self.teacher(inputs, data_samples, mode='tensor'), stop_early=True))
+            with self.teacher_timer.measure(inputs.device):
+                records.update(self.teacher_forward(inputs, data_samples))
+            teacher_seconds = self.teacher_timer.seconds
         losses = {}
         with self._shared_outputs_from(records):
             records.update(self.student_taps.record(
                 lambda: losses.update(self.student(inputs, data_samples, mode='loss'))))
         losses = self._weigh_student_losses(losses)
-        for name in active:
-            for key, value in self._distill_loss(name, records, data_samples).items():
+        for name in self.loss_scales:
+            terms = (self._distill_loss(name, records, data_samples) if name in active else
+                     self._switched_off(name, records))
+            for key, value in terms.items():
                 if key in losses:
                     raise KeyError(f"distillation loss '{name}' logs as '{key}', which the "
                                    'student already uses: rename the loss')
                 losses[key] = value
+        if self.teacher is not None:
+            losses['teacher_time'] = torch.tensor(teacher_seconds)
         return losses
+
+    def teacher_forward(self, inputs: torch.Tensor, data_samples=None) -> Dict[Tap, object]:
+        """Run the teacher as a training step does (on the student's batch as its own data
+        preprocessor would prepare it, no gradients, in its dtype, stopped after its deepest
+        tap) and return what its taps recorded."""
+        device_type = inputs.device.type
+        teacher_inputs = self.teacher_inputs(inputs).to(self.teacher_dtype)
+        try:
+            with torch.no_grad(), teacher_precision(self.teacher_dtype, device_type):
+                return self.teacher_taps.record(
+                    lambda: self.teacher(teacher_inputs, data_samples, mode='tensor'),
+                    stop_early=True)
+        except RuntimeError as error:
+            if self.teacher_dtype == torch.float32:
+                raise
+            raise RuntimeError(
+                f'the teacher failed in {self.teacher_dtype} on {device_type} ({error}); '
+                "this device may not run that precision: try teacher.dtype='bfloat16' (CPUs, "
+                "recent GPUs) or 'float16' (GPUs), or remove teacher.dtype") from error
 
     def _weigh_student_losses(self, losses: Dict[str, LossValue]) -> Dict[str, LossValue]:
         """Name and weigh the student's own outputs so that mmengine's total is the real one.
@@ -332,13 +454,29 @@ class Distiller(BaseModel):
             for module, _ in reused:
                 del module.forward  # back to the class's forward
 
+    def _raise_not_a_tensor(self, name: str, arg: str, value) -> None:
+        tap = self.loss_inputs[name][arg]
+        hint = ''
+        if isinstance(value, (tuple, list)) and value:
+            hint = (f" (the module returns several values, or ran {len(value)} times in one "
+                    f"forward pass). Pick one with an index: '{tap}[{len(value) - 1}]' is the "
+                    'last')
+        raise TypeError(
+            f"distillation loss '{name}' ({type(self.distill_losses[name]).__name__}) takes a "
+            f"tensor as '{arg}', but tap '{tap}' gives {describe(value)}{hint}.")
+
     def _distill_loss(self, name: str, records: dict, data_samples) -> Dict[str, torch.Tensor]:
         kwargs = {arg: records[tap] for arg, tap in self.loss_inputs[name].items()}
+        for arg in self._tensor_inputs[name]:
+            if not isinstance(kwargs[arg], torch.Tensor):
+                self._raise_not_a_tensor(name, arg, kwargs[arg])
+        kwargs = {arg: float32_copies(value) for arg, value in kwargs.items()}
         if name in self._losses_taking_data_samples:
             kwargs['data_samples'] = data_samples
         try:
-            value: Union[torch.Tensor, Dict[str, torch.Tensor]] = \
-                self.distill_losses[name](**kwargs)
+            with full_precision(self._device_type(kwargs)):
+                value: Union[torch.Tensor, Dict[str, torch.Tensor]] = \
+                    self.distill_losses[name](**kwargs)
         except ValueError as error:
             where = ', '.join(f'{arg}={tap}' for arg, tap in self.loss_inputs[name].items())
             raise ValueError(f"distillation loss '{name}' ({where}): {error}") from error
@@ -346,3 +484,31 @@ class Distiller(BaseModel):
         if isinstance(value, dict):
             return {f'loss_{name}_{part}': v * scale for part, v in value.items()}
         return {f'loss_{name}': value * scale}
+
+    def _switched_off(self, name: str, records: dict) -> Dict[str, torch.Tensor]:
+        """Loss ``name`` at scale 0, not computed: an exact zero built from its own trainable
+        parameters and the student features it would read, so that what trains through the
+        loss gets a (zero) gradient in every step, as DistributedDataParallel expects."""
+        student_inputs = [records[tap] for tap in self.loss_inputs[name].values()
+                          if tap.model == 'student']
+        reached = [t for t in (*self.distill_losses[name].parameters(), *_tensors(student_inputs))
+                   if t.requires_grad]
+        with full_precision(self._device_type(reached)):
+            zero = sum((t.float().sum() * 0.0 for t in reached), torch.zeros(()))
+        return {f'loss_{name}': zero}
+
+    @staticmethod
+    def _device_type(tensors) -> str:
+        found = _tensors(tensors)
+        return found[0].device.type if found else 'cpu'
+
+
+def _tensors(value) -> List[torch.Tensor]:
+    """The tensors in ``value`` (a tensor, or lists, tuples and dicts of them)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    return []

@@ -1,39 +1,78 @@
 """Taps: forward hooks that record what named submodules produce during a forward pass."""
 import difflib
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional
+import re
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
+import torch
 from torch import nn
 
 TAP_PORTS = ('output', 'input')
+_INDICES = re.compile(r'((?:\[-?\d+\])*)$')
 
 
 class Tap(NamedTuple):
-    """Where a loss input comes from: ``'<model>.<module path>[:input]'``.
+    """Where a loss input comes from: ``'<model>.<module path>[:input][[i]...]'``.
 
     ``model`` is ``student`` or ``teacher``; ``path`` a dotted module path inside it
     (``neck.fpn_convs.0.conv``); ``port`` is ``output`` (default) or ``input`` (the first
-    positional argument of the module's forward).
+    positional argument of the module's forward). ``index`` picks elements, in order, of what
+    the tap gives when that is a tuple or list: ``'student.backbone[3]'`` is the fourth of the
+    stages a backbone returns, ``'student.bbox_head.retina_cls[0]'`` the first call of a
+    module that runs once per FPN level, ``'student.neck:input[-1]'`` the last feature the
+    neck receives.
     """
     model: str
     path: str
     port: str = 'output'
+    index: Tuple[int, ...] = ()
 
     @classmethod
     def parse(cls, spec: str) -> 'Tap':
-        location, _, port = spec.partition(':')
+        indices = _INDICES.search(spec).group(1)
+        location, _, port = spec[:len(spec) - len(indices)].partition(':')
         model, _, path = location.partition('.')
         port = port or 'output'
         if model not in ('student', 'teacher') or not path:
             raise ValueError(
                 f"tap '{spec}' must look like 'student.<module path>' or "
                 f"'teacher.<module path>', e.g. 'student.neck.fpn_convs.0.conv'")
+        if '[' in path or '[' in port:
+            raise ValueError(f"tap '{spec}': element indices go last, after ':input' if any, "
+                             "e.g. 'student.backbone[3]' or 'student.neck:input[0]'")
         if port not in TAP_PORTS:
             raise ValueError(f"tap '{spec}': the part after ':' must be one of {TAP_PORTS}")
-        return cls(model, path, port)
+        return cls(model, path, port, tuple(int(i) for i in re.findall(r'-?\d+', indices)))
 
     def __str__(self) -> str:
         suffix = '' if self.port == 'output' else f':{self.port}'
-        return f'{self.model}.{self.path}{suffix}'
+        return f'{self.model}.{self.path}{suffix}' + ''.join(f'[{i}]' for i in self.index)
+
+    def select(self, value: Any) -> Any:
+        """The element of ``value`` (what the tapped module gave) that ``index`` names."""
+        for depth, i in enumerate(self.index):
+            if not isinstance(value, (tuple, list)) or not -len(value) <= i < len(value):
+                given = self._replace(index=self.index[:depth])
+                raise IndexError(f"tap '{self}': '{given}' gives {describe(value)}, which has "
+                                 f'no element [{i}]')
+            value = value[i]
+        return value
+
+
+def describe(value: Any) -> str:
+    """A short description of a recorded value for error messages: type and shapes."""
+    if isinstance(value, torch.Tensor):
+        return f'a tensor of shape {tuple(value.shape)}'
+    if isinstance(value, (tuple, list)):
+        items = ', '.join(f'[{i}] ' + (f'tensor {tuple(v.shape)}' if isinstance(v, torch.Tensor)
+                                        else type(v).__name__) for i, v in enumerate(value))
+        return f'a {type(value).__name__} of {len(value)} ({items})'
+    if isinstance(value, dict):
+        return f'a dict with keys {list(value)}'
+    return f'a {type(value).__name__}'
+
+
+def _by_name(calls: Dict[Tap, int]) -> Dict[str, int]:
+    return {str(tap): n for tap, n in calls.items()}
 
 
 class _AllTapsRecorded(Exception):
@@ -121,9 +160,10 @@ class ModuleTaps:
             self._expected_calls = calls
         elif calls != self._expected_calls:
             raise RuntimeError(
-                f'{self.owner} taps were called {calls} times, but {self._expected_calls} on the '
-                'first pass: the forward pass changed shape between iterations.')
-        recorded = {tap: values[0] if len(values) == 1 else list(values)
+                f'{self.owner} taps were called {_by_name(calls)} times, but '
+                f'{_by_name(self._expected_calls)} on the first pass: the forward pass changed '
+                'shape between iterations.')
+        recorded = {tap: tap.select(values[0] if len(values) == 1 else list(values))
                     for tap, values in self._records.items()}
         for values in self._records.values():  # hold no tensor beyond this step
             values.clear()

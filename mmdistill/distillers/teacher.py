@@ -2,12 +2,14 @@
 import logging
 from typing import List, Optional, Tuple
 
+import torch
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, revert_sync_batchnorm
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from torch import nn
 
 from mmdistill.utils import build_model_in_scope, load_config, model_cfg_of
+from .precision import teacher_dtype
 
 _MAX_KEYS_SHOWN = 8
 
@@ -47,7 +49,7 @@ def check_state_dict_fits(model: nn.Module, state_dict: dict, config: str,
 
 
 def build_teacher(config: str, checkpoint: Optional[str], cfg_options: Optional[dict] = None,
-                  strict: bool = True) -> Tuple[nn.Module, str]:
+                  strict: bool = True, dtype: Optional[str] = None) -> Tuple[nn.Module, str]:
     """Build the model of an OpenMMLab config and load its checkpoint.
 
     Args:
@@ -56,15 +58,20 @@ def build_teacher(config: str, checkpoint: Optional[str], cfg_options: Optional[
             benchmarks and tests that need no trained teacher (a warning says so).
         cfg_options: overrides merged into the teacher config.
         strict: refuse a checkpoint whose keys or shapes differ from the model's.
+        dtype: ``'bfloat16'`` or ``'float16'`` casts the loaded weights (and buffers) to that
+            precision; ``None`` or ``'float32'`` keeps them in float32.
 
     Returns:
         The teacher model (eval mode, no gradients) and the scope it was built in.
     """
+    dtype = teacher_dtype(dtype)
     cfg = load_config(config, cfg_options)
     scope = cfg.get('default_scope')
     model_cfg = model_cfg_of(cfg)
     model_cfg.pop('init_cfg', None)  # the checkpoint initialises the teacher, not pretraining
-    teacher = build_model_in_scope(model_cfg, scope)
+    # A frozen teacher in eval mode never synchronises batch statistics: plain BN, on any
+    # device and with or without a process group (the Runner does not reach the teacher).
+    teacher = revert_sync_batchnorm(build_model_in_scope(model_cfg, scope))
     if checkpoint is None:
         print_log(f'teacher {config} has no checkpoint: its weights are random. Fine for '
                   'benchmarks, useless for training.', logger='current', level=logging.WARNING)
@@ -84,4 +91,9 @@ def build_teacher(config: str, checkpoint: Optional[str], cfg_options: Optional[
             module._is_init = True
     teacher.requires_grad_(False)
     teacher.eval()
+    if dtype != torch.float32:  # the network; its data preprocessor keeps exact mean and std
+        for name, module in teacher.named_children():
+            if name != 'data_preprocessor':
+                module.to(dtype)
+        print_log(f'teacher weights cast to {dtype}', logger='current')
     return teacher, scope

@@ -20,7 +20,10 @@ class FeatureMSELoss(nn.Module):
         \\quad\\text{(reduction='mean')}
 
     :math:`A` is a 1×1 conv (N×C×H×W features) or a linear layer (token features N×L×D)
-    when ``student_channels != teacher_channels``, the identity otherwise.
+    when ``student_channels != teacher_channels``, the identity otherwise. On the N×K×H×W
+    heatmaps of two pose heads with ``reduction='mean'`` it is the heatmap loss of Fast Pose
+    Distillation (Zhang et al., "Fast Human Pose Estimation", CVPR 2019), on the scale of
+    mmpose's ``KeypointMSELoss``.
 
     Args:
         student_channels: channels of the student feature.

@@ -1,7 +1,10 @@
 """Synthetic datasets (coloured shapes on noise) in each codebase's own layout, for the
-end-to-end tests and small evidence runs."""
+end-to-end tests, small evidence runs and ``tools/smoke_test.py``
+(:mod:`mmdistill.testing.smoke`)."""
+from .classification import write_classification_dataset
 from .detection import write_coco_detection
 from .pose import write_coco_keypoints
 from .segmentation import write_seg_dataset
 
-__all__ = ['write_coco_detection', 'write_coco_keypoints', 'write_seg_dataset']
+__all__ = ['write_classification_dataset', 'write_coco_detection', 'write_coco_keypoints',
+           'write_seg_dataset']

@@ -34,7 +34,10 @@ METHODS = {
     'nkd': 'nkd_resnet18_w4_from_resnet18.py',
     'uskd': 'uskd_resnet18_w4.py',
     'mgd': 'mgd_resnet18_w4_from_resnet18.py',
+    'kd_bf16': 'kd_resnet18_w4_from_resnet18.py',
 }
+# Methods that are another's config with options: KD from the teacher in bfloat16.
+OPTIONS = {'kd_bf16': {'model.teacher.dtype': 'bfloat16'}}
 WITHOUT_TEACHER = ('student', 'uskd')
 MAIN_JOB = ('student', 'kd')
 
@@ -112,6 +115,7 @@ def main():
     for method in args.methods:
         overrides = {} if method in WITHOUT_TEACHER else {
             'model.teacher.checkpoint': teacher['checkpoint']}
+        overrides.update(OPTIONS.get(method, {}))
         results[method] = []
         for seed in range(args.seeds):
             print(f'\n===== training the student: {method} ({METHODS[method]}, seed {seed}, '

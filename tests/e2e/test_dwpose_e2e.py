@@ -5,7 +5,7 @@ CocoMetric, export. Stage 2 (``s2_dwpose_t_coco-256x192.py``): the stage-1 expor
 teacher; a fresh head learns from its logits on its shared, frozen backbone, without the
 ground-truth loss; the export is stage 1's backbone plus the new head and loads with mmpose's
 ``init_model``. Both models run at a 64×96 input on synthetic stick figures (see
-``pose_utils``); the teacher checkpoint of stage 1 is an untrained RTMPose-l.
+``mmdistill.testing.rtmpose``); the teacher checkpoint of stage 1 is an untrained RTMPose-l.
 """
 import copy
 import os.path as osp
@@ -19,9 +19,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
-from e2e.pose_utils import loader, small_head, small_pipeline
-from e2e.runner_utils import (latest_checkpoint, logged_history, logged_loss_terms, train,
-                               write_teacher_checkpoint)
+from mmdistill.testing.rtmpose import loader, small_head, small_pipeline
+from mmdistill.testing.runner import (latest_checkpoint, logged_history, logged_loss_terms,
+                                      predict_per_image, train, write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_keypoints
 
@@ -242,8 +242,7 @@ def test_two_stages_train_resume_evaluate_export(pose_root, tmp_path):
 
     model = init_model(stage2_cfg, stage2_ckpt, device='cpu')
     batch = next(iter(runner.val_dataloader))
-    with torch.no_grad():
-        ours = distiller.test_step(batch)
+    ours = predict_per_image(distiller, batch)
     for sample in ours:
         theirs = inference_topdown(model, sample.img_path, sample.gt_instances.bboxes)
         assert len(theirs) == 1

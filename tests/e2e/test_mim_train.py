@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import project_script
-from e2e.runner_utils import write_teacher_checkpoint
+from mmdistill.testing.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIGITS = osp.join(ROOT, 'projects', 'digits')

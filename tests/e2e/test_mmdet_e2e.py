@@ -10,9 +10,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from e2e.runner_utils import (checkpoint_keys, latest_checkpoint, logged_history,
-                              logged_loss_terms, set_in_pipeline, train,
-                              write_teacher_checkpoint)
+from mmdistill.testing.runner import (checkpoint_keys, latest_checkpoint, logged_history,
+                                      logged_loss_terms, set_in_pipeline, train,
+                                      write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_detection
 

@@ -13,9 +13,9 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from e2e.pose_utils import loader, small_head, small_pipeline
-from e2e.runner_utils import (latest_checkpoint, logged_loss_terms, train,
-                               write_teacher_checkpoint)
+from mmdistill.testing.rtmpose import loader, small_head, small_pipeline
+from mmdistill.testing.runner import (latest_checkpoint, logged_loss_terms,
+                                      predict_per_image, train, write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_keypoints
 
@@ -95,8 +95,7 @@ def test_kd_train_resume_evaluate_export(pose_root, tmp_path):
     distiller = resumed.model.eval()
     load_checkpoint(distiller, latest_checkpoint(work_dir), map_location='cpu')  # EMA weights
     batch = next(iter(resumed.val_dataloader))
-    with torch.no_grad():
-        ours = distiller.test_step(batch)
+    ours = predict_per_image(distiller, batch)
     for sample in ours:
         theirs = inference_topdown(model, sample.img_path, sample.gt_instances.bboxes)
         assert len(theirs) == 1

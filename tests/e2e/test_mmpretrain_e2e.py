@@ -7,7 +7,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from conftest import project_script
-from e2e.runner_utils import checkpoint_keys, latest_checkpoint, logged_loss_terms, train
+from mmdistill.testing.runner import checkpoint_keys, latest_checkpoint, logged_loss_terms, train
 from mmdistill.apis import export_student
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from torch import nn
 
-from e2e.runner_utils import (checkpoint_keys, latest_checkpoint, logged_history,
-                              logged_loss_terms, set_in_pipeline, train,
-                              write_teacher_checkpoint)
+from mmdistill.testing.runner import (checkpoint_keys, latest_checkpoint, logged_history,
+                                      logged_loss_terms, set_in_pipeline, train,
+                                      write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_seg_dataset
 
@@ -133,8 +133,11 @@ def test_checkpoint_holds_the_student_and_the_teacher_stays_as_loaded(run):
     keys = checkpoint_keys(run.first_checkpoint)
     assert any(k.startswith('student.decode_head.') for k in keys)
     assert not any(k.startswith('teacher.') for k in keys)
-    # Not distributed: the Runner turned the recipe's SyncBN into plain BN in both models.
-    assert not any(isinstance(m, nn.SyncBatchNorm) for m in run.resumed.model.modules())
+    # The recipe's SyncBN is plain BN in both models: the Runner reverts the student's (not
+    # distributed), the distiller the teacher's (frozen, never synchronised).
+    for model in (run.resumed.model.student, run.resumed.model.teacher):
+        assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
     loaded = torch.load(run.teacher_checkpoint, weights_only=False)['state_dict']
     trained = run.resumed.model.teacher.state_dict()
     assert set(trained) == set(loaded)

@@ -3,7 +3,7 @@
     python tools/analysis/benchmark_overhead.py CONFIG[@BxHxW] [CONFIG[@BxHxW] ...]
         [--batch-size 2] [--input-size 224 224] [--warmup 5] [--iters 20] [--threads N]
         [--data synthetic|train] [--teacher-checkpoint PATH] [--cfg-options k=v ...]
-        [--json FILE]
+        [--teacher-dtypes float32 bfloat16 ...] [--json FILE]
 
 For each config: the median milliseconds of (a) the student's training step alone, (b) the
 teacher's forward pass as the distiller runs it (no_grad, stopped after its deepest tap) and
@@ -11,11 +11,18 @@ teacher's forward pass as the distiller runs it (no_grad, stopped after its deep
 and the leaf modules of the teacher that (b) ran and of the student that (c) ran. A config may
 carry its own batch and input size, e.g. ``configs/kd/x.py@2x256x256``; others use
 --batch-size and --input-size. The teacher is not loaded unless --teacher-checkpoint is given
-(its weights do not change the timings).
+(its weights do not change the timings). The table gives the precision the teacher runs in
+(the config's ``model.teacher.dtype``); ``--teacher-dtypes float32 bfloat16`` times each config
+with each teacher precision in turn and gives each row's distillation step against the float32
+teacher's floor too: ``c / f32 floor = (c / a) / (floor_f32 / a_f32)``, each run's times taken
+relative to its own student step (the same network in both runs), so that a change of machine
+load between the runs cancels out. Below 1, distillation costs less than a float32 teacher's
+floor.
 """
 import argparse
 import json
 import re
+from typing import Optional
 
 import torch
 from mmengine.config import DictAction
@@ -23,8 +30,9 @@ from mmengine.config import DictAction
 from mmdistill.apis import benchmark_config
 
 SIZE_SUFFIX = re.compile(r'^(?P<config>.+)@(?P<batch>\d+)x(?P<height>\d+)x(?P<width>\d+)$')
-COLUMNS = ('config', 'input', 'student ms', 'teacher ms', 'distill ms', 'floor ms', 'ratio',
-           'overhead', 'teacher ran', 'student ran')
+COLUMNS = ('config', 'input', 'teacher dtype', 'student ms', 'teacher ms', 'distill ms',
+           'floor ms', 'ratio', 'overhead', 'c / f32 floor', 'teacher ran', 'student ran')
+TEACHER_DTYPES = ('float32', 'bfloat16', 'float16')
 
 
 def parse_args():
@@ -45,6 +53,9 @@ def parse_args():
                         help='load the teacher from this checkpoint (one config only)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries of every config, key=value')
+    parser.add_argument('--teacher-dtypes', nargs='+', choices=TEACHER_DTYPES,
+                        help='time each config with its teacher in each of these precisions '
+                        '(model.teacher.dtype); float32 first, to compare against its floor')
     parser.add_argument('--json', help='also write the numbers to this JSON file')
     args = parser.parse_args()
     if args.teacher_checkpoint and len(args.configs) > 1:
@@ -61,12 +72,24 @@ def split_config(spec: str, batch_size: int, input_size) -> tuple:
             (int(match['height']), int(match['width'])))
 
 
-def table_row(config: str, result) -> tuple:
+def versus_float32_floor(result, float32_result) -> Optional[float]:
+    """The distillation step of ``result`` against the float32 teacher's floor, both relative
+    to the student step of their own run; ``None`` without a float32 run."""
+    if float32_result is None:
+        return None
+    float32_floor = float32_result.floor_ms / float32_result.student_step_ms
+    return result.distill_step_ms / result.student_step_ms / float32_floor
+
+
+def table_row(config: str, result, versus_float32: Optional[float]) -> tuple:
     teacher = result.teacher_modules
-    return (config, 'x'.join(map(str, result.input_shape)), f'{result.student_step_ms:.1f}',
+    versus_float32 = f'{versus_float32:.3f}' if versus_float32 is not None else '-'
+    return (config, 'x'.join(map(str, result.input_shape)), result.teacher_dtype,
+            f'{result.student_step_ms:.1f}',
             f'{result.teacher_forward_ms:.1f}', f'{result.distill_step_ms:.1f}',
             f'{result.floor_ms:.1f}', f'{result.ratio:.3f}', f'{result.overhead_pct:+.1f}%',
-            str(teacher) if teacher else 'no teacher', str(result.student_modules))
+            versus_float32, str(teacher) if teacher else 'no teacher',
+            str(result.student_modules))
 
 
 def print_table(rows) -> None:
@@ -84,20 +107,31 @@ def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    dtypes = sorted(args.teacher_dtypes, key=TEACHER_DTYPES.index) if args.teacher_dtypes \
+        else [None]
     results, records = [], []
     for spec in args.configs:
         config, batch_size, input_size = split_config(spec, args.batch_size, args.input_size)
-        result = benchmark_config(
-            config, batch_size, input_size, data=args.data, cfg_options=args.cfg_options,
-            teacher_checkpoint=args.teacher_checkpoint, warmup=args.warmup, iters=args.iters,
-            seed=args.seed)
-        results.append((config.split('/')[-1], result))
-        records.append(dict(config=config, batch_size=batch_size, data=args.data,
-                            warmup=args.warmup, iters=args.iters,
-                            threads=torch.get_num_threads(), **result.to_dict()))
+        float32_result = None
+        for dtype in dtypes:
+            options = dict(args.cfg_options or {})
+            if dtype is not None:
+                options['model.teacher.dtype'] = dtype
+            result = benchmark_config(
+                config, batch_size, input_size, data=args.data, cfg_options=options or None,
+                teacher_checkpoint=args.teacher_checkpoint, warmup=args.warmup,
+                iters=args.iters, seed=args.seed)
+            if result.teacher_dtype == 'float32':
+                float32_result = result
+            versus_float32 = versus_float32_floor(result, float32_result)
+            results.append((config.split('/')[-1], result, versus_float32))
+            records.append(dict(config=config, batch_size=batch_size, data=args.data,
+                                warmup=args.warmup, iters=args.iters,
+                                threads=torch.get_num_threads(), **result.to_dict(),
+                                versus_float32_floor=versus_float32))
     print()
-    print_table([table_row(name, result) for name, result in results])
-    for name, result in results:
+    print_table([table_row(*row) for row in results])
+    for name, result, _ in results:
         print(f'{name}:')
         if result.teacher_modules:
             print(describe_modules('teacher', result.teacher_modules))

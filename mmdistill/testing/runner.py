@@ -1,4 +1,6 @@
-"""Helpers for end-to-end tests: train, resume, evaluate and export through MMEngine's Runner."""
+"""Running configs through MMEngine's Runner on small data: train, resume, inspect checkpoints
+and logs, shrink pipelines, write untrained teacher checkpoints (the end-to-end tests and
+``tools/smoke_test.py`` use them)."""
 import copy
 import glob
 import os.path as osp
@@ -73,3 +75,14 @@ def logged_loss_terms(runner: Runner) -> dict:
     total = scalars['train/loss'].current()
     assert terms and abs(total - sum(terms.values())) <= 1e-5 * abs(total), (total, terms)
     return terms
+
+
+def predict_per_image(model, batch: dict) -> list:
+    """``model.test_step`` on each image of ``batch`` alone, as single-image inference APIs
+    (``inference_topdown``, ``inference_detector``) run: batches of other sizes may take other
+    kernels, and an untrained head's near-tied maxima can then flip on the last bit."""
+    predictions = []
+    with torch.no_grad():
+        for i in range(len(batch['inputs'])):
+            predictions += model.test_step({key: value[i:i + 1] for key, value in batch.items()})
+    return predictions

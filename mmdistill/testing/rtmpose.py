@@ -1,4 +1,4 @@
-"""Small-input overrides for mmpose's RTMPose configs, shared by the pose end-to-end tests.
+"""Small-input overrides for mmpose's RTMPose configs (the pose end-to-end tests use them).
 
 The SimCC input size of every model and pipeline shrinks from 192×256 to 64×96 (codec, head
 and pipelines together) for speed; mmpose's own dataset class, transforms (the recipe's

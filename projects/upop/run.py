@@ -1,0 +1,137 @@
+"""UPop evidence on the digits: dense DeiT vs UPop vs uniform magnitude pruning.
+
+    PYTHONPATH=. python projects/upop/run.py [--budgets 0.3 0.5] [--seeds N] [--work-dir DIR]
+
+Per seed: trains the dense small DeiT (``configs/deit-digits.py``), then from its checkpoint:
+the dense model again, as long as the pruned ones train (a control: ``dense, retrained``), and
+at each budget UPop (search → compress → retrain in one run, ``configs/upop-deit-digits.py``)
+and uniform magnitude pruning (``configs/magnitude-deit-digits.py``), each exported with
+:func:`export_pruned` and loaded back with ``mmpretrain.get_model``. Then, on one thread:
+parameters, FLOPs (MACs, attention included), images/s at batch 32 (models interleaved,
+medians; seed 0's models), top-1 (mean ± std over seeds) and the per-layer widths UPop chose.
+"""
+import argparse
+import json
+import os.path as osp
+import time
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmpretrain import get_model
+
+import mmdistill  # noqa: F401
+from projects.digits.run import write_digits
+from projects.upop.benchmark import measure
+from projects.upop.upop import export_pruned
+
+HERE = osp.dirname(osp.abspath(__file__))
+CONFIGS = {
+    'dense': 'deit-digits.py',
+    'upop': 'upop-deit-digits.py',
+    'magnitude': 'magnitude-deit-digits.py',
+}
+
+
+def train(config: str, work_dir: str, data_root: str, seed: int, **overrides) -> dict:
+    """Train with MMEngine's Runner, validate; return top-1, time and the last checkpoint.
+
+    A finished run leaves ``result.json`` in its work dir and is not trained again."""
+    done = osp.join(work_dir, 'result.json')
+    if osp.isfile(done):
+        with open(done) as f:
+            return json.load(f)
+    cfg = Config.fromfile(osp.join(HERE, 'configs', config))
+    cfg.work_dir = work_dir
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_root': data_root,
+        'val_dataloader.dataset.data_root': data_root,
+        'test_dataloader.dataset.data_root': data_root,
+        'randomness.seed': seed,
+        **overrides,
+    })
+    runner = Runner.from_cfg(cfg)
+    start = time.perf_counter()
+    runner.train()
+    seconds = time.perf_counter() - start
+    top1 = runner.val_loop.run()['accuracy/top1']
+    checkpoint = osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
+    widths = next((h.describe_widths() for h in runner.hooks if hasattr(h, 'describe_widths')),
+                  '')
+    result = dict(top1=top1, seconds=seconds, checkpoint=checkpoint,
+                  config=osp.join(HERE, 'configs', config), widths=widths)
+    with open(done, 'w') as f:
+        json.dump(result, f)
+    return result
+
+
+def mean_std(values) -> str:
+    values = np.array(values)
+    return f'{values.mean():.2f} ± {values.std(ddof=1):.2f}' if len(values) > 1 \
+        else f'{values[0]:.2f}'
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--budgets', type=float, nargs='+', default=[0.3, 0.5])
+    parser.add_argument('--seeds', type=int, default=1)
+    parser.add_argument('--work-dir', default='work_dirs/upop')
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    data_root = osp.join(args.work_dir, 'data')
+    if not osp.isdir(osp.join(data_root, 'val')):
+        write_digits(data_root)
+    runs = {}
+    for seed in range(args.seeds):
+        dense = train(CONFIGS['dense'], osp.join(args.work_dir, f'dense_seed{seed}'), data_root,
+                      seed)
+        runs.setdefault('dense', []).append(dense)
+        # control: the dense model trained as long again as the pruned ones, same schedule
+        runs.setdefault('dense, retrained', []).append(
+            train(CONFIGS['upop'], osp.join(args.work_dir, f'dense-retrained_seed{seed}'),
+                  data_root, seed, load_from=dense['checkpoint'], custom_hooks=[]))
+        for budget in args.budgets:
+            for method in ('upop', 'magnitude'):
+                name = f'{method} p={budget}'
+                work_dir = osp.join(args.work_dir, f'{method}_p{budget}_seed{seed}')
+                run = train(CONFIGS[method], work_dir, data_root, seed,
+                            load_from=dense['checkpoint'],
+                            **{'custom_hooks.0.budget': budget})
+                run['exported'] = export_pruned(run['config'], run['checkpoint'],
+                                                osp.join(work_dir, 'exported'))
+                runs.setdefault(name, []).append(run)
+
+    # Cost and speed: seed 0's models, loaded back with mmpretrain's own API.
+    models = {'dense': get_model(osp.join(HERE, 'configs', CONFIGS['dense']),
+                                 pretrained=runs['dense'][0]['checkpoint'])}
+    for name, seeds in runs.items():
+        if name not in ('dense', 'dense, retrained'):
+            config, checkpoint = seeds[0]['exported'][1], seeds[0]['exported'][0]
+            models[name] = get_model(config, pretrained=checkpoint)
+    cost = measure(models, image_size=32, batch=32)
+
+    print(f'\nDigits 32×32 (898 train / 899 val), small DeiT (patch 4, 4 layers, 64 dims, '
+          f'4 heads, MLP 256), {args.seeds} seed(s); cost on one thread, batch 32, seed 0')
+    print('| model | params | MACs/image | images/s | speed-up | FLOPs reduction | top-1 (%) |'
+          ' train time (s) |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    cost['dense, retrained'] = cost['dense']
+    for name, seeds in runs.items():
+        c = cost[name]
+        print(f'| {name} | {c["params"]:,} | {c["flops"] / 1e6:.2f} M | '
+              f'{c["images_per_s"]:.0f} | {c["speedup"]:.2f}× | {c["flops_reduction"]:.2f}× | '
+              f'{mean_std([r["top1"] for r in seeds])} | '
+              f'{np.mean([r["seconds"] for r in seeds]):.0f} |')
+    print('\nPer-layer widths (seed by seed):')
+    for name, seeds in runs.items():
+        for seed, run in enumerate(seeds):
+            if run['widths']:
+                print(f'- {name}, seed {seed}: {run["widths"]}')
+    print('\ntop-1 per seed:', {name: [round(r['top1'], 2) for r in seeds]
+                               for name, seeds in runs.items()})
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,280 @@
+"""The structures UPop prunes in an mmpretrain transformer, and how each is masked and sliced.
+
+Two kinds of structure, found by module type, so any model built of mmpretrain's
+``MultiheadAttention`` and mmcv's ``FFN`` (ViT, DeiT, DeiT III, the CLIP vision tower) works
+without a change to mmpretrain:
+
+- ``attn``: the head dimension of one attention layer. Unit ``j`` is the ``j``-th channel of every
+  head's query, key and value; one mask entry scales all ``3·H`` of them (UPop's
+  ``1×1×1×1×head_dim`` mask). Removing it removes ``3·H`` rows of ``qkv`` (weight and bias) and
+  ``H`` columns of ``proj``.
+- ``mlp``: one hidden unit of an FFN, masked after ``fc1``; removing it removes one row of
+  ``fc1`` (weight and bias) and one column of ``fc2``.
+
+A mask is a buffer of the module it belongs to (``<attn>.upop_mask``, ``<ffn>.upop_mask``), so
+it is saved in and resumed from the model's own checkpoints; beside it, ``upop_score`` holds the
+mask's accumulated gradient. Masks are not parameters: no optimizer ever updates them.
+"""
+from functools import partial
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn.bricks.transformer import FFN
+from mmpretrain.models.utils.attention import MultiheadAttention
+from torch import nn
+
+MASK = 'upop_mask'
+SCORE = 'upop_score'
+
+
+class PrunableStructure:
+    """One attention layer's head dimension or one FFN's hidden units, with its mask.
+
+    Subclasses say which parameters a unit owns (:meth:`cuts`) and how the mask enters the
+    forward pass (:meth:`_apply_mask`).
+    """
+
+    kind: str = ''
+
+    def __init__(self, path: str, module: nn.Module):
+        self.path = path
+        self.module = module
+        self._handle = None
+
+    # --------------------------------------------------------------------- description
+    @property
+    def num_units(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def unit_cost(self) -> int:
+        """Parameters removed with one unit (UPop's cost weight)."""
+        raise NotImplementedError
+
+    def cuts(self, keep: torch.Tensor) -> List[tuple]:
+        """``(parameter, dim, index)`` for each parameter sliced when only ``keep`` remain."""
+        raise NotImplementedError
+
+    def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+        """The number of units this structure has in ``state_dict`` (``None``: not in it)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------- masking
+    @property
+    def mask(self) -> torch.Tensor:
+        return getattr(self.module, MASK)
+
+    @property
+    def score(self) -> torch.Tensor:
+        return getattr(self.module, SCORE)
+
+    @property
+    def is_masked(self) -> bool:
+        return MASK in self.module._buffers
+
+    def attach_mask(self) -> None:
+        """Give the module an all-ones mask (requires grad) and a zero score, and apply it."""
+        if self.is_masked:
+            return
+        device = next(self.module.parameters()).device
+        self.module.register_buffer(
+            MASK, torch.ones(self.num_units, device=device, requires_grad=True))
+        self.module.register_buffer(SCORE, torch.zeros(self.num_units, device=device))
+        self._handle = self._masked_linear().register_forward_hook(self._apply_mask)
+
+    def detach_mask(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        for name in (MASK, SCORE):
+            if name in self.module._buffers:
+                delattr(self.module, name)
+
+    def _masked_linear(self) -> nn.Linear:
+        raise NotImplementedError
+
+    def _apply_mask(self, linear, inputs, output):
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------- slicing
+    def prune(self, keep: torch.Tensor,
+              optimizer: Optional[torch.optim.Optimizer] = None) -> None:
+        """Keep only the units ``keep`` (sorted indices). The weights are sliced in place (the
+        parameter objects stay, so an optimizer keeps its references), and so is the
+        optimizer's per-element state of them (momentum, Adam's moments)."""
+        if len(keep) == 0:
+            raise ValueError(f'{self.path}: cannot remove every unit of its {self.kind}')
+        for param, dim, index in self.cuts(keep):
+            state = optimizer.state.get(param, {}) if optimizer is not None else {}
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    state[key] = _slice(value, dim, index)
+            param.data = _slice(param.data, dim, index)
+            param.grad = None
+        self._set_width(len(keep))
+
+    def _set_width(self, width: int) -> None:
+        raise NotImplementedError
+
+
+class AttentionHeadDims(PrunableStructure):
+    """The head dimension of an mmpretrain ``MultiheadAttention``, shared by all its heads.
+
+    Masked: ``[q, k, v] ← [q, k, v] ⊙ α`` with ``α ∈ R^{head_dim}`` broadcast over heads.
+    Compressed: head_dim shrinks to the kept units while the attention keeps its original scale
+    ``head_dim₀^{-1/2}``, so the compressed layer computes exactly what the masked one did.
+    """
+
+    kind = 'attn'
+
+    def __init__(self, path: str, attn: MultiheadAttention):
+        super().__init__(path, attn)
+        if attn.v_shortcut:
+            raise ValueError(f'{path}: UPop cannot prune an attention with v_shortcut=True (its '
+                             'value is added to the output, so its width is fixed)')
+        if not isinstance(attn.qkv, nn.Linear) or attn.qkv.out_features != \
+                3 * attn.num_heads * attn.head_dims:
+            raise ValueError(f'{path}: expected qkv = Linear(in, 3·num_heads·head_dims), got '
+                             f'{attn.qkv}')
+        self.original_head_dims = getattr(attn, 'upop_original_head_dims', attn.head_dims)
+
+    @property
+    def num_units(self) -> int:
+        return self.module.head_dims
+
+    @property
+    def unit_cost(self) -> int:
+        attn = self.module
+        bias = attn.qkv.bias is not None
+        return 3 * attn.num_heads * (attn.qkv.in_features + bias) + \
+            attn.num_heads * attn.proj.out_features
+
+    def cuts(self, keep: torch.Tensor) -> List[tuple]:
+        attn = self.module
+        heads = torch.arange(attn.num_heads)
+        per_head = (heads[:, None] * attn.head_dims + keep[None, :]).flatten()
+        qkv_rows = (torch.arange(3)[:, None] * attn.num_heads * attn.head_dims +
+                    per_head[None, :]).flatten()
+        cuts = [(attn.qkv.weight, 0, qkv_rows), (attn.proj.weight, 1, per_head)]
+        if attn.qkv.bias is not None:
+            cuts.append((attn.qkv.bias, 0, qkv_rows))
+        return cuts
+
+    def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+        weight = state_dict.get(f'{self.path}.qkv.weight')
+        return None if weight is None else weight.shape[0] // (3 * self.module.num_heads)
+
+    def _masked_linear(self) -> nn.Linear:
+        return self.module.qkv
+
+    def _apply_mask(self, linear, inputs, output):
+        # qkv's output channels are laid out as (3, heads, head_dims).
+        return output * self.mask.repeat(3 * self.module.num_heads)
+
+    def _set_width(self, width: int) -> None:
+        shrink_attention(self.module, width)
+
+
+class MLPHiddenUnits(PrunableStructure):
+    """The hidden units of an mmcv ``FFN`` with two fully connected layers.
+
+    Masked: ``fc2(act(fc1(x) ⊙ α))`` with ``α ∈ R^{hidden}``; compressed: the rows of ``fc1`` and
+    columns of ``fc2`` of the kept units (exact when ``act(0) = 0``: GELU, ReLU, ...).
+    """
+
+    kind = 'mlp'
+
+    def __init__(self, path: str, ffn: FFN):
+        super().__init__(path, ffn)
+        layers = ffn.layers
+        if not (len(layers) == 3 and isinstance(layers[0], nn.Sequential)
+                and isinstance(layers[0][0], nn.Linear) and isinstance(layers[1], nn.Linear)):
+            raise ValueError(f'{path}: UPop prunes FFNs with num_fcs=2 (fc1 = layers[0][0], '
+                             f'fc2 = layers[1]); got {layers}')
+        activation = layers[0][1]
+        if activation(torch.zeros(1)).abs().item() != 0:
+            raise ValueError(f'{path}: its activation {activation} is not 0 at 0, so a masked '
+                             'hidden unit would still reach fc2 and pruning would not be exact')
+
+    @property
+    def fc1(self) -> nn.Linear:
+        return self.module.layers[0][0]
+
+    @property
+    def fc2(self) -> nn.Linear:
+        return self.module.layers[1]
+
+    @property
+    def num_units(self) -> int:
+        return self.fc1.out_features
+
+    @property
+    def unit_cost(self) -> int:
+        return self.fc1.in_features + (self.fc1.bias is not None) + self.fc2.out_features
+
+    def cuts(self, keep: torch.Tensor) -> List[tuple]:
+        cuts = [(self.fc1.weight, 0, keep), (self.fc2.weight, 1, keep)]
+        if self.fc1.bias is not None:
+            cuts.append((self.fc1.bias, 0, keep))
+        return cuts
+
+    def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+        weight = state_dict.get(f'{self.path}.layers.0.0.weight')
+        return None if weight is None else weight.shape[0]
+
+    def _masked_linear(self) -> nn.Linear:
+        return self.fc1
+
+    def _apply_mask(self, linear, inputs, output):
+        return output * self.mask
+
+    def _set_width(self, width: int) -> None:
+        self.fc1.out_features = self.fc2.in_features = width
+        self.module.feedforward_channels = width
+
+
+def _slice(tensor: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    return tensor.index_select(dim, index.to(tensor.device)).contiguous()
+
+
+def shrink_attention(attn: MultiheadAttention, head_dims: int) -> None:
+    """Make ``attn`` compute with ``head_dims`` channels per head at its original scale.
+
+    Sets the sizes mmpretrain's ``MultiheadAttention.forward`` reads (``head_dims``,
+    ``embed_dims``: the width of the attention's output before ``proj``) and fixes the scale of
+    ``softmax(q·kᵀ·scale)`` to ``original_head_dims^{-1/2}``; PyTorch's default would be
+    ``head_dims^{-1/2}``. The weights must already have (or get) the matching shapes.
+    """
+    original = getattr(attn, 'upop_original_head_dims', attn.head_dims)
+    attn.upop_original_head_dims = original
+    attn.head_dims = head_dims
+    attn.embed_dims = attn.num_heads * head_dims
+    attn.qkv.out_features = 3 * attn.embed_dims
+    attn.proj.in_features = attn.embed_dims
+    attn.scaled_dot_product_attention = partial(
+        F.scaled_dot_product_attention, scale=original**-0.5)
+
+
+def find_structures(model: nn.Module, prefix: str = '') -> List[PrunableStructure]:
+    """Every prunable attention and FFN in ``model``, in module order.
+
+    Raises:
+        ValueError: ``model`` has none (it is not built of mmpretrain's ``MultiheadAttention``
+            and mmcv's ``FFN``), or one of them cannot be pruned exactly.
+    """
+    found = []
+    for name, module in model.named_modules():
+        path = f'{prefix}.{name}' if prefix and name else (prefix or name)
+        if type(module) is MultiheadAttention:
+            found.append(AttentionHeadDims(path, module))
+        elif isinstance(module, FFN):
+            found.append(MLPHiddenUnits(path, module))
+    if not found:
+        raise ValueError(
+            f'UPop found no attention or MLP to prune in {prefix or "the model"} '
+            f'({type(model).__name__}): it prunes layers built of mmpretrain\'s '
+            'MultiheadAttention and mmcv\'s FFN, as in mmpretrain\'s VisionTransformer '
+            '(ViT, DeiT, DeiT III). Point the hook at such a model (model_path=..., '
+            'scope=...).')
+    return found

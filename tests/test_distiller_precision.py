@@ -1,0 +1,179 @@
+"""The distiller under autocast, with a half-precision teacher, with a loss switched off, and
+the teacher's logged time (real mmpretrain models; the multi-process runs are in
+tests/e2e/test_distributed_e2e.py)."""
+import time
+
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+from conftest import classification_batch, tiny_classifier
+from mmdistill.distillers import Distiller
+from mmdistill.losses import HintonKDLoss
+
+KD = dict(type='HintonKDLoss', tau=2.0,
+          inputs=dict(student_logits='student.head.fc', teacher_logits='teacher.head.fc'))
+# Student layer2 (8 channels, 8×8) against teacher layer2 (16 channels, 8×8), aligned by a conv.
+FEA = dict(type='FeatureMSELoss', student_channels=8, teacher_channels=16,
+           inputs=dict(student_feature='student.backbone.layer2',
+                       teacher_feature='teacher.backbone.layer2'))
+
+
+def build(teacher_files, losses, **teacher_options):
+    config, checkpoint = teacher_files
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return Distiller(student=tiny_classifier(4),
+                         teacher=dict(config=config, checkpoint=checkpoint, **teacher_options),
+                         distill_losses=losses)
+
+
+def record_loss_calls(distiller) -> dict:
+    """``name -> (kwargs, autocast on?)`` of each distillation loss's last call."""
+    seen = {}
+    for name, loss in distiller.distill_losses.items():
+        loss.register_forward_pre_hook(
+            lambda module, args, kwargs, name=name: seen.__setitem__(
+                name, (kwargs, torch.is_autocast_enabled('cpu'))), with_kwargs=True)
+    return seen
+
+
+def record_outputs(module) -> list:
+    """The outputs of each call of ``module`` from now on (seen before the taps' hooks, which
+    stop the teacher once they have recorded)."""
+    outputs = []
+    module.register_forward_hook(lambda m, args, output: outputs.append(output), prepend=True)
+    return outputs
+
+
+def test_losses_compute_in_float32_from_copies_of_bf16_features(teacher_files):
+    distiller = build(teacher_files, dict(kd=KD, fea=FEA))
+    seen = record_loss_calls(distiller)
+    student_fc = record_outputs(distiller.student.head.fc)
+    teacher_fc = record_outputs(distiller.teacher.head.fc)
+    inputs, samples = classification_batch()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = distiller(inputs, samples, mode='loss')
+    # The networks ran in bfloat16; each loss got float32 copies, with autocast off.
+    assert student_fc[0].dtype == teacher_fc[0].dtype == torch.bfloat16
+    for name in ('kd', 'fea'):
+        kwargs, autocast_on = seen[name]
+        assert not autocast_on
+        assert all(v.dtype == torch.float32 for v in kwargs.values()), name
+        assert losses[f'loss_{name}'].dtype == torch.float32
+    kd_args = seen['kd'][0]
+    assert torch.equal(kd_args['student_logits'], student_fc[0].float())
+    assert torch.equal(kd_args['teacher_logits'], teacher_fc[0].float())
+    expected = HintonKDLoss(tau=2.0)(student_fc[0].float(), teacher_fc[0].float())
+    assert losses['loss_kd'].item() == pytest.approx(expected.item(), rel=1e-6)
+    # The gradient goes back through the bfloat16 student.
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    grad = distiller.student.backbone.conv1.weight.grad
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_sum_of_squares_beyond_float16_range_stays_finite_under_fp16_autocast(teacher_files):
+    distiller = build(teacher_files, dict(fea=FEA))
+    seen = record_loss_calls(distiller)
+    inputs, samples = classification_batch()
+    with torch.autocast('cpu', dtype=torch.float16):
+        # The teacher's BN has its initial statistics: its features grow with the input.
+        losses = distiller(300 * inputs, samples, mode='loss')
+    student, teacher = seen['fea'][0]['student_feature'], seen['fea'][0]['teacher_feature']
+    assert student.dtype == teacher.dtype == torch.float32
+    with torch.no_grad():
+        squared = (distiller.distill_losses.fea.align(student) - teacher)**2
+    n = inputs.shape[0]
+    assert torch.isinf(squared.half().sum())  # what float16 arithmetic would give
+    expected = squared.sum() / n  # loss_weight 1, reduction 'batch'
+    assert expected > 65504  # float16's largest value
+    assert torch.isfinite(losses['loss_fea'])
+    assert losses['loss_fea'].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_bf16_teacher_keeps_its_precision_and_losses_get_float32(teacher_files):
+    reference = build(teacher_files, dict(kd=KD))
+    distiller = build(teacher_files, dict(kd=KD), dtype='bfloat16')
+    assert distiller.teacher_dtype == torch.bfloat16
+    assert all(p.dtype == torch.bfloat16 for p in distiller.teacher.parameters())
+    assert distiller.teacher.backbone.bn1.running_var.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in distiller.student.parameters())
+    for key, value in reference.teacher.state_dict().items():  # the same teacher, rounded
+        if value.is_floating_point():
+            assert torch.equal(distiller.teacher.state_dict()[key], value.bfloat16()), key
+    seen = record_loss_calls(distiller)
+    teacher_fc = record_outputs(distiller.teacher.head.fc)
+    inputs, samples = classification_batch()
+    losses = distiller(inputs, samples, mode='loss')
+    # An outer float16 autocast (AmpOptimWrapper's) does not change the teacher's precision.
+    with torch.autocast('cpu', dtype=torch.float16):
+        distiller(inputs, samples, mode='loss')
+    assert teacher_fc[0].dtype == teacher_fc[1].dtype == torch.bfloat16
+    kd_args = seen['kd'][0]
+    assert kd_args['teacher_logits'].dtype == torch.float32
+    assert torch.equal(kd_args['teacher_logits'], teacher_fc[1].float())
+    # Close to the float32 teacher's logits, within bfloat16's precision.
+    with torch.no_grad():
+        float32_logits = reference.teacher(inputs, mode='tensor')
+    torch.testing.assert_close(teacher_fc[0].float(), float32_logits, rtol=0.05, atol=0.05)
+    assert not torch.equal(teacher_fc[0].float(), float32_logits)
+    assert torch.isfinite(losses['loss_kd'])
+
+
+def test_teacher_dtype_errors_name_the_fix(teacher_files):
+    with pytest.raises(ValueError, match="teacher dtype must be one of \\['float32', "
+                                         "'bfloat16', 'float16'\\], got 'float64'"):
+        build(teacher_files, dict(kd=KD), dtype='float64')
+    config, checkpoint = teacher_files
+    with pytest.raises(ValueError, match='shared_modules \\[.backbone.\\] need a float32 '
+                                         'teacher.*Remove teacher.dtype'):
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            Distiller(student=tiny_classifier(8), shared_modules=['backbone'],
+                      teacher=dict(config=config, checkpoint=checkpoint, dtype='float16'),
+                      distill_losses=dict(kd=KD))
+
+
+def test_a_teacher_that_fails_in_half_precision_names_dtype_device_and_fix(teacher_files):
+    distiller = build(teacher_files, dict(kd=KD), dtype='float16')
+
+    def unsupported(*args):  # what torch raises where a kernel lacks the dtype
+        raise RuntimeError('"slow_conv2d_cpu" not implemented for \'Half\'')
+
+    distiller.teacher.backbone.register_forward_pre_hook(unsupported)
+    with pytest.raises(RuntimeError, match="the teacher failed in torch.float16 on cpu "
+                                           "\(.*not implemented for 'Half'\).*try "
+                                           "teacher.dtype='bfloat16'.*or remove teacher.dtype"):
+        distiller(*classification_batch(), mode='loss')
+
+
+def test_switched_off_loss_is_an_exact_zero_that_reaches_its_parameters(teacher_files):
+    distiller = build(teacher_files, dict(kd=KD, fea=FEA))
+    calls = []
+    distiller.teacher.backbone.register_forward_hook(lambda *a: calls.append('teacher'))
+    for name, loss in distiller.distill_losses.items():
+        loss.register_forward_hook(lambda *a, name=name: calls.append(name))
+    for name in ('kd', 'fea'):
+        distiller.set_loss_scale(name, 0.0)
+    inputs, samples = classification_batch()
+    losses = distiller(inputs, samples, mode='loss')
+    assert calls == []  # neither the teacher nor any loss ran
+    assert losses['loss_kd'].item() == losses['loss_fea'].item() == 0.0
+    assert losses['teacher_time'].item() == 0.0
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    align = distiller.distill_losses.fea.align.weight
+    assert align.grad is not None and not align.grad.any()  # reached, with a zero gradient
+    # The student's gradients are those of its own loss alone.
+    own = {n: p.grad.clone() for n, p in distiller.student.named_parameters()}
+    distiller.zero_grad(set_to_none=True)
+    distiller.student.loss(inputs, samples)['loss'].backward()
+    for name, param in distiller.student.named_parameters():
+        torch.testing.assert_close(own[name], param.grad, rtol=0, atol=0, msg=name)
+
+
+def test_teacher_time_is_logged_when_the_teacher_runs(teacher_files):
+    distiller = build(teacher_files, dict(kd=KD))
+    # A teacher that takes at least 50 ms more; the student's own forward is not slowed.
+    distiller.teacher.backbone.register_forward_pre_hook(lambda *a: time.sleep(0.05))
+    start = time.perf_counter()
+    losses = distiller(*classification_batch(), mode='loss')
+    step = time.perf_counter() - start
+    assert 0.05 <= losses['teacher_time'].item() < step

@@ -1,0 +1,328 @@
+"""UPop (projects/upop): masks, the unified search, exact compression, export, cost counts."""
+import math
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from mmdistill.apis.complexity import count_flops
+from projects.upop.upop import (AttentionHeadDims, UniformMagnitudePruningHook,
+                                UPopHook, find_structures, progressive_share,
+                                pruned_model_config, select_units)
+
+EMBED, HEADS, HEAD_DIMS, HIDDEN, LAYERS, CLASSES = 16, 2, 8, 32, 2, 5
+IMAGE, PATCH = 16, 4
+TOKENS = (IMAGE // PATCH)**2 + 1
+
+
+def tiny_deit(**backbone) -> dict:
+    return dict(
+        type='ImageClassifier',
+        backbone=dict(type='VisionTransformer', img_size=IMAGE, patch_size=PATCH,
+                      arch=dict(embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS,
+                                feedforward_channels=HIDDEN), **backbone),
+        neck=None,
+        head=dict(type='VisionTransformerClsHead', num_classes=CLASSES, in_channels=EMBED))
+
+
+def build(cfg: dict):
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():  # random biases too: a lost qkv bias must show
+        for param in model.parameters():
+            param.normal_(0, 0.3)
+    return model.eval()
+
+
+@pytest.fixture
+def model():
+    return build(tiny_deit())
+
+
+@pytest.fixture
+def images():
+    torch.manual_seed(1)
+    return torch.randn(3, 3, IMAGE, IMAGE)
+
+
+def masked_structures(model):
+    structures = find_structures(model.backbone, 'backbone')
+    for structure in structures:
+        structure.attach_mask()
+    return structures
+
+
+def random_keeps(structures, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    keeps = []
+    for structure in structures:
+        n = structure.num_units
+        keep = torch.randperm(n, generator=generator)[:int(torch.randint(1, n, (1, ),
+                                                                         generator=generator))]
+        keeps.append(torch.sort(keep).values)
+    return keeps
+
+
+# ------------------------------------------------------------------------------ masks
+def test_structures_found_in_module_order(model):
+    structures = find_structures(model.backbone, 'backbone')
+    assert [(s.kind, s.path) for s in structures] == [
+        ('attn', 'backbone.layers.0.attn'), ('mlp', 'backbone.layers.0.ffn'),
+        ('attn', 'backbone.layers.1.attn'), ('mlp', 'backbone.layers.1.ffn')]
+    # one head-dim slice: 3·H rows of qkv (with bias) + H columns of proj; an MLP unit:
+    # a row of fc1 (with bias) + a column of fc2 (the reference's 9234 and 769 for DeiT-S).
+    assert structures[0].unit_cost == 3 * HEADS * (EMBED + 1) + HEADS * EMBED
+    assert structures[1].unit_cost == 2 * EMBED + 1
+
+
+def test_all_ones_masks_change_nothing(model, images):
+    before = model(images)
+    structures = masked_structures(model)
+    after = model(images)
+    assert torch.equal(before, after)
+    # the masks receive gradients (and nothing else is added to the model's parameters)
+    after.sum().backward()
+    assert all(s.mask.grad is not None and s.mask.grad.abs().sum() > 0 for s in structures)
+    assert not any('upop' in name for name, _ in model.named_parameters())
+
+
+def test_attention_mask_zeroes_that_channel_of_q_k_v(model, images):
+    """A zero mask entry equals zeroing that channel of q, k, v in every head by hand."""
+    structures = masked_structures(model)
+    attn_mask = structures[0].mask
+    with torch.no_grad():
+        attn_mask[3] = 0
+    masked = model(images)
+    for structure in structures:
+        structure.detach_mask()
+    attn = model.backbone.layers[0].attn
+    rows = [part * HEADS * HEAD_DIMS + head * HEAD_DIMS + 3 for part in range(3)
+            for head in range(HEADS)]
+    with torch.no_grad():
+        attn.qkv.weight[rows] = 0
+        attn.qkv.bias[rows] = 0
+    torch.testing.assert_close(model(images), masked, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- compression
+def test_masked_equals_compressed(model, images):
+    structures = masked_structures(model)
+    keeps = random_keeps(structures)
+    with torch.no_grad():
+        for structure, keep in zip(structures, keeps):
+            structure.mask.zero_()
+            structure.mask[keep] = 1
+    masked = model(images)
+    for structure, keep in zip(structures, keeps):
+        structure.detach_mask()
+        structure.prune(keep)
+    compressed = model(images)
+    torch.testing.assert_close(compressed, masked, rtol=0, atol=1e-5)
+    attn = model.backbone.layers[0].attn
+    width = len(keeps[0])
+    assert attn.qkv.weight.shape == (3 * HEADS * width, EMBED)
+    assert attn.qkv.bias.shape == (3 * HEADS * width, )  # the reference loses the bias here
+    assert attn.proj.weight.shape == (EMBED, HEADS * width)
+    assert model.backbone.layers[0].ffn.layers[0][0].weight.shape == (len(keeps[1]), EMBED)
+    # The original scale head_dim₀^-1/2 is what makes them equal: PyTorch's default scale for
+    # the narrower heads does not.
+    attn.scaled_dot_product_attention = F.scaled_dot_product_attention
+    assert not torch.allclose(model(images), masked, atol=1e-3)
+
+
+def test_compressed_parameters_and_flops_match_hand_count(model, images):
+    structures = find_structures(model.backbone, 'backbone')
+    keeps = random_keeps(structures, seed=3)
+    for structure, keep in zip(structures, keeps):
+        structure.prune(keep)
+    head_dims = [len(k) for k in keeps[0::2]]
+    hidden = [len(k) for k in keeps[1::2]]
+    d, n = EMBED, TOKENS
+    params = (3 * PATCH * PATCH * d + d) + d + n * d  # patch embedding, cls token, positions
+    macs = (n - 1) * d * 3 * PATCH * PATCH
+    for width, units in zip(head_dims, hidden):
+        inner = HEADS * width
+        params += 2 * 2 * d  # two LayerNorms
+        params += (d + 1) * 3 * inner + (inner + 1) * d  # qkv, proj
+        params += (d + 1) * units + (units + 1) * d  # fc1, fc2
+        macs += 2 * 5 * n * d  # MMEngine counts a LayerNorm as 5 per element
+        macs += n * d * 3 * inner + n * inner * d  # qkv, proj
+        macs += HEADS * n * n * width * 2  # q·kᵀ and attention·v
+        macs += n * d * units + n * units * d  # fc1, fc2
+    params += 2 * d + d * CLASSES + CLASSES  # final LayerNorm, head
+    macs += 5 * n * d + d * CLASSES
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert count_flops(model, images[:1]) == macs
+
+
+# ------------------------------------------------------------------------------ search
+def test_schedule_rises_to_exactly_the_budget():
+    total, budget = 7, 0.4
+    shares = [progressive_share(t, total, budget) for t in range(total)]
+    assert shares[-1] == budget
+    assert shares[0] == pytest.approx(budget * math.sin(math.pi / (2 * total)))
+    assert all(a < b for a, b in zip(shares, shares[1:]))
+    with pytest.raises(ValueError, match='outside the search'):
+        progressive_share(total, total, budget)
+
+
+def test_selection_standardises_per_kind_and_ranks_jointly():
+    # attention scores are tiny in absolute terms and MLP ones large: only standardisation
+    # per kind lets the top attention unit (index 2) compete with the MLP units.
+    attn, mlp = torch.tensor([1e-6, 2e-6, 9e-6, 3e-6]), torch.tensor([100., 300., 200., 400.])
+    # costs: attention unit 3, MLP unit 1; total 16. Standardised ranking:
+    # attn2 (1.46), mlp3 (1.16), mlp1 (0.39), attn3 ...; share 4/16 → attn2 + mlp3.
+    chosen = select_units([attn, mlp], ['attn', 'mlp'], [3, 1], share=4 / 16)
+    assert chosen[0].tolist() == [False, False, True, False]
+    assert chosen[1].tolist() == [False, False, False, True]
+
+
+def test_final_selection_prunes_exactly_the_budget(model):
+    """At t = T−1, the pruned share of the cost is exactly p when p is reachable."""
+    hook = UPopHook(budget=0.5, search_iters=4, interval=1, scope='backbone')
+    hook.structures = masked_structures(model)
+    costs = [s.num_units * s.unit_cost for s in hook.structures]
+    # scores 0..n−1 in every structure: after standardisation per kind, exactly the upper half
+    # of each structure's units are positive, and they make up half of the cost.
+    for structure in hook.structures:
+        structure.score.copy_(torch.arange(structure.num_units, dtype=torch.float))
+    for step in range(4):
+        share = hook.update_masks(step)
+        value = torch.tensor(1 - progressive_share(step, 4, 0.5) / 0.5).item()  # in float32
+        for structure in hook.structures:
+            assert set(structure.mask.unique().tolist()) == {1.0, value}
+    assert share == 0.5
+    pruned = sum(int((s.mask == 0).sum()) * s.unit_cost for s in hook.structures)
+    assert pruned == sum(costs) / 2
+    assert all(int((s.mask == 0).sum()) == s.num_units // 2 for s in hook.structures)
+
+
+# ------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize('budget', [0, 1, -0.2, 1.5])
+def test_budget_outside_zero_one(budget):
+    with pytest.raises(ValueError, match=r'budget must be in \(0, 1\)'):
+        UPopHook(budget=budget, search_iters=10)
+    with pytest.raises(ValueError, match=r'budget must be in \(0, 1\)'):
+        UniformMagnitudePruningHook(budget=budget)
+
+
+def test_budget_that_removes_a_whole_layer(model):
+    class FakeRunner:
+        pass
+    runner = FakeRunner()
+    runner.model = model
+    with pytest.raises(ValueError, match='would remove whole attention or MLP layers'):
+        UPopHook(budget=0.99, search_iters=10).before_run(runner)
+
+    # The ranking wants all of layer 0's attention first: its lowest-ranked unit stays.
+    hook = UPopHook(budget=0.6, search_iters=2, interval=1, scope='backbone')
+    hook.structures = masked_structures(build(tiny_deit()))
+    hook.structures[0].score.copy_(100. + torch.arange(HEAD_DIMS))
+    hook.update_masks(1)
+    assert hook.structures[0].mask.tolist() == [1.0] + [0.0] * (HEAD_DIMS - 1)
+
+
+def test_model_without_attention_or_mlp():
+    resnet = build(dict(type='ImageClassifier',
+                        backbone=dict(type='ResNet_CIFAR', depth=18, base_channels=4,
+                                      stem_channels=4),
+                        neck=dict(type='GlobalAveragePooling'),
+                        head=dict(type='LinearClsHead', num_classes=3, in_channels=32)))
+    with pytest.raises(ValueError, match="no attention or MLP to prune.*MultiheadAttention"):
+        find_structures(resnet)
+
+
+def test_attention_with_v_shortcut_is_refused():
+    from mmpretrain.models.utils.attention import MultiheadAttention
+    with pytest.raises(ValueError, match='v_shortcut'):
+        AttentionHeadDims('attn', MultiheadAttention(16, 2, input_dims=8, v_shortcut=True))
+
+
+# ------------------------------------------------------------------------------ export
+def test_pruned_config_expresses_widths(model, images, tmp_path):
+    """MLP widths in mmpretrain's layer_cfgs, head dims via mmdistill.UPopPrunedBackbone:
+    a model built from the written config with the compressed weights gives the same output."""
+    from mmpretrain import get_model
+    structures = find_structures(model.backbone, 'backbone')
+    keeps = random_keeps(structures, seed=5)
+    for structure, keep in zip(structures, keeps):
+        structure.prune(keep)
+    head_dims = [len(k) for k in keeps[0::2]]
+    hidden = [len(k) for k in keeps[1::2]]
+    cfg = pruned_model_config(tiny_deit(), head_dims, hidden)
+    assert cfg['backbone']['type'] == 'mmdistill.UPopPrunedBackbone'
+    assert [c['feedforward_channels'] for c in cfg['backbone']['backbone']['layer_cfgs']] == \
+        hidden
+    path = osp.join(tmp_path, 'pruned.py')
+    Config(dict(model=cfg, default_scope='mmpretrain',
+                custom_imports=dict(imports=['projects.upop.upop']))).dump(path)
+    checkpoint = osp.join(tmp_path, 'pruned.pth')
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
+    loaded = get_model(path, pretrained=checkpoint)
+    torch.testing.assert_close(loaded(images), model(images), rtol=0, atol=1e-6)
+    # only MLPs narrowed: a plain mmpretrain config
+    assert pruned_model_config(tiny_deit(), [HEAD_DIMS] * LAYERS, hidden,
+                               attention_narrowed=False)['backbone']['type'] == \
+        'VisionTransformer'
+
+
+def test_magnitude_keeps_the_largest_units(model):
+    hook = UniformMagnitudePruningHook(budget=0.5, scope='backbone')
+    hook.structures = find_structures(model.backbone, 'backbone')
+    ffn = model.backbone.layers[0].ffn
+    fc1, fc2 = ffn.layers[0][0], ffn.layers[1]
+    norms = fc1.weight.abs().sum(1) + fc1.bias.abs() + fc2.weight.abs().sum(0)
+    expected = torch.sort(torch.topk(norms, HIDDEN // 2).indices).values
+    kept_rows = fc1.weight[expected].clone()
+
+    class FakeRunner:
+        pass
+    hook.before_train(FakeRunner())
+    assert torch.equal(fc1.weight, kept_rows)
+    assert hook.describe_widths() == (f'attn head dims {[HEAD_DIMS // 2] * LAYERS}; '
+                                      f'mlp hidden units {[HIDDEN // 2] * LAYERS}')
+
+
+def test_deit_small_config_reproduces_the_reference_costs():
+    """The ImageNet config: DeiT-S has 12 attention and 12 MLP structures; a head-dim slice
+    costs 9234 parameters and an MLP unit 769, the reference's cost weights."""
+    from mmengine.registry import HOOKS
+    cfg = Config.fromfile(osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'projects',
+                                   'upop', 'configs', 'upop_deit-small_60s-300r_in1k-50.py'))
+    hook = HOOKS.build(cfg.custom_hooks[0])
+    assert (hook.budget, hook.search_epochs, hook.interval) == (0.5, 60, 800)
+    assert cfg.train_cfg.max_epochs == 360
+    with torch.device('meta'):
+        model = build_meta(cfg.model)
+    structures = find_structures(model.backbone, 'backbone')
+    assert [s.kind for s in structures] == ['attn', 'mlp'] * 12
+    assert {s.unit_cost for s in structures if s.kind == 'attn'} == {9234}
+    assert {s.unit_cost for s in structures if s.kind == 'mlp'} == {769}
+
+
+def build_meta(cfg):
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(cfg)
+
+
+def test_pruning_slices_the_optimizer_state_alike(model, images):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(images).sum().backward()
+    optimizer.step()
+    structure = find_structures(model.backbone, 'backbone')[0]  # layer 0's attention
+    qkv = model.backbone.layers[0].attn.qkv
+    dense_moment = optimizer.state[qkv.bias]['exp_avg'].clone()
+    keep = torch.tensor([1, 4, 6])
+    structure.prune(keep, optimizer)
+    rows = [part * HEADS * HEAD_DIMS + head * HEAD_DIMS + k for part in range(3)
+            for head in range(HEADS) for k in keep.tolist()]
+    assert torch.equal(optimizer.state[qkv.bias]['exp_avg'], dense_moment[rows])
+    assert optimizer.state[qkv.weight]['exp_avg_sq'].shape == qkv.weight.shape
+    model(images).sum().backward()
+    optimizer.step()  # the optimizer runs on with the same parameter objects
