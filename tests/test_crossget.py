@@ -13,7 +13,7 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 from conftest import project_script
-from e2e.runner_utils import write_teacher_checkpoint
+from mmdistill.testing.runner import write_teacher_checkpoint
 from projects.crossget.crossget import (ImageTextDualEncoder, apply_token_merging,
                                         bipartite_soft_matching, complete_graph_soft_matching,
                                         cross_token_js_loss, flop_analyzer, merge_tokens)
