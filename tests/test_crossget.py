@@ -117,6 +117,16 @@ def test_complete_graph_matching_by_hand():
     assert torch.allclose(plan.weights.squeeze(-1), importance.exp())
 
 
+def test_ordering_lets_only_one_of_two_mutual_best_matches_leave():
+    """Tokens 0 and 1 are each other's best match, and so are 2 and 3. Without the ordering
+    both 0 and 1 would score lowest and leave (into worse partners); with it one token of
+    each pair leaves, into the other."""
+    keys = torch.tensor([[[1., 0., 0.], [1., .05, 0.], [0., 1., 0.], [0., 1., .5], [0., 0., 1.]]])
+    plan = complete_graph_soft_matching(keys, 2, torch.tensor([[0., 0., 1.]]))
+    pairs = sorted(zip(plan.src[0].tolist(), plan.dst[0].tolist()))
+    assert pairs[0] in [(0, 1), (1, 0)] and pairs[1] in [(2, 3), (3, 2)]
+
+
 def test_cross_guided_ensemble_is_a_size_aware_softmax_average():
     x = torch.tensor([[[1., 0.], [0., 1.], [5., 5.]]])
     sizes = torch.tensor([[[2.], [1.], [1.]]])
