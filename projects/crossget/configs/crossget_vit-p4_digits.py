@@ -1,0 +1,11 @@
+# CrossGET token merging on the digits ViT: complete-graph soft matching guided by the class
+# token, cross-guided ensemble, proportional attention. 65 -> 41 tokens with r=4 per layer.
+_base_ = ['./vit-p4_digits.py']
+custom_imports = dict(imports=['projects.crossget.crossget'], allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='mmdistill.token_merging_model',
+    model=_base_.model,
+    r=4,
+    matcher='crossget')

@@ -1,0 +1,346 @@
+"""projects/crossget: token merging on mmpretrain's ViT (CrossGET and ToMe matchers),
+proportional attention, the attention FLOPs handle, the CLIP-style dual encoder with cross
+tokens, and the configs (merging alone and with distillation) through MMEngine's Runner."""
+import copy
+import math
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+from mmengine.runner import Runner
+
+from conftest import project_script
+from mmdistill.testing.runner import write_teacher_checkpoint
+from projects.crossget.crossget import (ImageTextDualEncoder, apply_token_merging,
+                                        bipartite_soft_matching, complete_graph_soft_matching,
+                                        cross_token_js_loss, flop_analyzer, merge_tokens)
+from projects.crossget.crossget.matching import MergePlan, get_matcher
+from projects.crossget.crossget.token_merging import SizeAwareAttention, TokenMergingState
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PROJECT = osp.join(ROOT, 'projects', 'crossget')
+CONFIGS = osp.join(PROJECT, 'configs')
+MATCHER_NAMES = ('crossget', 'tome')
+EMBED, HEADS, LAYERS = 24, 2, 3
+
+
+def tiny_vit(distilled: bool = False, out_type: str = 'cls_token') -> torch.nn.Module:
+    """A real mmpretrain (Distilled)VisionTransformer: 16×16 images, patch 4, 16 patches."""
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    torch.manual_seed(0)
+    cfg = dict(type='DistilledVisionTransformer' if distilled else 'VisionTransformer',
+               arch=dict(embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS,
+                         feedforward_channels=2 * EMBED),
+               img_size=16, patch_size=4, out_type=out_type)
+    model = MMPRETRAIN_MODELS.build(cfg)
+    # random class/position embeddings so that the tokens differ from the start
+    for name in ('cls_token', 'pos_embed', 'dist_token'):
+        if hasattr(model, name):
+            torch.nn.init.normal_(getattr(model, name), std=0.5)
+    model.eval()  # mmpretrain backbones' train() returns None: no chaining
+    return model
+
+
+def images(n: int = 3) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(n, 3, 16, 16)
+
+
+# ------------------------------------------------------------------------------ identities
+@pytest.mark.parametrize('matcher', MATCHER_NAMES)
+def test_r0_leaves_outputs_unchanged(matcher):
+    plain = tiny_vit(out_type='raw')
+    merging = copy.deepcopy(plain)
+    apply_token_merging(merging, 0, matcher=matcher)
+    x = images()
+    assert torch.equal(plain(x)[0], merging(x)[0])
+
+
+@pytest.mark.parametrize('matcher', MATCHER_NAMES)
+@pytest.mark.parametrize('distilled', [False, True])
+def test_sizes_sum_to_token_count_and_protected_tokens_stay_alone(matcher, distilled):
+    vit = tiny_vit(distilled=distilled, out_type='raw')
+    state = apply_token_merging(vit, [3, 2, 4], matcher=matcher, trace_source=True)
+    out = vit(images())[0]
+    num_tokens = 16 + vit.num_extra_tokens
+    assert out.shape[1] == num_tokens - 9
+    assert torch.equal(state.sizes.sum(dim=1).squeeze(-1), torch.full((3, ), num_tokens * 1.))
+    # every input token is in exactly one output token, and a token's size counts its sources
+    assert torch.equal(state.source.sum(dim=1), torch.ones(3, num_tokens))
+    assert torch.equal(state.source.sum(dim=2, keepdim=True), state.sizes)
+    for index in range(vit.num_extra_tokens):
+        assert torch.equal(state.source[:, index], F.one_hot(
+            torch.tensor(index), num_tokens).float().expand(3, -1))
+
+
+def test_cross_token_is_protected_and_dropped_at_the_end():
+    vit = tiny_vit(out_type='raw')
+    state = apply_token_merging(vit, 4, matcher='crossget', cross_token=True, trace_source=True)
+    out = vit(images())[0]
+    assert out.shape[1] == 17 - 12  # the cross token left with the last layer
+    # before the last layer dropped it, the cross token (the 18th input) was alone
+    assert torch.equal(state.source[:, -1], F.one_hot(torch.tensor(17), 18).float().expand(3, -1))
+    assert len(state.cross_states) == LAYERS
+
+
+@pytest.mark.parametrize('matcher', MATCHER_NAMES)
+def test_no_token_merges_twice_in_a_layer(matcher):
+    torch.manual_seed(0)
+    keys = torch.randn(8, 20, 6)
+    keys[:, 10:] = keys[:, :10]  # exact duplicates: many equally good partners
+    plan = get_matcher(matcher)(keys, 10, torch.randn(8, 6))
+    for src, dst in zip(plan.src.tolist(), plan.dst.tolist()):
+        assert len(set(src)) == 10  # each source leaves once
+        assert not set(src) & set(dst)  # a destination never also leaves (no chains)
+
+
+def test_bipartite_matching_links_a_to_b_by_best_similarity():
+    # A = tokens 0, 2; B = tokens 1, 3. Token 2 is closest to token 3, token 0 to token 1
+    # but less so: with r = 1 only 2 -> 3 merges.
+    keys = torch.tensor([[[1., 0.], [1., 1.], [0., 1.], [0., 1.]]])
+    plan = bipartite_soft_matching(keys, 1)
+    assert plan.src.tolist() == [[2]] and plan.dst.tolist() == [[3]] and plan.weights is None
+
+
+def test_complete_graph_matching_by_hand():
+    # tokens 0 and 1 are identical, 2 is near them, 3 is apart; the guide points at token 3.
+    keys = torch.tensor([[[1., 0., 0.], [1., 0., 0.], [1., 0.2, 0.], [0., 0., 1.]]])
+    guide = torch.tensor([[0., 0., 1.]])
+    plan = complete_graph_soft_matching(keys, 1, guide)
+    # 0 and 1 are each other's best (similarity 1); ordered first, 0 sees 1, 1 sees only
+    # 2 and 3: scores 0 - 1, 0 - cos(1, 2), ... -> token 0 leaves, into its best non-source 1
+    assert plan.src.tolist() == [[0]] and plan.dst.tolist() == [[1]]
+    importance = F.cosine_similarity(keys, guide[:, None], dim=-1)
+    assert torch.allclose(plan.weights.squeeze(-1), importance.exp())
+
+
+def test_ordering_lets_only_one_of_two_mutual_best_matches_leave():
+    """Tokens 0 and 1 are each other's best match, and so are 2 and 3. Without the ordering
+    both 0 and 1 would score lowest and leave (into worse partners); with it one token of
+    each pair leaves, into the other."""
+    keys = torch.tensor([[[1., 0., 0.], [1., .05, 0.], [0., 1., 0.], [0., 1., .5], [0., 0., 1.]]])
+    plan = complete_graph_soft_matching(keys, 2, torch.tensor([[0., 0., 1.]]))
+    pairs = sorted(zip(plan.src[0].tolist(), plan.dst[0].tolist()))
+    assert pairs[0] in [(0, 1), (1, 0)] and pairs[1] in [(2, 3), (3, 2)]
+
+
+def test_cross_guided_ensemble_is_a_size_aware_softmax_average():
+    x = torch.tensor([[[1., 0.], [0., 1.], [5., 5.]]])
+    sizes = torch.tensor([[[2.], [1.], [1.]]])
+    importance = torch.tensor([[0.3, -0.2, 0.0]])
+    plan = MergePlan(src=torch.tensor([[0]]), dst=torch.tensor([[1]]),
+                     weights=importance.exp()[..., None])
+    merged, new_sizes = merge_tokens(x, sizes, plan)
+    w_src, w_dst = 2 * math.exp(0.3), 1 * math.exp(-0.2)
+    expected = torch.tensor([w_src * 1., w_dst * 1.]) / (w_src + w_dst)
+    assert torch.allclose(merged[0, 0], expected)
+    assert torch.equal(merged[0, 1], x[0, 2])
+    assert new_sizes.squeeze(-1).tolist() == [[3., 1.]]
+    # ToMe (no weights): the plain size-weighted mean
+    tome, _ = merge_tokens(x, sizes, plan._replace(weights=None))
+    assert torch.allclose(tome[0, 0], torch.tensor([2., 1.]) / 3)
+
+
+def test_proportional_attention_counts_a_merged_token_as_its_copies():
+    """Attention over [a, b] with b of size 2 equals attention over [a, b, b]."""
+    torch.manual_seed(0)
+    q = torch.randn(1, 2, 2, 4)
+    k, v = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 2, 4)
+    state = TokenMergingState([1], 'tome', num_leading=0, cross_token=False)
+    state.sizes = torch.tensor([[[1.], [2.]]])
+    attention = SizeAwareAttention(F.scaled_dot_product_attention, state)
+    with_sizes = attention(q, k, v)
+    copies = F.scaled_dot_product_attention(q, torch.cat([k, k[:, :, 1:]], 2),
+                                            torch.cat([v, v[:, :, 1:]], 2))
+    assert torch.allclose(with_sizes, copies, atol=1e-6)
+    assert torch.equal(state.keys, k.mean(dim=1))
+
+
+# --------------------------------------------------------------------------------- errors
+def test_bad_input_gets_a_clear_error():
+    with pytest.raises(ValueError, match=r'r=9 .* r must be in \[0, 8\]'):
+        apply_token_merging(tiny_vit(), 9)
+    with pytest.raises(ValueError, match=r'layer 2 .* r must be in \[0, 2\]'):  # 16, 10, 5
+        apply_token_merging(tiny_vit(), [6, 5, 3])
+    with pytest.raises(ValueError, match='list of 3'):
+        apply_token_merging(tiny_vit(), [1, 1])
+    with pytest.raises(KeyError, match="unknown token matcher 'tomato'.*crossget"):
+        apply_token_merging(tiny_vit(), 1, matcher='tomato')
+    with pytest.raises(ValueError, match='featmap'):
+        apply_token_merging(tiny_vit(out_type='featmap'), 1)
+    vit = tiny_vit()
+    vit.layers[1].attn = torch.nn.MultiheadAttention(EMBED, HEADS)
+    with pytest.raises(TypeError, match="layer 1 .*mmpretrain's MultiheadAttention"):
+        apply_token_merging(vit, 1)
+    resnet = dict(type='ImageClassifier', backbone=dict(type='ResNet_CIFAR', depth=18),
+                  neck=dict(type='GlobalAveragePooling'),
+                  head=dict(type='LinearClsHead', num_classes=2, in_channels=512))
+    with pytest.raises(TypeError, match='needs an mmpretrain VisionTransformer.*ResNet_CIFAR'):
+        MODELS.build(dict(type='mmdistill.token_merging_model', model=resnet, r=1,
+                          _scope_='mmpretrain'))
+
+
+def test_r_too_large_for_a_larger_input_is_caught_at_run_time():
+    vit = tiny_vit()
+    apply_token_merging(vit, [4, 4, 0], matcher='tome')
+    with pytest.raises(ValueError, match='layer 1'):
+        vit(torch.randn(1, 3, 12, 12))  # 9 patches: 8 then 4 mergeable tokens
+
+
+# ---------------------------------------------------------------------------------- FLOPs
+@pytest.mark.parametrize('matcher', MATCHER_NAMES)
+def test_attention_flops_handle_matches_a_hand_count(matcher):
+    vit = tiny_vit()
+    apply_token_merging(vit, [3, 2, 4], matcher=matcher)
+    batch = 2
+    counts = flop_analyzer(vit, (images(batch), )).by_operator()
+    head_dims = EMBED // HEADS
+    tokens = [17, 14, 12]  # tokens entering each layer's attention
+    hand = sum(batch * HEADS * n * n * 2 * head_dims for n in tokens)
+    assert counts['scaled_dot_product_attention'] == hand
+    # and the linear layers see the merged token counts too: qkv + proj before merging, the
+    # MLP (2 × C × 2C) after it
+    after = [14, 12, 8]
+    linear = sum(batch * (n * EMBED * 4 * EMBED) for n in tokens)
+    linear += sum(batch * (n * 4 * EMBED * EMBED) for n in after)
+    assert counts['linear'] == linear
+
+
+# ------------------------------------------------------------------------- dual encoder
+def tiny_dual_encoder(cross: bool) -> ImageTextDualEncoder:
+    torch.manual_seed(0)
+    return MODELS.build(dict(
+        type='mmdistill.ImageTextDualEncoder',
+        vision=dict(type='VisionTransformer', img_size=16, patch_size=4,
+                    arch=dict(embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS,
+                              feedforward_channels=2 * EMBED)),
+        text=dict(width=16, layers=LAYERS, heads=2),
+        class_prompts=['a photo of the digit zero', 'a photo of the digit one', 'a one'],
+        embed_dims=8,
+        token_merging=dict(r=2, matcher='crossget', cross_token=cross),
+        text_cross_token=cross))
+
+
+def digit_batch(n: int = 4):
+    from mmpretrain.structures import DataSample
+    return images(n), [DataSample().set_gt_label(i % 3) for i in range(n)]
+
+
+def test_cross_tokens_are_the_only_new_parameters_and_the_cross_loss_reaches_only_them():
+    plain, crossget = tiny_dual_encoder(cross=False), tiny_dual_encoder(cross=True)
+    new = set(dict(crossget.named_parameters())) - set(dict(plain.named_parameters()))
+    assert new == {f'vision.layers.{i}.cross_token' for i in range(LAYERS)} | {
+        'text.cross_tokens'}
+
+    inputs, samples = digit_batch()
+    losses = crossget.loss(inputs, samples)
+    assert set(losses) == {'loss_itc', 'loss_cross'}
+    losses['loss_cross'].backward()
+    with_grad = {name for name, p in crossget.named_parameters()
+                 if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad == new  # the cross-token loss trains the cross tokens and nothing else
+    crossget.zero_grad()
+    losses['loss_itc'].backward()
+    # the vision cross tokens take part in attention: the task loss reaches them too
+    assert crossget.vision.layers[0].cross_token.grad.abs().sum() > 0
+
+
+def test_text_cross_token_leaves_text_features_unchanged():
+    plain, crossget = tiny_dual_encoder(cross=False), tiny_dual_encoder(cross=True)
+    crossget.text.load_state_dict(plain.text.state_dict(), strict=False)
+    with torch.no_grad():
+        crossget.text.cross_tokens.normal_()
+    tokens = plain.prompt_tokens
+    assert torch.allclose(plain.text(tokens), crossget.text(tokens), atol=1e-6)
+    assert crossget.text.cross_states[0].shape == (3, 16)
+
+
+def test_cross_token_loss_is_jensen_shannon_form():
+    p_logits = torch.tensor([[0., 1., 2.]])
+    q_logits = torch.tensor([[2., 0., 0.]])
+    p, q = p_logits.softmax(-1), q_logits.softmax(-1)
+    m = (p + q) / 2
+    hand = ((m * (m / p).log()).sum() + (m * (m / q).log()).sum()) / 2
+    assert torch.allclose(cross_token_js_loss(p_logits, q_logits), hand)
+    assert cross_token_js_loss(p_logits, p_logits).abs() < 1e-7
+
+
+def test_dual_encoder_predicts_like_a_classifier():
+    model = tiny_dual_encoder(cross=True).eval()
+    inputs, samples = digit_batch()
+    with torch.no_grad():
+        out = model.predict(inputs, samples)
+        logits = model(inputs, mode='tensor')
+    assert torch.allclose(torch.stack([s.pred_score for s in out]), logits.softmax(-1))
+
+
+# ---------------------------------------------------------------------------------- configs
+@pytest.fixture(scope='module')
+def digits_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('digits'))
+    project_script('digits').write_digits(root, limit=100)
+    return root
+
+
+def short_run(config: str, work_dir: str, digits_root: str, **options) -> Runner:
+    cfg = Config.fromfile(osp.join(CONFIGS, config))
+    cfg.work_dir = work_dir
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_root': digits_root,
+        'val_dataloader.dataset.data_root': digits_root,
+        'test_dataloader.dataset.data_root': digits_root,
+        'train_dataloader.batch_size': 8,
+        'train_cfg.max_epochs': 1,
+        'default_hooks.checkpoint.interval': 1,
+        'default_hooks.logger.interval': 1,
+        **options})
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+def test_deit_configs_switch_merging_on_in_the_mmpretrain_recipe():
+    from mmpretrain.models.backbones import DistilledVisionTransformer
+    for config, matcher in (('crossget_deit-small_4xb256_in1k.py', 'crossget'),
+                            ('tome_deit-small_4xb256_in1k.py', 'tome'),
+                            ('crossget_deit-small-distilled_4xb256_in1k.py', 'crossget')):
+        cfg = Config.fromfile(osp.join(CONFIGS, config))
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            model = MODELS.build(cfg.model)
+        state = model.backbone.token_merging
+        assert (state.r, state.matcher_name) == ([13] * 12, matcher)
+        distilled = isinstance(model.backbone, DistilledVisionTransformer)
+        assert state.num_leading == (2 if distilled else 1)
+        assert type(model).__name__ == 'ImageClassifier'
+
+
+def test_distilling_a_token_merging_student_trains(digits_root, tmp_path):
+    teacher = write_teacher_checkpoint(osp.join(CONFIGS, 'vit-p4_digits.py'), {},
+                                       str(tmp_path / 'teacher.pth'))
+    runner = short_run('kd_crossget_vit-p4_from_vit-p4_digits.py', str(tmp_path / 'kd'),
+                       digits_root, **{'model.teacher.checkpoint': teacher,
+                                       'train_cfg.val_interval': 1})
+    student = runner.model.student
+    assert student.backbone.token_merging.r == [4] * 6
+    # the student merged tokens in its last pass: 65 -> 41
+    assert student.backbone.token_merging.sizes.shape[1] == 41
+    logged = runner.message_hub.log_scalars
+    assert 'train/loss_kd' in logged  # the student's own loss and KD were both logged
+    assert math.isfinite(logged['train/loss_kd'].current())
+    assert logged['train/loss'].current() > logged['train/loss_kd'].current()
+    # the teacher did not move; the student did
+    saved = torch.load(teacher, weights_only=False)['state_dict']
+    for name, value in runner.model.teacher.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    assert 'val/accuracy/top1' in logged  # validation ran the merging student alone
+
+
+def test_crossget_dual_encoder_config_trains_and_evaluates(digits_root, tmp_path):
+    runner = short_run('crossget_clip_vit-p4_digits.py', str(tmp_path / 'clip'), digits_root,
+                       **{'train_cfg.val_interval': 1})
+    logged = runner.message_hub.log_scalars
+    assert 'train/loss_itc' in logged and 'train/loss_cross' in logged
+    assert 'val/accuracy/top1' in logged
