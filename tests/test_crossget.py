@@ -13,10 +13,11 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 from conftest import project_script
+from mmdistill.apis.complexity import flop_analyzer
 from mmdistill.testing.runner import write_teacher_checkpoint
 from projects.crossget.crossget import (ImageTextDualEncoder, apply_token_merging,
                                         bipartite_soft_matching, complete_graph_soft_matching,
-                                        cross_token_js_loss, flop_analyzer, merge_tokens)
+                                        cross_token_js_loss, merge_tokens)
 from projects.crossget.crossget.matching import MergePlan, get_matcher
 from projects.crossget.crossget.token_merging import SizeAwareAttention, TokenMergingState
 
@@ -196,7 +197,7 @@ def test_attention_flops_handle_matches_a_hand_count(matcher):
     vit = tiny_vit()
     apply_token_merging(vit, [3, 2, 4], matcher=matcher)
     batch = 2
-    counts = flop_analyzer(vit, (images(batch), )).by_operator()
+    counts = flop_analyzer(vit, images(batch)).by_operator()
     head_dims = EMBED // HEADS
     tokens = [17, 14, 12]  # tokens entering each layer's attention
     hand = sum(batch * HEADS * n * n * 2 * head_dims for n in tokens)

@@ -27,6 +27,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
+from mmdistill.apis.complexity import count_flops
+
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(osp.dirname(HERE)))  # the repository root: projects.crossget
 BASE_CONFIG = osp.join(HERE, 'configs', 'vit-p4_digits.py')
@@ -63,12 +65,8 @@ def build_classifier(merging: Optional[dict], config: str = BASE_CONFIG,
 
 
 def gflops(model: torch.nn.Module, image_size: int = 32) -> float:
-    """GMACs of ``model`` on one image, attention included."""
-    from projects.crossget.crossget import flop_analyzer
-    analyzer = flop_analyzer(model, (torch.randn(1, 3, image_size, image_size), ))
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    return analyzer.total() / 1e9
+    """GMACs of ``model`` on one image, attention included (:mod:`mmdistill.apis.complexity`)."""
+    return count_flops(model, torch.randn(1, 3, image_size, image_size)) / 1e9
 
 
 @torch.no_grad()

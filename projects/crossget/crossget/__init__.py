@@ -4,7 +4,6 @@ Configs bring it in with ``custom_imports = dict(imports=['projects.crossget.cro
 (run from the repository root, or with it on ``PYTHONPATH``).
 """
 from .dual_encoder import ImageTextDualEncoder, PromptTokenizer
-from .flops import flop_analyzer, sdpa_flop_jit
 from .losses import cross_token_js_loss
 from .matching import (MATCHERS, MergePlan, bipartite_soft_matching,
                        complete_graph_soft_matching, merge_tokens)
@@ -14,6 +13,5 @@ from .token_merging import TokenMergingState, apply_token_merging
 __all__ = [
     'ImageTextDualEncoder', 'MATCHERS', 'MergePlan', 'PromptTokenizer', 'TokenMergingState',
     'apply_token_merging', 'bipartite_soft_matching', 'complete_graph_soft_matching',
-    'cross_token_js_loss', 'flop_analyzer', 'merge_tokens', 'sdpa_flop_jit',
-    'token_merging_model'
+    'cross_token_js_loss', 'merge_tokens', 'token_merging_model'
 ]
