@@ -326,3 +326,115 @@ def test_pruning_slices_the_optimizer_state_alike(model, images):
     assert optimizer.state[qkv.weight]['exp_avg_sq'].shape == qkv.weight.shape
     model(images).sum().backward()
     optimizer.step()  # the optimizer runs on with the same parameter objects
+
+
+# ------------------------------------------------------------ both towers of a dual encoder
+PROMPTS = ['a photo of one', 'a photo of two', 'the digit three', 'four']
+
+
+def tiny_dual_encoder():
+    """crossget's dual encoder: an mmpretrain ViT and mmpretrain's CLIP text transformer
+    (torch ``nn.MultiheadAttention`` + a ``c_fc``/``c_proj`` MLP, 4× wide)."""
+    from projects.crossget.crossget.dual_encoder import ImageTextDualEncoder
+    model = ImageTextDualEncoder(
+        vision=dict(type='VisionTransformer', img_size=IMAGE, patch_size=PATCH,
+                    out_type='cls_token',
+                    arch=dict(embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS,
+                              feedforward_channels=HIDDEN)),
+        text=dict(width=EMBED, layers=LAYERS, heads=HEADS), class_prompts=PROMPTS,
+        embed_dims=8)
+    torch.manual_seed(0)
+    with torch.no_grad():  # random in_proj biases too (torch initialises them to 0)
+        for param in model.parameters():
+            param.normal_(0, 0.3)
+    return model.eval()
+
+
+def dual_outputs(model, images):
+    """The text tower's features (before projection and normalisation) and the logits."""
+    return model.text(model.prompt_tokens), model(images)
+
+
+def test_both_towers_found_and_all_ones_masks_change_nothing(images):
+    model = tiny_dual_encoder()
+    keys = set(model.state_dict())
+    before = dual_outputs(model, images)
+    structures = find_structures(model)
+    text = [(s.kind, s.path) for s in structures if s.path.startswith('text')]
+    assert text == [('attn', 'text.transformer.resblocks.0.attn'),
+                    ('mlp', 'text.transformer.resblocks.0.mlp'),
+                    ('attn', 'text.transformer.resblocks.1.attn'),
+                    ('mlp', 'text.transformer.resblocks.1.mlp')]
+    assert len(structures) == 2 * LAYERS + len(text)  # the ViT's attn + FFN per layer too
+    assert structures[-2].num_units == EMBED // HEADS and structures[-1].num_units == 4 * EMBED
+    assert structures[-2].unit_cost == 3 * HEADS * (EMBED + 1) + HEADS * EMBED
+    assert structures[-1].unit_cost == 2 * EMBED + 1
+    assert set(model.state_dict()) == keys  # torch's attention was replaced, its keys kept
+    for structure in structures:
+        structure.attach_mask()
+    after = dual_outputs(model, images)
+    for b, a in zip(before, after):  # same function as torch's MultiheadAttention
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    after[1].sum().backward()
+    assert all(s.mask.grad is not None and s.mask.grad.abs().sum() > 0 for s in structures)
+
+
+def test_text_tower_masked_equals_compressed(images):
+    model = tiny_dual_encoder()
+    structures = find_structures(model.text, 'text')
+    for structure in structures:
+        structure.attach_mask()
+    keeps = random_keeps(structures, seed=5)
+    with torch.no_grad():
+        for structure, keep in zip(structures, keeps):
+            structure.mask.zero_()
+            structure.mask[keep] = 1
+    masked = dual_outputs(model, images)
+    for structure, keep in zip(structures, keeps):
+        structure.detach_mask()
+        structure.prune(keep)
+    compressed = dual_outputs(model, images)
+    for c, m in zip(compressed, masked):
+        torch.testing.assert_close(c, m, rtol=0, atol=1e-5)
+    block = model.text.transformer.resblocks[0]
+    width = len(keeps[0])
+    assert block.attn.in_proj_weight.shape == (3 * HEADS * width, EMBED)
+    assert block.attn.in_proj_bias.shape == (3 * HEADS * width, )
+    assert block.attn.out_proj.weight.shape == (EMBED, HEADS * width)
+    assert block.mlp.c_fc.weight.shape == (len(keeps[1]), EMBED)
+    assert block.mlp.c_proj.weight.shape == (EMBED, len(keeps[1]))
+    # only the original scale makes them equal; the narrower heads' own scale does not
+    block.attn.scale = width**-0.5
+    assert not torch.allclose(dual_outputs(model, images)[0], masked[0], atol=1e-3)
+
+
+def test_search_ranks_units_of_both_towers_together():
+    """One ranking over both towers: scores that put all text units above all vision units
+    select only text units (and the reverse only vision ones); a per-tower selection would
+    take from both alike."""
+    class FakeRunner:
+        pass
+    runner = FakeRunner()
+    runner.model = tiny_dual_encoder()
+    hook = UPopHook(budget=0.3, search_iters=2, interval=1, scope=['vision', 'text'])
+    hook.before_run(runner)
+    towers = [s.path.split('.')[0] for s in hook.structures]
+    assert set(towers) == {'vision', 'text'}
+    total = sum(s.num_units * s.unit_cost for s in hook.structures)
+    for favoured in ('text', 'vision'):
+        for structure, tower in zip(hook.structures, towers):
+            structure.attach_mask()
+            offset = 1000. if tower == favoured else 0.
+            structure.score.copy_(offset + torch.arange(structure.num_units))
+        share = hook.update_masks(1)
+        pruned = {tower: sum(int((s.mask == 0).sum()) * s.unit_cost
+                             for s, t in zip(hook.structures, towers) if t == tower)
+                  for tower in ('vision', 'text')}
+        assert pruned[favoured] / total == pytest.approx(0.3, abs=0.02) == share
+        assert pruned[{'text': 'vision', 'vision': 'text'}[favoured]] == 0
+    # equal scores in both towers: the same step selects from both
+    for structure in hook.structures:
+        structure.score.copy_(torch.arange(structure.num_units, dtype=torch.float))
+    hook.update_masks(1)
+    assert all(any((s.mask == 0).any() for s, t in zip(hook.structures, towers) if t == tower)
+               for tower in ('vision', 'text'))

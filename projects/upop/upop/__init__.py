@@ -5,14 +5,17 @@ the repository root, or with it on ``PYTHONPATH``); importing it registers, in m
 registries (children of MMEngine's): ``UPopHook``, ``UniformMagnitudePruningHook`` and
 ``UPopPrunedBackbone``.
 """
+from .attention import HeadPrunableSelfAttention
 from .export import export_pruned, pruned_model_config
 from .hooks import StructuredPruningHook, UniformMagnitudePruningHook, UPopHook
 from .pruned_backbone import UPopPrunedBackbone
 from .search import progressive_share, select_units
-from .structures import AttentionHeadDims, MLPHiddenUnits, find_structures, shrink_attention
+from .structures import (AttentionHeadDims, MLPHiddenUnits, TextAttentionHeadDims,
+                         TextMLPHiddenUnits, find_structures, shrink_attention)
 
 __all__ = [
-    'AttentionHeadDims', 'MLPHiddenUnits', 'StructuredPruningHook', 'UPopHook',
-    'UPopPrunedBackbone', 'UniformMagnitudePruningHook', 'export_pruned', 'find_structures',
+    'AttentionHeadDims', 'HeadPrunableSelfAttention', 'MLPHiddenUnits', 'StructuredPruningHook',
+    'TextAttentionHeadDims', 'TextMLPHiddenUnits', 'UPopHook', 'UPopPrunedBackbone',
+    'UniformMagnitudePruningHook', 'export_pruned', 'find_structures',
     'progressive_share', 'pruned_model_config', 'select_units', 'shrink_attention'
 ]

@@ -9,7 +9,7 @@ Both resume from any checkpoint of their run: mid-search checkpoints carry the m
 accumulated gradients as buffers; a checkpoint written after compression has narrower weights,
 and the model is narrowed to them before they are loaded (``after_load_checkpoint``).
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.hooks import Hook
@@ -28,13 +28,14 @@ class StructuredPruningHook(Hook):
     Args:
         model_path: the submodule of the runner's model that is pruned: ``''`` for the model
             itself, ``'student'`` for the student of an ``mmdistill.Distiller``.
-        scope: where to look for attention and MLP layers inside it (``'backbone'``);
-            ``''`` for everywhere.
+        scope: where to look for attention and MLP layers inside it (``'backbone'``), or a
+            list of such places (``['vision', 'text']``: both towers of a dual encoder, ranked
+            together); ``''`` for everywhere.
     """
 
     priority = 'ABOVE_NORMAL'  # before the checkpoint hook saves the step's model
 
-    def __init__(self, model_path: str = '', scope: str = ''):
+    def __init__(self, model_path: str = '', scope: Union[str, Sequence[str]] = ''):
         self.model_path = model_path
         self.scope = scope
         self.structures: List[PrunableStructure] = []
@@ -52,13 +53,16 @@ class StructuredPruningHook(Hook):
 
     def before_run(self, runner) -> None:
         model = self._pruned_model(runner)
-        try:
-            searched = model.get_submodule(self.scope) if self.scope else model
-        except AttributeError as error:
-            raise ValueError(f"{type(self).__name__}: {type(model).__name__} has no submodule "
-                             f"'{self.scope}' (scope)") from error
-        prefix = '.'.join(p for p in (self.model_path, self.scope) if p)
-        self.structures = find_structures(searched, prefix)
+        scopes = [self.scope] if isinstance(self.scope, str) else list(self.scope)
+        self.structures = []
+        for scope in scopes:
+            try:
+                searched = model.get_submodule(scope) if scope else model
+            except AttributeError as error:
+                raise ValueError(f"{type(self).__name__}: {type(model).__name__} has no "
+                                 f"submodule '{scope}' (scope)") from error
+            prefix = '.'.join(p for p in (self.model_path, scope) if p)
+            self.structures += find_structures(searched, prefix)
 
     # ------------------------------------------------------------------ compression
     def _compress(self, keeps: List[torch.Tensor], runner) -> None:
@@ -138,7 +142,7 @@ class UPopHook(StructuredPruningHook):
                  interval: int = 100,
                  sparsity_weights: Optional[Dict[str, float]] = None,
                  model_path: str = '',
-                 scope: str = ''):
+                 scope: Union[str, Sequence[str]] = ''):
         super().__init__(model_path, scope)
         self.budget = check_budget(budget)
         if (search_epochs is None) == (search_iters is None):
@@ -231,7 +235,8 @@ class UniformMagnitudePruningHook(StructuredPruningHook):
         model_path, scope: see :class:`StructuredPruningHook`.
     """
 
-    def __init__(self, budget: float, model_path: str = '', scope: str = ''):
+    def __init__(self, budget: float, model_path: str = '',
+                 scope: Union[str, Sequence[str]] = ''):
         super().__init__(model_path, scope)
         self.budget = check_budget(budget)
 

@@ -1,8 +1,9 @@
 """The structures UPop prunes in an mmpretrain transformer, and how each is masked and sliced.
 
 Two kinds of structure, found by module type, so any model built of mmpretrain's
-``MultiheadAttention`` and mmcv's ``FFN`` (ViT, DeiT, DeiT III, the CLIP vision tower) works
-without a change to mmpretrain:
+``MultiheadAttention`` and mmcv's ``FFN`` (ViT, DeiT, DeiT III, the CLIP vision tower) or of
+mmpretrain's CLIP ``ResidualAttentionBlock`` (the CLIP text transformer) works without a change
+to mmpretrain; both towers of an image–text dual encoder are found in one pass:
 
 - ``attn``: the head dimension of one attention layer. Unit ``j`` is the ``j``-th channel of every
   head's query, key and value; one mask entry scales all ``3·H`` of them (UPop's
@@ -22,7 +23,10 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn.bricks.transformer import FFN
 from mmpretrain.models.utils.attention import MultiheadAttention
+from mmpretrain.models.utils.clip_generator_helper import ResidualAttentionBlock
 from torch import nn
+
+from .attention import HeadPrunableSelfAttention
 
 MASK = 'upop_mask'
 SCORE = 'upop_score'
@@ -118,15 +122,63 @@ class PrunableStructure:
         raise NotImplementedError
 
 
-class AttentionHeadDims(PrunableStructure):
-    """The head dimension of an mmpretrain ``MultiheadAttention``, shared by all its heads.
+class HeadDims(PrunableStructure):
+    """The head dimension of a multi-head attention, shared by all its heads.
 
     Masked: ``[q, k, v] ← [q, k, v] ⊙ α`` with ``α ∈ R^{head_dim}`` broadcast over heads.
     Compressed: head_dim shrinks to the kept units while the attention keeps its original scale
     ``head_dim₀^{-1/2}``, so the compressed layer computes exactly what the masked one did.
+    Subclasses name the packed q/k/v projection (its output channels laid out as
+    ``(3, heads, head_dims)``) and the output projection.
     """
 
     kind = 'attn'
+    qkv_weight_name = ''
+
+    @property
+    def qkv_weight(self) -> nn.Parameter:
+        return self.module.get_parameter(self.qkv_weight_name)
+
+    @property
+    def qkv_bias(self) -> Optional[nn.Parameter]:
+        raise NotImplementedError
+
+    @property
+    def proj_weight(self) -> nn.Parameter:
+        raise NotImplementedError
+
+    @property
+    def num_units(self) -> int:
+        return self.module.head_dims
+
+    @property
+    def unit_cost(self) -> int:
+        heads = self.module.num_heads
+        return 3 * heads * (self.qkv_weight.shape[1] + (self.qkv_bias is not None)) + \
+            heads * self.proj_weight.shape[0]
+
+    def cuts(self, keep: torch.Tensor) -> List[tuple]:
+        heads, head_dims = self.module.num_heads, self.module.head_dims
+        per_head = (torch.arange(heads)[:, None] * head_dims + keep[None, :]).flatten()
+        qkv_rows = (torch.arange(3)[:, None] * heads * head_dims + per_head[None, :]).flatten()
+        cuts = [(self.qkv_weight, 0, qkv_rows), (self.proj_weight, 1, per_head)]
+        if self.qkv_bias is not None:
+            cuts.append((self.qkv_bias, 0, qkv_rows))
+        return cuts
+
+    def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
+        weight = state_dict.get(f'{self.path}.{self.qkv_weight_name}')
+        return None if weight is None else weight.shape[0] // (3 * self.module.num_heads)
+
+    def _apply_mask(self, linear, inputs, output):
+        # the q/k/v channels are laid out as (3, heads, head_dims).
+        return output * self.mask.repeat(3 * self.module.num_heads)
+
+
+class AttentionHeadDims(HeadDims):
+    """The head dimension of an mmpretrain ``MultiheadAttention`` (``qkv`` and ``proj``)."""
+
+    qkv_weight_name = 'qkv.weight'
 
     def __init__(self, path: str, attn: MultiheadAttention):
         super().__init__(path, attn)
@@ -137,73 +189,68 @@ class AttentionHeadDims(PrunableStructure):
                 3 * attn.num_heads * attn.head_dims:
             raise ValueError(f'{path}: expected qkv = Linear(in, 3·num_heads·head_dims), got '
                              f'{attn.qkv}')
-        self.original_head_dims = getattr(attn, 'upop_original_head_dims', attn.head_dims)
 
     @property
-    def num_units(self) -> int:
-        return self.module.head_dims
+    def qkv_bias(self) -> Optional[nn.Parameter]:
+        return self.module.qkv.bias
 
     @property
-    def unit_cost(self) -> int:
-        attn = self.module
-        bias = attn.qkv.bias is not None
-        return 3 * attn.num_heads * (attn.qkv.in_features + bias) + \
-            attn.num_heads * attn.proj.out_features
+    def proj_weight(self) -> nn.Parameter:
+        return self.module.proj.weight
 
-    def cuts(self, keep: torch.Tensor) -> List[tuple]:
-        attn = self.module
-        heads = torch.arange(attn.num_heads)
-        per_head = (heads[:, None] * attn.head_dims + keep[None, :]).flatten()
-        qkv_rows = (torch.arange(3)[:, None] * attn.num_heads * attn.head_dims +
-                    per_head[None, :]).flatten()
-        cuts = [(attn.qkv.weight, 0, qkv_rows), (attn.proj.weight, 1, per_head)]
-        if attn.qkv.bias is not None:
-            cuts.append((attn.qkv.bias, 0, qkv_rows))
-        return cuts
-
-    def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
-        weight = state_dict.get(f'{self.path}.qkv.weight')
-        return None if weight is None else weight.shape[0] // (3 * self.module.num_heads)
-
-    def _masked_linear(self) -> nn.Linear:
+    def _masked_linear(self) -> nn.Module:
         return self.module.qkv
-
-    def _apply_mask(self, linear, inputs, output):
-        # qkv's output channels are laid out as (3, heads, head_dims).
-        return output * self.mask.repeat(3 * self.module.num_heads)
 
     def _set_width(self, width: int) -> None:
         shrink_attention(self.module, width)
 
 
-class MLPHiddenUnits(PrunableStructure):
-    """The hidden units of an mmcv ``FFN`` with two fully connected layers.
+class TextAttentionHeadDims(HeadDims):
+    """The head dimension of the self-attention of a CLIP ``ResidualAttentionBlock``
+    (``in_proj_weight``/``in_proj_bias`` and ``out_proj``), a :class:`HeadPrunableSelfAttention`
+    that took the place of its ``torch.nn.MultiheadAttention``."""
+
+    qkv_weight_name = 'in_proj_weight'
+
+    @property
+    def qkv_bias(self) -> Optional[nn.Parameter]:
+        return self.module.in_proj_bias
+
+    @property
+    def proj_weight(self) -> nn.Parameter:
+        return self.module.out_proj.weight
+
+    def _masked_linear(self) -> nn.Module:
+        return self.module.qkv
+
+    def _set_width(self, width: int) -> None:
+        self.module.head_dims = width  # its scale stays the original one
+
+
+class HiddenUnits(PrunableStructure):
+    """The hidden units of a two-layer MLP ``fc2(act(fc1(x)))``.
 
     Masked: ``fc2(act(fc1(x) ⊙ α))`` with ``α ∈ R^{hidden}``; compressed: the rows of ``fc1`` and
-    columns of ``fc2`` of the kept units (exact when ``act(0) = 0``: GELU, ReLU, ...).
+    columns of ``fc2`` of the kept units (exact when ``act(0) = 0``: GELU, ReLU, QuickGELU, ...).
+    Subclasses name ``fc1`` and ``fc2`` inside the module.
     """
 
     kind = 'mlp'
+    fc1_name = fc2_name = ''
 
-    def __init__(self, path: str, ffn: FFN):
-        super().__init__(path, ffn)
-        layers = ffn.layers
-        if not (len(layers) == 3 and isinstance(layers[0], nn.Sequential)
-                and isinstance(layers[0][0], nn.Linear) and isinstance(layers[1], nn.Linear)):
-            raise ValueError(f'{path}: UPop prunes FFNs with num_fcs=2 (fc1 = layers[0][0], '
-                             f'fc2 = layers[1]); got {layers}')
-        activation = layers[0][1]
+    def __init__(self, path: str, module: nn.Module, activation: nn.Module):
+        super().__init__(path, module)
         if activation(torch.zeros(1)).abs().item() != 0:
             raise ValueError(f'{path}: its activation {activation} is not 0 at 0, so a masked '
                              'hidden unit would still reach fc2 and pruning would not be exact')
 
     @property
     def fc1(self) -> nn.Linear:
-        return self.module.layers[0][0]
+        return self.module.get_submodule(self.fc1_name)
 
     @property
     def fc2(self) -> nn.Linear:
-        return self.module.layers[1]
+        return self.module.get_submodule(self.fc2_name)
 
     @property
     def num_units(self) -> int:
@@ -220,7 +267,7 @@ class MLPHiddenUnits(PrunableStructure):
         return cuts
 
     def width_in(self, state_dict: Dict[str, torch.Tensor]) -> Optional[int]:
-        weight = state_dict.get(f'{self.path}.layers.0.0.weight')
+        weight = state_dict.get(f'{self.path}.{self.fc1_name}.weight')
         return None if weight is None else weight.shape[0]
 
     def _masked_linear(self) -> nn.Linear:
@@ -231,7 +278,34 @@ class MLPHiddenUnits(PrunableStructure):
 
     def _set_width(self, width: int) -> None:
         self.fc1.out_features = self.fc2.in_features = width
+
+
+class MLPHiddenUnits(HiddenUnits):
+    """The hidden units of an mmcv ``FFN`` with two fully connected layers."""
+
+    fc1_name, fc2_name = 'layers.0.0', 'layers.1'
+
+    def __init__(self, path: str, ffn: FFN):
+        layers = ffn.layers
+        if not (len(layers) == 3 and isinstance(layers[0], nn.Sequential)
+                and isinstance(layers[0][0], nn.Linear) and isinstance(layers[1], nn.Linear)):
+            raise ValueError(f'{path}: UPop prunes FFNs with num_fcs=2 (fc1 = layers[0][0], '
+                             f'fc2 = layers[1]); got {layers}')
+        super().__init__(path, ffn, activation=layers[0][1])
+
+    def _set_width(self, width: int) -> None:
+        super()._set_width(width)
         self.module.feedforward_channels = width
+
+
+class TextMLPHiddenUnits(HiddenUnits):
+    """The hidden units of a CLIP ``ResidualAttentionBlock``'s MLP (``c_fc``, ``gelu``,
+    ``c_proj``)."""
+
+    fc1_name, fc2_name = 'c_fc', 'c_proj'
+
+    def __init__(self, path: str, mlp: nn.Sequential):
+        super().__init__(path, mlp, activation=mlp.gelu)
 
 
 def _slice(tensor: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
@@ -257,11 +331,14 @@ def shrink_attention(attn: MultiheadAttention, head_dims: int) -> None:
 
 
 def find_structures(model: nn.Module, prefix: str = '') -> List[PrunableStructure]:
-    """Every prunable attention and FFN in ``model``, in module order.
+    """Every prunable attention and MLP in ``model``, in module order: mmpretrain's
+    ``MultiheadAttention`` and mmcv's ``FFN`` (ViT, DeiT, ...), and the attention and MLP of
+    mmpretrain's CLIP ``ResidualAttentionBlock`` (the CLIP text transformer), whose
+    ``torch.nn.MultiheadAttention`` is replaced here by an equivalent
+    :class:`HeadPrunableSelfAttention` (same parameters) that can be narrowed.
 
     Raises:
-        ValueError: ``model`` has none (it is not built of mmpretrain's ``MultiheadAttention``
-            and mmcv's ``FFN``), or one of them cannot be pruned exactly.
+        ValueError: ``model`` has none, or one of them cannot be pruned exactly.
     """
     found = []
     for name, module in model.named_modules():
@@ -270,11 +347,16 @@ def find_structures(model: nn.Module, prefix: str = '') -> List[PrunableStructur
             found.append(AttentionHeadDims(path, module))
         elif isinstance(module, FFN):
             found.append(MLPHiddenUnits(path, module))
+        elif isinstance(module, ResidualAttentionBlock):
+            if isinstance(module.attn, nn.MultiheadAttention):
+                module.attn = HeadPrunableSelfAttention(module.attn)
+            found.append(TextAttentionHeadDims(f'{path}.attn', module.attn))
+            found.append(TextMLPHiddenUnits(f'{path}.mlp', module.mlp))
     if not found:
         raise ValueError(
             f'UPop found no attention or MLP to prune in {prefix or "the model"} '
             f'({type(model).__name__}): it prunes layers built of mmpretrain\'s '
             'MultiheadAttention and mmcv\'s FFN, as in mmpretrain\'s VisionTransformer '
-            '(ViT, DeiT, DeiT III). Point the hook at such a model (model_path=..., '
-            'scope=...).')
+            '(ViT, DeiT, DeiT III), and mmpretrain\'s CLIP ResidualAttentionBlock. Point the '
+            'hook at such a model (model_path=..., scope=...).')
     return found
