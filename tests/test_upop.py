@@ -438,3 +438,16 @@ def test_search_ranks_units_of_both_towers_together():
     hook.update_masks(1)
     assert all(any((s.mask == 0).any() for s, t in zip(hook.structures, towers) if t == tower)
                for tower in ('vision', 'text'))
+
+
+def test_dual_encoder_export_is_refused_clearly():
+    from projects.upop.upop.export import read_widths
+    tiny_dual_encoder()  # registers mmdistill.ImageTextDualEncoder
+    cfg = dict(type='mmdistill.ImageTextDualEncoder',
+               vision=dict(type='VisionTransformer', img_size=IMAGE, patch_size=PATCH,
+                           out_type='cls_token',
+                           arch=dict(embed_dims=EMBED, num_layers=1, num_heads=HEADS,
+                                     feedforward_channels=HIDDEN)),
+               text=dict(width=EMBED, layers=1, heads=HEADS), class_prompts=PROMPTS)
+    with pytest.raises(ValueError, match='with a backbone.*dual encoder'):
+        read_widths(cfg, {}, 'mmdistill')

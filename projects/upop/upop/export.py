@@ -28,6 +28,12 @@ def read_widths(model_cfg: dict, state_dict: Dict[str, torch.Tensor],
     attention layer is narrower than in the dense model."""
     with torch.device('meta'):
         dense = build_model_in_scope(copy.deepcopy(model_cfg), scope)
+    if not hasattr(dense, 'backbone'):
+        raise ValueError(
+            f'export_pruned writes mmpretrain models with a backbone (ImageClassifier); '
+            f'{type(dense).__name__} has none. A pruned model without one (e.g. the image-text '
+            'dual encoder) is not exported: use its run\'s checkpoint with its run\'s config '
+            '(the UPopHook narrows the model to the checkpoint when a Runner loads it).')
     head_dims, hidden, narrowed = [], [], False
     for structure in find_structures(dense.backbone, 'backbone'):
         width = structure.width_in(state_dict)
