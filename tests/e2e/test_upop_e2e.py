@@ -153,3 +153,35 @@ def test_kd_from_the_unpruned_model(digits_root, tmp_path):
     from mmpretrain.apis import get_model
     torch.testing.assert_close(outputs(runner, get_model(config, pretrained=checkpoint)),
                                outputs(runner))
+
+
+def test_dual_encoder_both_towers(digits_root, tmp_path):
+    """configs/upop-dual-encoder-digits.py: one ranking over the image and the text tower,
+    compression of both, and a resume after compression (the text tower's replaced attention
+    is narrowed before the checkpoint loads) that ends where the run ended."""
+    cfg = Config.fromfile(osp.join(CONFIGS, 'upop-dual-encoder-digits.py'))
+    opts = options(digits_root, **{
+        'model.vision.arch': TINY, 'model.vision.patch_size': 8,
+        'model.text': dict(width=16, layers=2, heads=2), 'model.embed_dims': 8})
+    for key in ('model.backbone.arch', 'model.backbone.patch_size', 'model.head.in_channels'):
+        opts.pop(key)
+    runner = train(cfg, str(tmp_path / 'run'), **opts)
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'UPopHook')
+    assert hook.compressed
+    dense_units = {('vision', 'attn'): 8, ('vision', 'mlp'): 32, ('text', 'attn'): 8,
+                   ('text', 'mlp'): 64}
+    removed, total = {'vision': 0, 'text': 0}, 0
+    for s in hook.structures:
+        tower = s.path.split('.')[0]
+        removed[tower] += (dense_units[tower, s.kind] - s.num_units) * s.unit_cost
+        total += dense_units[tower, s.kind] * s.unit_cost
+    assert removed['vision'] > 0 and removed['text'] > 0
+    assert abs(sum(removed.values()) - BUDGET * total) <= \
+        max(s.unit_cost for s in hook.structures) / 2
+    final = state(str(tmp_path / 'run' / 'epoch_3.pth'))
+    resumed = train(cfg, str(tmp_path / 'resumed'), resume=True,
+                    **{**opts, 'load_from': str(tmp_path / 'run' / 'epoch_2.pth')})
+    again = resumed.model.state_dict()
+    assert again.keys() == final.keys()
+    for key, value in final.items():
+        torch.testing.assert_close(again[key], value, msg=key)
