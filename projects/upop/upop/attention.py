@@ -19,9 +19,10 @@ class HeadPrunableSelfAttention(nn.Module):
 
     .. math::
         [q, k, v] = W_{in} x + b_{in}, \\quad
-        y = W_{o}\\,\\mathrm{concat}_h\\big(\\mathrm{softmax}(q_h k_h^\\top s + M)\\, v_h\\big) + b_o
+        y = W_o \\mathrm{concat}_h(\\mathrm{softmax}(q_h k_h^\\top s + M) v_h) + b_o
 
-    with ``q_h, k_h, v_h ∈ R^{N×d}`` and ``s = d₀^{-1/2}`` for the original head width ``d₀``
+    with ``q_h, k_h, v_h ∈ R^{N×d}``, ``M`` the attention mask (CLIP's causal one) and
+    ``s = d₀^{-1/2}`` for the original head width ``d₀``
     (Vaswani et al., "Attention Is All You Need", NeurIPS 2017). Built from a
     ``torch.nn.MultiheadAttention``, it takes over its parameters (``in_proj_weight``,
     ``in_proj_bias``, ``out_proj``) and its call (``attn(x, x, x, need_weights, attn_mask)``,
