@@ -121,3 +121,13 @@ def test_hinton_kd_spatial_is_channel_wise_distillation_by_hand():
         loss.item())
     with pytest.raises(ValueError, match='needs N×C×H×W logits'):
         HintonKDLoss(spatial=True)(torch.zeros(2, 3), torch.zeros(2, 3))
+
+
+def test_hinton_kd_spatial_divides_by_the_temperature():
+    # τ = 2 on the same channel-0 case, logits doubled: softmax(2·z/2) is again (3/4, 1/4) vs
+    # (1/2, 1/2), so the loss is τ² = 4 times the τ = 1 value (a loss that skipped τ in the
+    # softmax would see (9/10, 1/10) instead).
+    teacher = torch.tensor([[[[2 * math.log(3.0), 0.0]], [[0.5, 0.2]]]])
+    student = torch.tensor([[[[0.0, 0.0]], [[0.5, 0.2]]]])
+    loss = HintonKDLoss(tau=2.0, loss_weight=3.0, spatial=True)(student, teacher)
+    assert loss.item() == pytest.approx(4 * 3.0 * kl_3_1_vs_uniform() / 2)

@@ -528,3 +528,19 @@ def test_vitkd_and_nkd_in_distiller_on_real_vits(deit_teacher_files):
     vitkd = distiller.distill_losses['vitkd']
     assert vitkd.mask_token.grad.abs().sum() > 0
     assert distiller.student.backbone.layers[0].ffn.layers[1].weight.grad.abs().sum() > 0
+
+
+def test_vitkd_generator_sees_tokens_on_their_patch_grid():
+    """Tokens go onto the √N×√N grid channel by channel and come back in token order: with an
+    identity generator the kept tokens return unchanged and the masked ones as the mask token
+    (teacher dims > 1, where a wrong transpose would mix tokens and channels)."""
+    loss = ViTKDLoss(student_dims=3, teacher_dims=3, mask_ratio=0.5)
+    set_identity_generator(loss.generation)
+    with torch.no_grad():
+        loss.mask_token.copy_(torch.tensor([0.5, 0.25, 2.0]).view(1, 1, 3))
+    tokens = torch.rand(2, 16, 3)  # non-negative: the generator is the identity there (ReLU)
+    generated, masked = loss._generate(tokens)
+    keep = masked == 0
+    assert masked.sum() == 2 * 8  # half of each image's 16 tokens
+    torch.testing.assert_close(generated[keep], tokens[keep])
+    torch.testing.assert_close(generated[~keep], loss.mask_token.expand(2, 16, 3)[~keep])
