@@ -22,14 +22,18 @@ def tiny_classifier(width: int, num_classes: int = 5) -> dict:
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
-def project_script(project: str, name: str = 'run'):
-    """``projects/<project>/<name>.py`` as a module of its own name (``digits_run``), loaded
-    from its file: nothing goes on ``sys.path`` and projects' ``run.py`` files never clash."""
-    spec = importlib.util.spec_from_file_location(
-        f'{project}_{name}', osp.join(ROOT, 'projects', project, f'{name}.py'))
+def script_module(path: str, name: str):
+    """The script at ``path`` (relative to the repository) as a module called ``name``, loaded
+    from its file: nothing goes on ``sys.path`` and scripts of one name never clash."""
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def project_script(project: str, name: str = 'run'):
+    """``projects/<project>/<name>.py`` as the module ``<project>_<name>`` (``digits_run``)."""
+    return script_module(osp.join('projects', project, f'{name}.py'), f'{project}_{name}')
 
 
 def write_config(path: str, **entries) -> str:

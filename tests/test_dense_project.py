@@ -2,7 +2,6 @@
 and pipelines, each distillation config distils on such a batch, and run.py's schedule
 scaling, loss-share bookkeeping and table are right."""
 import copy
-import importlib.util
 import os.path as osp
 import sys
 from types import SimpleNamespace
@@ -15,15 +14,14 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
+from conftest import project_script
 from mmdistill.testing.runner import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 from mmdistill.utils import model_cfg_of
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROJECT = osp.join(ROOT, 'projects', 'dense')
-_spec = importlib.util.spec_from_file_location('dense_run', osp.join(PROJECT, 'run.py'))
-dense_run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(dense_run)
+dense_run = project_script('dense')
 
 FPN_LEVELS = 5
 FGD_PARTS = ('fg', 'bg', 'attention', 'global')

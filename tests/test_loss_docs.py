@@ -1,19 +1,15 @@
 """docs/losses.md is what tools/write_loss_docs.py writes from the registry: every loss, with
 its inputs and arguments, and nothing stale."""
-import importlib.util
 import os.path as osp
 
+from conftest import script_module
 from mmdistill.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'write_loss_docs', osp.join(ROOT, 'tools', 'write_loss_docs.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module(osp.join('tools', 'write_loss_docs.py'), 'write_loss_docs')
 
 
 def test_committed_loss_list_is_up_to_date():

@@ -1,7 +1,6 @@
 """tools/analysis/visualize_fgd.py on a tiny RetinaNet FGD config: the PNG grid's layout and
 what its panels show (masks where the box is, no difference between identical models)."""
 import contextlib
-import importlib.util
 import io
 import json
 import os.path as osp
@@ -14,6 +13,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from conftest import script_module
 from mmdistill.utils import build_model_in_scope, model_cfg_of
 from mmdistill.visualization import HEADER_HEIGHT, PANEL_TITLES
 
@@ -40,11 +40,7 @@ TEST_PIPELINE = [
 
 
 def load_tool():
-    path = osp.join(ROOT, 'tools', 'analysis', 'visualize_fgd.py')
-    spec = importlib.util.spec_from_file_location('visualize_fgd', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module(osp.join('tools', 'analysis', 'visualize_fgd.py'), 'visualize_fgd')
 
 
 def write(path, text: str) -> str:
