@@ -24,11 +24,17 @@ def run_tool(args, cwd):
     return done.stdout + done.stderr
 
 
-def test_train_resume_and_export_from_the_command_line(tmp_path):
+def digits_and_teacher(tmp_path):
+    """40 digits (20 to train on) and an untrained teacher checkpoint of the KD config."""
     data_root = str(tmp_path / 'digits')
     project_script('digits').write_digits(data_root, limit=40)
     teacher = write_teacher_checkpoint(osp.join(DIGITS, 'configs', 'teacher_resnet18.py'), {},
                                        str(tmp_path / 'teacher.pth'))
+    return data_root, teacher
+
+
+def test_train_resume_and_export_from_the_command_line(tmp_path):
+    data_root, teacher = digits_and_teacher(tmp_path)
     work_dir = str(tmp_path / 'work')
     options = [f'model.teacher.checkpoint={teacher}',
                f'train_dataloader.dataset.data_root={data_root}',
@@ -63,10 +69,7 @@ def test_the_student_codebase_s_own_train_script_brings_mmdistill_in(tmp_path):
     does, as in a fork of an OpenMMLab codebase."""
     import mmpretrain
     own_train = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'train.py')
-    data_root = str(tmp_path / 'digits')
-    project_script('digits').write_digits(data_root, limit=40)
-    teacher = write_teacher_checkpoint(osp.join(DIGITS, 'configs', 'teacher_resnet18.py'), {},
-                                       str(tmp_path / 'teacher.pth'))
+    data_root, teacher = digits_and_teacher(tmp_path)
     work_dir = str(tmp_path / 'work')
     # (the digits configs load in the main process: mmpretrain's script wants workers otherwise)
     log = run_tool([own_train, KD_CONFIG, '--work-dir', work_dir, '--no-persistent-workers',
