@@ -6,6 +6,7 @@ import os.path as osp
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -17,6 +18,7 @@ from mmengine.runner import Runner
 from conftest import project_script
 from mmdistill.testing.runner import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_seg_dataset
+from mmdistill.testing.shapes import scale_spread_shapes
 from mmdistill.utils import model_cfg_of
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -27,9 +29,9 @@ FPN_LEVELS = 5
 FGD_PARTS = ('fg', 'bg', 'attention', 'global')
 # distillation config -> (task, the loss keys it must log besides the student's own)
 DISTILL_CONFIGS = {
-    'fgd_retinanet_r18_from_r50_shapes-128.py':
+    'fgd_retinanet_r18_from_r50_shapes-256.py':
         ('det', [f'loss_fgd{i}_{p}' for i in range(FPN_LEVELS) for p in FGD_PARTS]),
-    'mgd_retinanet_r18_from_r50_shapes-128.py':
+    'mgd_retinanet_r18_from_r50_shapes-256.py':
         ('det', [f'loss_mgd{i}' for i in range(FPN_LEVELS)]),
     'mgd_pspnet_r18_from_r34-d8_shapes-64x64.py': ('seg', ['loss_mgd', 'loss_logit']),
 }
@@ -46,8 +48,8 @@ def data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('dense')
     det_root, seg_root = str(tmp / 'det'), str(tmp / 'seg')
     return dict(
-        det=(det_root, write_coco_detection(det_root, num_images=6, size=dense_run.DET_SIZE,
-                                            num_classes=dense_run.DET_CLASSES, num_val=2)),
+        det=(det_root, write_coco_detection(
+            det_root, **dict(dense_run.TASKS['det'].data_arguments, num_images=6, num_val=2))),
         seg=(seg_root, write_seg_dataset(seg_root, num_train=4, num_val=2,
                                          size=dense_run.SEG_SIZE,
                                          num_classes=dense_run.SEG_CLASSES)))
@@ -99,10 +101,10 @@ def test_distillation_config_distils_on_a_batch_of_the_generated_data(config, da
 
 @pytest.mark.parametrize('epochs, milestones', [(12, [8, 11]), (6, [4, 5]), (3, [2, 2]), (1, [1, 1])])
 def test_det_schedule_scales_the_1x_milestones(epochs, milestones):
-    cfg = project_config('retinanet_r18_fpn_shapes-128.py')
+    cfg = project_config('retinanet_r18_fpn_shapes-256.py')
     cfg.merge_from_dict(dense_run.det_schedule(epochs))
     warmup, steps = cfg.param_scheduler
-    assert warmup.type == 'LinearLR' and (warmup.begin, warmup.end) == (0, 50)
+    assert warmup.type == 'LinearLR' and (warmup.begin, warmup.end) == (0, 100)
     assert steps.type == 'MultiStepLR' and steps.milestones == milestones
     assert steps.end == cfg.train_cfg.max_epochs == cfg.default_hooks.checkpoint.interval == \
         epochs
@@ -146,3 +148,67 @@ def test_run_refuses_a_schedule_length_in_the_other_task_s_unit(monkeypatch, cap
     with pytest.raises(SystemExit):
         dense_run.main()
     assert '--task det trains by epochs: use --epochs' in capsys.readouterr().err
+
+
+def test_detection_data_put_positives_on_every_fpn_level_where_the_old_data_did_not(tmp_path):
+    """Counted with mmdet's own anchor generator and MaxIoUAssigner from the student config:
+    run.py's data (fewer images) reach P3..P7; the earlier 128×128 data with the recipe's
+    anchors (32..645 pixels) and sides of 16..42 pixels are matched on P3 only."""
+    cfg = project_config(dense_run.TASKS['det'].methods['student'])
+    arguments = dict(dense_run.TASKS['det'].data_arguments, num_images=40, num_val=2)
+    write_coco_detection(str(tmp_path / 'spread'), **arguments)
+    counts = dense_run.positives_per_level(cfg, str(tmp_path / 'spread/annotations/train.json'))
+    assert len(counts) == FPN_LEVELS and min(counts) > 0, counts
+
+    write_coco_detection(str(tmp_path / 'old'), num_images=40, size=(128, 128), num_val=2)
+    cfg.model.bbox_head.anchor_generator.octave_base_scale = 4
+    old = dense_run.positives_per_level(cfg, str(tmp_path / 'old/annotations/train.json'))
+    assert old[0] > 0 and old[1:] == [0, 0, 0, 0], old
+    with pytest.raises(RuntimeError, match=r"no object is matched on FPN level\(s\) "
+                       r"\['P4', 'P5', 'P6', 'P7'\]"):
+        dense_run.check_det_levels(cfg, str(tmp_path / 'old'))
+
+
+def test_write_data_reuses_data_written_with_the_same_arguments(tmp_path):
+    task = dense_run.TASKS['seg']._replace(
+        data_arguments=dict(num_train=2, num_val=1, size=(32, 32), num_classes=2))
+    root = str(tmp_path / 'data')
+    first = dense_run.write_data(task, root)
+    calls = []
+    counting = task._replace(write_data=lambda *a, **k: calls.append(k) or task.write_data(*a, **k))
+    assert dense_run.write_data(counting, root) == first and calls == []
+    changed = counting._replace(data_arguments=dict(task.data_arguments, num_train=3))
+    dense_run.write_data(changed, root)
+    assert len(calls) == 1 and len(list((tmp_path / 'data').rglob('*.png'))) > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data']  # no half-written folder left
+
+
+def test_paired_row_differences_are_taken_seed_by_seed():
+    student = [dict(metric=m) for m in (0.20, 0.30, 0.25)]
+    method = [dict(metric=m) for m in (0.26, 0.29, 0.30)]
+    cells = [c.strip() for c in dense_run.paired_row('mgd', method, student).split('|')[1:-1]]
+    # differences +0.06, -0.01, +0.05: mean 0.0333, sample std sqrt((.0267² + .0433² + .0167²)/2)
+    assert cells == ['mgd', '3', '0.033 ± 0.038', '+0.060 -0.010 +0.050', '2 of 3']
+    with pytest.raises(ValueError):  # a missing seed must not pair the wrong runs
+        dense_run.paired_row('mgd', method[:2], student)
+
+
+def test_scale_spread_shapes_are_log_uniform_in_scale_bounded_in_aspect_largest_first():
+    rng = np.random.default_rng(0)
+    low, high = dense_run.DET_SCALES
+    boxes = []  # rectangles (class 0 only) fill their boxes: box = drawn w × h
+    for _ in range(300):
+        (shape, ) = scale_spread_shapes(rng, (256, 256), 1, 1, (low, high))
+        x0, y0, x1, y1 = shape.box()
+        boxes.append((x1 - x0 + 1, y1 - y0 + 1))
+    w, h = np.array(boxes, dtype=float).T
+    scale = np.sqrt(w * h)
+    assert scale.min() >= low - 1 and scale.max() <= high + 1
+    assert (w / h).min() >= 0.5 - 0.1 and (w / h).max() <= 2 + 0.2
+    # log-uniform: half the scales lie under the geometric mean of the range (48 pixels);
+    # uniform sides would put (48 - 10) / 220 = 17 % there
+    assert 0.4 < np.mean(scale < np.sqrt(low * high)) < 0.6
+
+    shapes = scale_spread_shapes(np.random.default_rng(1), (256, 256), 4, 1, (low, high))
+    areas = [int(s.mask.sum()) for s in shapes]
+    assert len(shapes) >= 2 and areas == sorted(areas, reverse=True)

@@ -2,11 +2,12 @@
 import json
 import os
 import os.path as osp
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .shapes import class_styles, noisy_background, paint, random_shapes, write_png
+from .shapes import (class_styles, noisy_background, paint, random_shapes, scale_spread_shapes,
+                     write_png)
 
 
 def _annotations(shapes, image_id: int, first_id: int) -> List[dict]:
@@ -21,7 +22,8 @@ def _annotations(shapes, image_id: int, first_id: int) -> List[dict]:
 
 def write_coco_detection(root: str, num_images: int = 12, size: Tuple[int, int] = (128, 128),
                          seed: int = 0, num_classes: int = 3, num_val: int = 4,
-                         max_objects: int = 3) -> dict:
+                         max_objects: int = 3,
+                         scale_spread: Optional[Tuple[int, int]] = None) -> dict:
     """Write coloured shapes on noise as a COCO detection dataset under ``root``.
 
     Layout (what mmdet's ``CocoDataset`` and ``CocoMetric`` read)::
@@ -47,6 +49,8 @@ def write_coco_detection(root: str, num_images: int = 12, size: Tuple[int, int] 
         num_classes: number of classes (at most ``len(shapes.CLASS_STYLES)``).
         num_val: images in the validation split (the last ones).
         max_objects: the most objects an image holds.
+        scale_spread: ``(low, high)`` object scales in pixels, log-uniform; None for the
+            default uniform sides.
 
     Returns:
         The metainfo for the datasets' ``metainfo=``: ``dict(classes=(names...),
@@ -68,8 +72,12 @@ def write_coco_detection(root: str, num_images: int = 12, size: Tuple[int, int] 
     next_annotation_id = 1
     for index in range(num_images):
         count = 0 if index == 0 else int(rng.integers(1, max_objects + 1))
-        shapes = random_shapes(rng, size, count, num_classes, side_range,
-                               cut_by_border=index == 1)
+        if scale_spread is None:
+            shapes = random_shapes(rng, size, count, num_classes, side_range,
+                                   cut_by_border=index == 1)
+        else:
+            shapes = scale_spread_shapes(rng, size, count, num_classes, scale_spread,
+                                         cut_by_border=index == 1)
         image = paint(noisy_background(rng, size), shapes, num_classes)
         file_name = f'{index:04d}.png'
         write_png(osp.join(root, 'images', file_name), image)

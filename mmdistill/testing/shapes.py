@@ -61,6 +61,27 @@ def _draw(kind: str, box: Tuple[int, int, int, int], size: Tuple[int, int]) -> n
     return canvas.astype(bool)
 
 
+def _place(rng: np.random.Generator, kind: str, wh: Tuple[int, int], size: Tuple[int, int],
+           taken: np.ndarray, cut_by_border: bool):
+    """The mask of a ``kind`` of ``wh`` (w, h) at a random place where it keeps a one-pixel gap
+    to the ``taken`` pixels, or None when that place is not free. With ``cut_by_border`` a third
+    of it lies left of the image."""
+    height, width = size
+    w, h = wh
+    x0 = -(w // 3) if cut_by_border else int(rng.integers(0, width - w + 1))
+    y0 = int(rng.integers(0, height - h + 1))
+    mask = _draw(kind, (x0, y0, x0 + w - 1, y0 + h - 1), size)
+    grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return mask if mask.any() and not (grown & taken).any() else None
+
+
+def _check_side_range(side_range: Tuple[int, int], size: Tuple[int, int]) -> None:
+    low, high = side_range
+    if not 2 <= low <= high <= min(size):
+        raise ValueError(f'side_range {side_range} must satisfy 2 <= low <= high <= '
+                         f'min(image size {size})')
+
+
 def random_shapes(rng: np.random.Generator, size: Tuple[int, int], count: int,
                   num_classes: int, side_range: Tuple[int, int],
                   cut_by_border: bool = False) -> List[Shape]:
@@ -70,26 +91,52 @@ def random_shapes(rng: np.random.Generator, size: Tuple[int, int], count: int,
     edge, so that its visible part touches the border (x_min = 0). Fewer than ``count``
     shapes are returned when no free place is found.
     """
-    height, width = size
+    _check_side_range(side_range, size)
     low, high = side_range
-    if not 2 <= low <= high <= min(height, width):
-        raise ValueError(f'side_range {side_range} must satisfy 2 <= low <= high <= '
-                         f'min(image size {size})')
     styles = class_styles(num_classes)
     taken = np.zeros(size, dtype=bool)
     shapes = []
     for index in range(count):
         label = int(rng.integers(num_classes))
         for _ in range(_PLACEMENT_TRIES):
-            w, h = (int(v) for v in rng.integers(low, high + 1, size=2))
-            x0 = (-(w // 3) if cut_by_border and index == 0
-                  else int(rng.integers(0, width - w + 1)))
-            y0 = int(rng.integers(0, height - h + 1))
-            mask = _draw(styles[label][2], (x0, y0, x0 + w - 1, y0 + h - 1), size)
-            grown = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            if mask.any() and not (grown & taken).any():
+            wh = tuple(int(v) for v in rng.integers(low, high + 1, size=2))
+            mask = _place(rng, styles[label][2], wh, size, taken, cut_by_border and index == 0)
+            if mask is not None:
                 taken |= mask
                 shapes.append(Shape(label, mask))
+                break
+    return shapes
+
+
+def scale_spread_shapes(rng: np.random.Generator, size: Tuple[int, int], count: int,
+                        num_classes: int, side_range: Tuple[int, int],
+                        max_aspect: float = 2.0, cut_by_border: bool = False) -> List[Shape]:
+    """Up to ``count`` non-overlapping shapes whose scales spread as on COCO.
+
+    Each shape's scale ``s = sqrt(w * h)`` is log-uniform in ``side_range`` (as many shapes
+    per octave of size) and its aspect ratio ``w / h`` log-uniform in
+    ``[1 / max_aspect, max_aspect]``, so that ``w = s * sqrt(r)``, ``h = s / sqrt(r)`` (clipped
+    to the image). The largest are placed first, so that big shapes are not crowded out by
+    small ones placed before them; a shape with no free place is dropped.
+    """
+    _check_side_range(side_range, size)
+    if max_aspect < 1:
+        raise ValueError(f'max_aspect is w/h or h/w at most, so >= 1; got {max_aspect}')
+    styles = class_styles(num_classes)
+    scales = np.exp(rng.uniform(*np.log(side_range), size=count))
+    ratios = np.exp(rng.uniform(-np.log(max_aspect), np.log(max_aspect), size=count))
+    labels = rng.integers(num_classes, size=count)
+    taken = np.zeros(size, dtype=bool)
+    shapes = []
+    for index in np.argsort(-scales, kind='stable'):
+        wh = (int(np.clip(round(scales[index] * np.sqrt(ratios[index])), 2, size[1])),
+              int(np.clip(round(scales[index] / np.sqrt(ratios[index])), 2, size[0])))
+        kind = styles[int(labels[index])][2]
+        for _ in range(_PLACEMENT_TRIES):
+            mask = _place(rng, kind, wh, size, taken, cut_by_border and not shapes)
+            if mask is not None:
+                taken |= mask
+                shapes.append(Shape(int(labels[index]), mask))
                 break
     return shapes
 

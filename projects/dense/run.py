@@ -2,30 +2,42 @@
 segmentation data, end to end with the codebases' own datasets, pipelines and metrics.
 
     python projects/dense/run.py --task det|seg [--methods ...] [--seeds 0 1 2]
-        [--epochs N | --iters N] [--work-dir DIR]
+        [--teacher-seeds 0 1 2] [--epochs N | --iters N] [--work-dir DIR]
 
 1. writes the generated data in the codebase's own format: COCO json + PNG images for mmdet
-   (``mmdistill.testing.write_coco_detection``), mmseg's ``img_dir``/``ann_dir`` layout for
-   mmseg (``mmdistill.testing.write_seg_dataset``);
-2. trains the teacher once (seed 0, a schedule twice as long as the students'), then the
-   student alone and with each method, once per seed, each with MMEngine's Runner and the
-   configs in ``configs/``;
+   (``mmdistill.testing.write_coco_detection``, object scales spread over every FPN level;
+   the positive anchors per level that mmdet's own assigner gives them are printed),
+   mmseg's ``img_dir``/``ann_dir`` layout for mmseg (``mmdistill.testing.write_seg_dataset``);
+2. trains the teacher once per teacher seed (a schedule twice as long as the students'), then
+   the student alone and with each method, once per seed, distilling from the seed-0 teacher,
+   each with MMEngine's Runner and the configs in ``configs/``;
 3. prints box mAP (``coco/bbox_mAP``) or mIoU (mean ± sample std over the seeds), train time,
    ms per iteration, and the distillation losses' share of the student's total loss over the
-   last iterations (how much the method weighs in the objective at the papers' weights).
+   last iterations (how much the method weighs in the objective at the papers' weights); then
+   each method's paired per-seed differences from the student alone, and where its loss and
+   gradient norm stood early and late in training.
+
+Each run leaves ``result.json`` in its work dir, stamped with a fingerprint of its merged
+config (and of its teacher's); a later command that asks for the same run reads it instead of
+training again, so a long job can be split over processes and summed up by one more command.
 
 With CI=true the default schedule is a quarter as long (a smoke run, never skipped).
 """
 import argparse
+import hashlib
+import json
 import os
 import os.path as osp
+import shutil
 import time
-from typing import Callable, Dict, NamedTuple
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
+from mmengine.structures import InstanceData
 
 import mmdistill  # noqa: F401
 from mmdistill.testing import write_coco_detection, write_seg_dataset
@@ -34,6 +46,7 @@ HERE = osp.dirname(osp.abspath(__file__))
 CONFIGS = osp.join(HERE, 'configs')
 CI = os.environ.get('CI') == 'true'
 SHARE_WINDOW = 20  # iterations over which the distillation losses' share is averaged
+EARLY, LATE = 10, 50  # iterations over which the loss profile's early and late means are taken
 
 
 class Task(NamedTuple):
@@ -46,18 +59,16 @@ class Task(NamedTuple):
     unit: str  # 'epochs' or 'iters'
     length: int  # the students' default schedule length in ``unit``
     teacher_factor: int  # the teacher trains this many times longer than the students
-    write_data: Callable[[str], dict]
+    data_arguments: dict  # what ``write_data`` is called with, besides the root
+    write_data: Callable[..., dict]
     data_overrides: Callable[[str], dict]
     schedule_overrides: Callable[[int], dict]
+    base_losses: tuple  # the student's own losses, in the logs
 
 
 # ------------------------------------------------------------------------------ detection
-DET_IMAGES, DET_VAL, DET_SIZE, DET_CLASSES = 400, 80, (128, 128), 3
-
-
-def write_det_data(root: str) -> dict:
-    return write_coco_detection(root, num_images=DET_IMAGES, size=DET_SIZE,
-                                num_classes=DET_CLASSES, num_val=DET_VAL)
+DET_IMAGES, DET_VAL, DET_SIZE, DET_CLASSES = 260, 100, (256, 256), 3
+DET_SCALES, DET_MAX_OBJECTS = (10, 230), 4  # object scales sqrt(w*h), log-uniform, in pixels
 
 
 def det_data(root: str) -> dict:
@@ -82,13 +93,50 @@ def det_schedule(epochs: int) -> dict:
     }
 
 
+def positives_per_level(cfg: Config, ann_file: str) -> List[int]:
+    """The positive anchors per FPN level that the config's own anchor generator and assigner
+    (mmdet's ``MaxIoUAssigner`` in RetinaNet) give the boxes of a COCO ``ann_file``, summed
+    over its images (each at its own size: the pipelines here do not rescale)."""
+    from mmdet.registry import TASK_UTILS
+    with open(ann_file) as f:
+        coco = json.load(f)
+    boxes = {image['id']: [] for image in coco['images']}
+    for annotation in coco['annotations']:
+        x, y, w, h = annotation['bbox']
+        boxes[annotation['image_id']].append([x, y, x + w, y + h])
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        anchors = TASK_UTILS.build(cfg.model.bbox_head.anchor_generator)
+        assigner = TASK_UTILS.build(cfg.model.train_cfg.assigner)
+    counts = np.zeros(anchors.num_levels, dtype=int)
+    for image in coco['images']:
+        if not boxes[image['id']]:
+            continue
+        sizes = [(-(-image['height'] // int(stride[1])), -(-image['width'] // int(stride[0])))
+                 for stride in anchors.strides]
+        priors = anchors.grid_priors(sizes, device='cpu')
+        level = torch.cat([torch.full((len(p), ), i) for i, p in enumerate(priors)])
+        gt = torch.tensor(boxes[image['id']], dtype=torch.float32)
+        assigned = assigner.assign(InstanceData(priors=torch.cat(priors)),
+                                   InstanceData(bboxes=gt, labels=torch.zeros(len(gt)).long()))
+        counts += np.bincount(level[assigned.gt_inds > 0].numpy(), minlength=anchors.num_levels)
+    return counts.tolist()
+
+
+def check_det_levels(cfg: Config, data_root: str) -> None:
+    """Print the positives per FPN level in each split; fail if a level has none in training
+    (the distillation terms there would only ever see background)."""
+    for split in ('train', 'val'):
+        counts = positives_per_level(cfg, osp.join(data_root, 'annotations', f'{split}.json'))
+        print(f'positive anchors per level P3..P{2 + len(counts)} ({split}, mmdet\'s '
+              f'{cfg.model.train_cfg.assigner.type}): {counts}', flush=True)
+        if split == 'train' and min(counts) == 0:
+            raise RuntimeError(f'no object is matched on FPN level(s) '
+                               f'{[f"P{3 + i}" for i, c in enumerate(counts) if not c]}: '
+                               'widen the object scales or change the anchors')
+
+
 # ---------------------------------------------------------------------------- segmentation
 SEG_TRAIN, SEG_VAL, SEG_SIZE, SEG_CLASSES = 200, 50, (64, 64), 4
-
-
-def write_seg_data(root: str) -> dict:
-    return write_seg_dataset(root, num_train=SEG_TRAIN, num_val=SEG_VAL, size=SEG_SIZE,
-                             num_classes=SEG_CLASSES)
 
 
 def seg_data(root: str) -> dict:
@@ -107,17 +155,22 @@ def seg_schedule(iters: int) -> dict:
 TASKS = {
     'det': Task(
         summary=(f'Detection: generated COCO-format shapes, {DET_IMAGES - DET_VAL} train / '
-                 f'{DET_VAL} val images of {DET_SIZE[0]}×{DET_SIZE[1]}, {DET_CLASSES} classes; '
-                 'RetinaNet with a quarter-width ResNet-18 (student) or a half-width '
-                 'ResNet-50 (teacher), 64-channel FPN and head, trained from scratch with '
-                 'AdamW'),
-        teacher='retinanet_r50_fpn_shapes-128.py',
-        methods={'student': 'retinanet_r18_fpn_shapes-128.py',
-                 'fgd': 'fgd_retinanet_r18_from_r50_shapes-128.py',
-                 'mgd': 'mgd_retinanet_r18_from_r50_shapes-128.py'},
+                 f'{DET_VAL} val images of {DET_SIZE[0]}×{DET_SIZE[1]}, {DET_CLASSES} classes, '
+                 f'object scales log-uniform in {DET_SCALES[0]}–{DET_SCALES[1]} px, anchors '
+                 'scaled from COCO\'s; RetinaNet with a quarter-width ResNet-18 (student) or a '
+                 'half-width ResNet-50 (teacher), 64-channel FPN and head, trained from '
+                 'scratch with AdamW'),
+        teacher='retinanet_r50_fpn_shapes-256.py',
+        methods={'student': 'retinanet_r18_fpn_shapes-256.py',
+                 'fgd': 'fgd_retinanet_r18_from_r50_shapes-256.py',
+                 'mgd': 'mgd_retinanet_r18_from_r50_shapes-256.py'},
         metric='coco/bbox_mAP', metric_name='bbox mAP', unit='epochs', length=6,
         teacher_factor=2,
-        write_data=write_det_data, data_overrides=det_data, schedule_overrides=det_schedule),
+        data_arguments=dict(num_images=DET_IMAGES, size=DET_SIZE, num_classes=DET_CLASSES,
+                            num_val=DET_VAL, max_objects=DET_MAX_OBJECTS,
+                            scale_spread=DET_SCALES),
+        write_data=write_coco_detection, data_overrides=det_data,
+        schedule_overrides=det_schedule, base_losses=('loss_cls', 'loss_bbox')),
     'seg': Task(
         summary=(f'Segmentation: generated shapes in mmseg\'s folder layout, {SEG_TRAIN} train '
                  f'/ {SEG_VAL} val images of {SEG_SIZE[0]}×{SEG_SIZE[1]}, {SEG_CLASSES} classes '
@@ -127,25 +180,90 @@ TASKS = {
         methods={'student': 'pspnet_r18-d8_shapes-64x64.py',
                  'mgd': 'mgd_pspnet_r18_from_r34-d8_shapes-64x64.py'},
         metric='mIoU', metric_name='mIoU (%)', unit='iters', length=300, teacher_factor=2,
-        write_data=write_seg_data, data_overrides=seg_data, schedule_overrides=seg_schedule),
+        data_arguments=dict(num_train=SEG_TRAIN, num_val=SEG_VAL, size=SEG_SIZE,
+                            num_classes=SEG_CLASSES),
+        write_data=write_seg_dataset, data_overrides=seg_data,
+        schedule_overrides=seg_schedule, base_losses=('decode.loss_ce', 'aux.loss_ce')),
 }
 
 
+def write_data(task: Task, root: str) -> dict:
+    """Write the task's data under ``root`` unless the same arguments already wrote it there;
+    return its metainfo.
+
+    The data go to a fresh folder first and are moved into place whole, so that a process
+    that reads ``root`` (another part of the same job) never sees half-written files.
+    """
+    stamp_file = osp.join(root, 'written_by.json')
+    if osp.exists(stamp_file):
+        with open(stamp_file) as f:
+            stamp = json.load(f)
+        if stamp['arguments'] == json.loads(json.dumps(task.data_arguments)):
+            metainfo = stamp['metainfo']
+            return dict(metainfo, classes=tuple(metainfo['classes']),
+                        palette=[tuple(colour) for colour in metainfo['palette']])
+    fresh = f'{root}.{os.getpid()}'
+    metainfo = task.write_data(fresh, **task.data_arguments)
+    with open(osp.join(fresh, 'written_by.json'), 'w') as f:
+        json.dump(dict(arguments=task.data_arguments, metainfo=metainfo), f)
+    shutil.rmtree(root, ignore_errors=True)
+    os.rename(fresh, root)
+    return metainfo
+
+
 # -------------------------------------------------------------------------------- running
+def _history(runner: Runner, key: str) -> np.ndarray:
+    return np.asarray(runner.message_hub.get_scalar(key).data[0], dtype=float)
+
+
+def _loss_keys(runner: Runner, name: str) -> List[str]:
+    """The logged keys of loss ``name`` (``loss_fgd1`` itself, or its parts ``loss_fgd1_*``)."""
+    return [key for key in runner.message_hub.log_scalars
+            if key == f'train/loss_{name}' or key.startswith(f'train/loss_{name}_')]
+
+
 def distill_share(runner: Runner, names) -> float:
     """The distillation losses' share of the total training loss, averaged over the last
     ``SHARE_WINDOW`` iterations (0 for the student alone)."""
     scalars = runner.message_hub.log_scalars
-    parts = [buffer.mean(SHARE_WINDOW) for key, buffer in scalars.items()
-             if any(key == f'train/loss_{name}' or key.startswith(f'train/loss_{name}_')
-                    for name in names)]
+    parts = [scalars[key].mean(SHARE_WINDOW) for name in names
+             for key in _loss_keys(runner, name)]
     return float(sum(parts) / scalars['train/loss'].mean(SHARE_WINDOW))
 
 
+def loss_profile(runner: Runner, task: Task, names) -> dict:
+    """Where the objective stood early and late in training: the mean over the first
+    ``EARLY`` and the last ``LATE`` iterations of the student's own losses and of each
+    distillation loss (its parts summed), and the gradient norm before clipping (median,
+    largest, and the share of iterations that clipping shortened) when it is logged."""
+    def early_late(values: np.ndarray) -> List[float]:
+        return [float(values[:EARLY].mean()), float(values[-LATE:].mean())]
+
+    own = sum(_history(runner, f'train/{key}') for key in task.base_losses)
+    profile = dict(task=early_late(own))
+    for name in names:
+        profile[name] = early_late(sum(_history(runner, key) for key in _loss_keys(runner, name)))
+    if 'train/grad_norm' in runner.message_hub.log_scalars:
+        norms = _history(runner, 'train/grad_norm')
+        clip = runner.cfg.optim_wrapper.get('clip_grad') or {}
+        profile['grad_norm'] = dict(
+            median=float(np.median(norms)), max=float(norms.max()),
+            clipped=float((norms > clip['max_norm']).mean()) if clip else 0.0)
+    return profile
+
+
+def fingerprint(cfg: Config, teacher: Optional[dict]) -> str:
+    """What a run's result depends on: its merged config and its teacher's fingerprint."""
+    text = cfg.pretty_text + (teacher['fingerprint'] if teacher else '')
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def train(task: Task, config: str, work_dir: str, data_root: str, length: int, seed: int,
-          **overrides) -> dict:
-    """Train ``config`` with MMEngine's Runner, then validate once; return the metric,
-    timings, the distillation share of the loss and the final checkpoint."""
+          teacher: Optional[dict] = None, **overrides) -> dict:
+    """Train ``config`` with MMEngine's Runner (distilling from ``teacher``'s checkpoint when
+    given), then validate once; return the metric, timings, the distillation share of the
+    loss, the loss profile and the final checkpoint. A run already made with the same
+    fingerprint is read from its ``result.json`` instead."""
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
@@ -153,8 +271,17 @@ def train(task: Task, config: str, work_dir: str, data_root: str, length: int, s
         **task.schedule_overrides(length),
         'train_cfg.val_begin': length + 1,  # no validation inside train(): timed apart
         'randomness.seed': seed,
+        **({'model.teacher.checkpoint': teacher['checkpoint']} if teacher else {}),
         **overrides,
     })
+    stamp = fingerprint(cfg, teacher)
+    result_file = osp.join(work_dir, 'result.json')
+    if osp.exists(result_file):
+        with open(result_file) as f:
+            result = json.load(f)
+        if result['fingerprint'] == stamp:
+            print(f'(read from {result_file})', flush=True)
+            return result
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
@@ -162,26 +289,59 @@ def train(task: Task, config: str, work_dir: str, data_root: str, length: int, s
     metrics = runner.val_loop.run()
     if not metrics and task.metric.startswith('coco/'):
         metrics = {task.metric: 0.0}  # CocoMetric returns nothing when no box passes score_thr
-    losses = cfg.model.get('distill_losses') or {}
+    losses = list(cfg.model.get('distill_losses') or {})
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
-    return dict(metric=float(metrics[task.metric]), seconds=seconds,
-                ms_per_iter=1000 * seconds / runner.iter,
-                share=distill_share(runner, losses) if losses else 0.0,
-                checkpoint=checkpoint)
+    result = dict(config=config, seed=seed, fingerprint=stamp,
+                  metric=float(metrics[task.metric]), seconds=seconds,
+                  ms_per_iter=1000 * seconds / runner.iter,
+                  share=distill_share(runner, losses) if losses else 0.0,
+                  profile=loss_profile(runner, task, losses), checkpoint=checkpoint)
+    with open(result_file, 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+# -------------------------------------------------------------------------------- tables
+def mean_std(values) -> str:
+    values = np.asarray(values, dtype=float)
+    return f'{values.mean():.3f}' + (f' ± {values.std(ddof=1):.3f}' if len(values) > 1 else '')
 
 
 def summary_row(name: str, runs: list) -> str:
-    values = np.array([r['metric'] for r in runs])
-    spread = f' ± {values.std(ddof=1):.3f}' if len(runs) > 1 else ''
-    share = np.mean([r['share'] for r in runs])
-    return (f'| {name:<8} | {len(runs):>5} | {values.mean():>7.3f}{spread:<8} | '
+    values = [r['metric'] for r in runs]
+    return (f'| {name:<8} | {len(runs):>5} | {mean_std(values):<16} | '
             f'{" ".join(f"{v:.3f}" for v in values):<23} | '
             f'{np.mean([r["seconds"] for r in runs]):>14.1f} | '
-            f'{np.mean([r["ms_per_iter"] for r in runs]):>12.1f} | {share:>13.4f} |')
+            f'{np.mean([r["ms_per_iter"] for r in runs]):>12.1f} | '
+            f'{np.mean([r["share"] for r in runs]):>13.4f} |')
 
 
-def print_table(task: Task, length: int, teacher_length: int, results: dict) -> None:
+def paired_row(name: str, runs: list, baseline: list) -> str:
+    """``name``'s per-seed differences from ``baseline`` (the same seeds, in order)."""
+    differences = [r['metric'] - b['metric'] for r, b in zip(runs, baseline, strict=True)]
+    better = sum(d > 0 for d in differences)
+    return (f'| {name:<8} | {len(differences):>5} | {mean_std(differences):<16} | '
+            f'{" ".join(f"{d:+.3f}" for d in differences):<23} | '
+            f'{better:>2} of {len(differences):<2} |')
+
+
+def profile_rows(name: str, runs: list) -> List[str]:
+    """One row per seed: the student's own loss and each distillation loss, early → late,
+    and the gradient norm before clipping."""
+    rows = []
+    for run in runs:
+        profile = run['profile']
+        terms = ' '.join(f'{key} {value[0]:.3g}→{value[1]:.3g}' for key, value
+                         in profile.items() if key != 'grad_norm')
+        norm = profile.get('grad_norm')
+        norm = (f'{norm["median"]:.3g} / {norm["max"]:.3g} / {norm["clipped"]:.0%}'
+                if norm else '-')
+        rows.append(f'| {name:<8} | {run["seed"]:>4} | {terms} | {norm} |')
+    return rows
+
+
+def print_tables(task: Task, length: int, teacher_length: int, results: dict) -> None:
     print(f'\n{task.summary}; students {length} {task.unit}, teacher {teacher_length}; CPU, '
           f'{torch.get_num_threads()} thread(s).')
     print(f'| {"model":<8} | {"seeds":>5} | {task.metric_name + " mean ± std":<16} | '
@@ -191,14 +351,33 @@ def print_table(task: Task, length: int, teacher_length: int, results: dict) -> 
           f'{"-" * 13} |')
     for name, runs in results.items():
         print(summary_row(name, runs))
+    students = [name for name in results if name not in ('teacher', 'student')]
+    if 'student' in results and students:
+        print(f'\nPaired differences from the student alone, seed by seed ({task.metric_name}):')
+        print(f'| {"model":<8} | {"pairs":>5} | {"mean ± std":<16} | {"per seed":<23} | '
+              f'better |')
+        print(f'| {"-" * 8} | {"-" * 5} | {"-" * 16} | {"-" * 23} | ------ |')
+        for name in students:
+            print(paired_row(name, results[name], results['student']))
+    print(f'\nLosses, mean of the first {EARLY} → last {LATE} iterations ("task": the '
+          'student\'s own); gradient norm before clipping: median / largest / share of '
+          'iterations clipped:')
+    print('| model    | seed | losses | grad norm |')
+    print('| -------- | ---- | ------ | --------- |')
+    for name, runs in results.items():
+        for row in profile_rows(name, runs):
+            print(row)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--task', required=True, choices=list(TASKS))
-    parser.add_argument('--methods', nargs='+',
-                        help='how to train the student (default: all of the task\'s)')
+    parser.add_argument('--methods', nargs='*',
+                        help='how to train the student (default: all of the task\'s; none '
+                        'to train only teachers)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--teacher-seeds', type=int, nargs='+', default=[0],
+                        help='train a teacher per seed (the students distil from seed 0\'s)')
     parser.add_argument('--epochs', type=int, help='detection schedule length')
     parser.add_argument('--iters', type=int, help='segmentation schedule length')
     parser.add_argument('--work-dir', help='default: work_dirs/dense_<task>')
@@ -209,41 +388,49 @@ def main():
     torch.set_num_threads(args.threads)
 
     task = TASKS[args.task]
-    methods = args.methods or list(task.methods)
+    methods = list(task.methods) if args.methods is None else args.methods
     unknown = [m for m in methods if m not in task.methods]
     if unknown:
         parser.error(f'--task {args.task} has methods {list(task.methods)}, not {unknown}')
     wrong_length = args.iters if task.unit == 'epochs' else args.epochs
     if wrong_length is not None:
         parser.error(f'--task {args.task} trains by {task.unit}: use --{task.unit}')
+    distilling = [m for m in methods if m != 'student']
+    if distilling and 0 not in args.teacher_seeds:
+        parser.error(f'{distilling} distil from the seed-0 teacher: put 0 in --teacher-seeds')
     length = getattr(args, task.unit) or (max(task.length // 4, 1) if CI else task.length)
     work_dir = args.work_dir or f'work_dirs/dense_{args.task}'
 
     data_root = osp.join(work_dir, 'data')
-    metainfo = task.write_data(data_root)
-    configured = Config.fromfile(osp.join(CONFIGS, task.methods['student'])).metainfo
-    if tuple(configured['classes']) != metainfo['classes']:
-        raise RuntimeError(f'the configs name the classes {configured["classes"]}, the '
-                           f'generated data {metainfo["classes"]}: make them agree')
+    metainfo = write_data(task, data_root)
+    student_cfg = Config.fromfile(osp.join(CONFIGS, task.methods['student']))
+    if tuple(student_cfg.metainfo['classes']) != tuple(metainfo['classes']):
+        raise RuntimeError(f'the configs name the classes {student_cfg.metainfo["classes"]}, '
+                           f'the generated data {metainfo["classes"]}: make them agree')
+    if args.task == 'det':
+        check_det_levels(student_cfg, data_root)
 
     teacher_length = task.teacher_factor * length
-    print(f'\n===== training the teacher ({task.teacher}, {teacher_length} {task.unit}) =====',
-          flush=True)
-    teacher = train(task, task.teacher, osp.join(work_dir, 'teacher'), data_root,
-                    teacher_length, seed=0)
-    results = {'teacher': [teacher]}
+    teachers = {}
+    for seed in sorted(args.teacher_seeds, key=lambda s: s != 0):  # seed 0 first: it teaches
+        print(f'\n===== training the teacher ({task.teacher}, seed {seed}, {teacher_length} '
+              f'{task.unit}) =====', flush=True)
+        teachers[seed] = train(task, task.teacher, osp.join(work_dir, f'teacher_seed{seed}'),
+                               data_root, teacher_length, seed)
+    results = {'teacher': list(teachers.values())}
     for method in methods:
         config = task.methods[method]
-        overrides = {} if method == 'student' else {
-            'model.teacher.checkpoint': teacher['checkpoint']}
         results[method] = []
         for seed in args.seeds:
             print(f'\n===== training the student: {method} ({config}, seed {seed}, {length} '
                   f'{task.unit}) =====', flush=True)
             results[method].append(
                 train(task, config, osp.join(work_dir, f'{method}_seed{seed}'), data_root,
-                      length, seed, **overrides))
-    print_table(task, length, teacher_length, results)
+                      length, seed, teacher=None if method == 'student' else teachers[0]))
+    print_tables(task, length, teacher_length, results)
+    with open(osp.join(work_dir, 'results.json'), 'w') as f:
+        json.dump(dict(summary=task.summary, length=length, teacher_length=teacher_length,
+                       threads=torch.get_num_threads(), results=results), f, indent=1)
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ model = dict(
     teacher=dict(
         config='{{ fileDirname }}/pspnet_r34-d8_shapes-64x64.py',
         # projects/dense/run.py trains the teacher first and passes its checkpoint here.
-        checkpoint='work_dirs/dense_seg/teacher/iter_600.pth'),
+        checkpoint='work_dirs/dense_seg/teacher_seed0/iter_600.pth'),
     distill_losses=dict(
         mgd=dict(type='MGDLoss', student_channels=512, teacher_channels=512,
                  loss_weight=2e-5, mask_ratio=0.75,

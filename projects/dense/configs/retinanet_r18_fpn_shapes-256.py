@@ -1,10 +1,11 @@
 # The student: mmdet's RetinaNet-R18 recipe, retargeted at the generated shapes that
-# projects/dense/run.py writes (COCO json, 128×128 images, 3 classes). Only sizes, data and
-# the schedule change; the detector, its losses, CocoDataset and CocoMetric are mmdet's own.
+# projects/dense/run.py writes (COCO json, 256×256 images, 3 classes, object scales spread
+# log-uniformly from 10 to 230 pixels). Only sizes, anchors, data and the schedule change; the
+# detector, its losses, assigner, CocoDataset and CocoMetric are mmdet's own.
 _base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
 
 data_root = 'work_dirs/dense_det/data/'  # run.py sets its own
-image_size = (128, 128)
+image_size = (256, 256)
 metainfo = dict(classes=('red_rectangle', 'green_ellipse', 'blue_rectangle'),
                 palette=[(220, 40, 40), (40, 200, 60), (50, 90, 230)])
 max_epochs = 6
@@ -18,7 +19,12 @@ model = dict(
                   norm_eval=False),
     # A 64-channel FPN and head instead of 256, in student and teacher alike, for speed.
     neck=dict(in_channels=[16, 32, 64, 128], out_channels=64),
-    bbox_head=dict(num_classes=len(metainfo['classes']), in_channels=64, feat_channels=64))
+    # COCO's anchors scaled to the image: on COCO (shorter side 800) octave_base_scale 4 gives
+    # P3..P7 anchors of 32..512 pixels, 4 %..64 % of the image; 4 × 256 / 800 = 1.28 keeps
+    # those fractions at 256×256 (10..164 pixels, ×2^(1/3), ×2^(2/3) within each level), so
+    # that objects spread from 10 to 230 pixels are matched on every level, P7 included.
+    bbox_head=dict(num_classes=len(metainfo['classes']), in_channels=64, feat_channels=64,
+                   anchor_generator=dict(octave_base_scale=1.28)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -35,7 +41,7 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
-    batch_size=8, num_workers=0, persistent_workers=False,
+    batch_size=4,  # 256×256 images: a quarter of the batch-8 step of 4× bigger images num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, ann_file='annotations/train.json',
                  data_prefix=dict(img='images/'), metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(
@@ -54,7 +60,7 @@ test_evaluator = val_evaluator
 optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=1e-4),
                      clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=50),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=100),
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=max_epochs, milestones=[4, 5],
          gamma=0.1),
 ]
