@@ -29,9 +29,9 @@ FPN_LEVELS = 5
 FGD_PARTS = ('fg', 'bg', 'attention', 'global')
 # distillation config -> (task, the loss keys it must log besides the student's own)
 DISTILL_CONFIGS = {
-    'fgd_retinanet_r18_from_r50_shapes-256.py':
+    'fgd_retinanet_r18_from_r50_shapes-160.py':
         ('det', [f'loss_fgd{i}_{p}' for i in range(FPN_LEVELS) for p in FGD_PARTS]),
-    'mgd_retinanet_r18_from_r50_shapes-256.py':
+    'mgd_retinanet_r18_from_r50_shapes-160.py':
         ('det', [f'loss_mgd{i}' for i in range(FPN_LEVELS)]),
     'mgd_pspnet_r18_from_r34-d8_shapes-64x64.py': ('seg', ['loss_mgd', 'loss_logit']),
 }
@@ -101,7 +101,7 @@ def test_distillation_config_distils_on_a_batch_of_the_generated_data(config, da
 
 @pytest.mark.parametrize('epochs, milestones', [(12, [8, 11]), (6, [4, 5]), (3, [2, 2]), (1, [1, 1])])
 def test_det_schedule_scales_the_1x_milestones(epochs, milestones):
-    cfg = project_config('retinanet_r18_fpn_shapes-256.py')
+    cfg = project_config('retinanet_r18_fpn_shapes-160.py')
     cfg.merge_from_dict(dense_run.det_schedule(epochs))
     warmup, steps = cfg.param_scheduler
     assert warmup.type == 'LinearLR' and (warmup.begin, warmup.end) == (0, 100)

@@ -67,8 +67,8 @@ class Task(NamedTuple):
 
 
 # ------------------------------------------------------------------------------ detection
-DET_IMAGES, DET_VAL, DET_SIZE, DET_CLASSES = 260, 100, (256, 256), 3
-DET_SCALES, DET_MAX_OBJECTS = (10, 230), 4  # object scales sqrt(w*h), log-uniform, in pixels
+DET_IMAGES, DET_VAL, DET_SIZE, DET_CLASSES = 260, 100, (160, 160), 3
+DET_SCALES, DET_MAX_OBJECTS = (10, 150), 4  # object scales sqrt(w*h), log-uniform, in pixels
 
 
 def det_data(root: str) -> dict:
@@ -160,11 +160,11 @@ TASKS = {
                  'scaled from COCO\'s; RetinaNet with a quarter-width ResNet-18 (student) or a '
                  'half-width ResNet-50 (teacher), 64-channel FPN and head, trained from '
                  'scratch with AdamW'),
-        teacher='retinanet_r50_fpn_shapes-256.py',
-        methods={'student': 'retinanet_r18_fpn_shapes-256.py',
-                 'fgd': 'fgd_retinanet_r18_from_r50_shapes-256.py',
-                 'mgd': 'mgd_retinanet_r18_from_r50_shapes-256.py'},
-        metric='coco/bbox_mAP', metric_name='bbox mAP', unit='epochs', length=6,
+        teacher='retinanet_r50_fpn_shapes-160.py',
+        methods={'student': 'retinanet_r18_fpn_shapes-160.py',
+                 'fgd': 'fgd_retinanet_r18_from_r50_shapes-160.py',
+                 'mgd': 'mgd_retinanet_r18_from_r50_shapes-160.py'},
+        metric='coco/bbox_mAP', metric_name='bbox mAP', unit='epochs', length=12,
         teacher_factor=2,
         data_arguments=dict(num_images=DET_IMAGES, size=DET_SIZE, num_classes=DET_CLASSES,
                             num_val=DET_VAL, max_objects=DET_MAX_OBJECTS,

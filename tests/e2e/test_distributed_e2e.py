@@ -190,9 +190,9 @@ def test_fgd_retinanet_in_two_processes(tmp_path):
     dense = osp.join(PROJECTS, 'dense', 'configs')
     root = str(tmp_path / 'coco')
     write_coco_detection(root, num_images=12, size=(128, 128), num_classes=3, num_val=4)
-    teacher = write_teacher_checkpoint(osp.join(dense, 'retinanet_r50_fpn_shapes-256.py'), {},
+    teacher = write_teacher_checkpoint(osp.join(dense, 'retinanet_r50_fpn_shapes-160.py'), {},
                                        str(tmp_path / 'teacher.pth'))
-    cfg = Config.fromfile(osp.join(dense, 'fgd_retinanet_r18_from_r50_shapes-256.py'))
+    cfg = Config.fromfile(osp.join(dense, 'fgd_retinanet_r18_from_r50_shapes-160.py'))
     split = dict(num_workers=0, persistent_workers=False)
     cfg.merge_from_dict({
         'model.teacher.checkpoint': teacher,

@@ -1,14 +1,14 @@
 # The student: mmdet's RetinaNet-R18 recipe, retargeted at the generated shapes that
-# projects/dense/run.py writes (COCO json, 256×256 images, 3 classes, object scales spread
-# log-uniformly from 10 to 230 pixels). Only sizes, anchors, data and the schedule change; the
+# projects/dense/run.py writes (COCO json, 160×160 images, 3 classes, object scales spread
+# log-uniformly from 10 to 150 pixels). Only sizes, anchors, data and the schedule change; the
 # detector, its losses, assigner, CocoDataset and CocoMetric are mmdet's own.
 _base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
 
 data_root = 'work_dirs/dense_det/data/'  # run.py sets its own
-image_size = (256, 256)
+image_size = (160, 160)
 metainfo = dict(classes=('red_rectangle', 'green_ellipse', 'blue_rectangle'),
                 palette=[(220, 40, 40), (40, 200, 60), (50, 90, 230)])
-max_epochs = 6
+max_epochs = 12
 
 model = dict(
     # ResNet-18 at a quarter of its width (16 stem and base channels instead of 64), for
@@ -20,11 +20,11 @@ model = dict(
     # A 64-channel FPN and head instead of 256, in student and teacher alike, for speed.
     neck=dict(in_channels=[16, 32, 64, 128], out_channels=64),
     # COCO's anchors scaled to the image: on COCO (shorter side 800) octave_base_scale 4 gives
-    # P3..P7 anchors of 32..512 pixels, 4 %..64 % of the image; 4 × 256 / 800 = 1.28 keeps
-    # those fractions at 256×256 (10..164 pixels, ×2^(1/3), ×2^(2/3) within each level), so
-    # that objects spread from 10 to 230 pixels are matched on every level, P7 included.
+    # P3..P7 anchors of 32..512 pixels, 4 %..64 % of the image; 4 × 160 / 800 = 0.8 keeps
+    # those fractions at 160×160 (6.4..102 pixels, ×2^(1/3), ×2^(2/3) within each level), so
+    # that objects spread from 10 to 150 pixels are matched on every level, P7 included.
     bbox_head=dict(num_classes=len(metainfo['classes']), in_channels=64, feat_channels=64,
-                   anchor_generator=dict(octave_base_scale=1.28)))
+                   anchor_generator=dict(octave_base_scale=0.8)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -41,7 +41,7 @@ test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
-    batch_size=4,  # 256×256 images: a quarter of the batch-8 step of 4× bigger images num_workers=0, persistent_workers=False,
+    batch_size=8, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, ann_file='annotations/train.json',
                  data_prefix=dict(img='images/'), metainfo=metainfo, pipeline=train_pipeline))
 val_dataloader = dict(

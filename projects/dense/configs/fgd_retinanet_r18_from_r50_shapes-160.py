@@ -1,6 +1,6 @@
 # FGD (Yang et al., CVPR 2022) on the five FPN levels, RetinaNet-R18 <- RetinaNet-R50, with the
 # reference RetinaNet hyperparameters: T=0.5, alpha=1e-3, beta=5e-4, gamma=5e-4, lambda=5e-6.
-_base_ = './retinanet_r18_fpn_shapes-256.py'
+_base_ = './retinanet_r18_fpn_shapes-160.py'
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(
@@ -8,9 +8,9 @@ model = dict(
     type='mmdistill.Distiller',
     student=_base_.model,
     teacher=dict(
-        config='{{ fileDirname }}/retinanet_r50_fpn_shapes-256.py',
+        config='{{ fileDirname }}/retinanet_r50_fpn_shapes-160.py',
         # projects/dense/run.py trains the teacher first and passes its checkpoint here.
-        checkpoint='work_dirs/dense_det/teacher_seed0/epoch_12.pth'),
+        checkpoint='work_dirs/dense_det/teacher_seed0/epoch_24.pth'),
     distill_losses={
         f'fgd{i}': dict(
             type='FGDLoss', student_channels=64, teacher_channels=64, temp=0.5,
