@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 from typing import Optional, Sequence
 
-PACKAGES = ('torch', 'mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'mmpose', 'mmdistill')
+PACKAGES = ('mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'mmpose')
 REPOSITORY = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -43,8 +43,13 @@ def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
 
 
 def package_versions(packages: Sequence[str] = PACKAGES) -> dict:
-    """Installed versions, read from the package metadata (nothing is imported)."""
-    versions = {'python': platform.python_version()}
+    """Python's, torch's (with its build, ``2.4.1+cpu``) and this mmdistill's versions, and
+    the installed versions of ``packages`` read from their metadata (nothing is imported)."""
+    import torch
+
+    from ..version import __version__
+    versions = dict(python=platform.python_version(), torch=torch.__version__,
+                    mmdistill=__version__)
     for name in packages:
         try:
             versions[name] = metadata.version(name)

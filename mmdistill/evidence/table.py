@@ -17,6 +17,10 @@ def _mean_std(mean: float, std: Optional[float], precision: int, signed=False) -
     return text if std is None else f'{text} ± {std:.{precision}f}'
 
 
+def _column(value: Optional[float], form: str) -> str:
+    return '–' if value is None else form.format(value)
+
+
 def render_table(results: Results) -> str:
     """The markdown table: per model the seeds, mean ± std (ddof=1), the value at each seed;
     for ``results.compared`` models the paired difference against ``results.baseline``
@@ -41,8 +45,7 @@ def render_table(results: Results) -> str:
             row += ([_mean_std(d.mean, d.std, p, signed=True),
                      ', '.join(_number(v, p, signed=True) for v in d.differences),
                      f'{d.positive}/{d.n}'] if d else ['', '', ''])
-        row += ['–' if s.columns[c['field']] is None else c['format'].format(s.columns[c['field']])
-                for c in results.columns]
+        row += [_column(s.columns[c['field']], c['format']) for c in results.columns]
         row += [_number(s.train_seconds, 1)] * timed + [_number(s.ms_per_iter, 0)] * per_iter
         rows.append(row)
     return '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)

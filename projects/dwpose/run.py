@@ -10,7 +10,8 @@
 2. trains, with MMEngine's Runner and the configs in ``configs/`` (mmpose's RTMPose recipes
    at a 64×96 input), the teacher (RTMPose-s, twice the epochs) at each teacher seed, then
    for each seed the student (RTMPose-t) alone, DWPose stage 1 (RTMPose-t ← RTMPose-s) and,
-   on each exported stage-1 student, stage 2 (head-aware self-distillation, 20% of stage 1's epochs);
+   on each exported stage-1 student, stage 2 (head-aware self-distillation, 20% of stage 1's
+   epochs);
 3. saves the results (``mmdistill.evidence``: ``<work-dir>/results.json``, with ``--record``
    also ``results/stick_figures.json``) and prints COCO AP (mean ± std over the seeds, the
    paired per-seed differences against the student alone), train time and time per iteration.
