@@ -1,11 +1,14 @@
 """The losses at the edges of what they accept: the ends of documented ranges, token inputs,
 labels at the class count. (Mutation testing found these unchecked; see README, "Mutation
 testing".)"""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdistill.losses import MGDLoss, USKDLoss, ViTKDLoss
+from mmdistill.losses import FeatureMSELoss, MGDLoss, SimCCDistillLoss, USKDLoss, ViTKDLoss
+from mmdistill.losses.box_masks import background_masks
 from mmdistill.losses.functional import class_scores
 
 
@@ -71,3 +74,32 @@ def test_vitkd_needs_patch_tokens_after_the_extra_ones(shape):
     student[0] = torch.randn(*shape)
     with pytest.raises(ValueError, match='expects B×L×D tokens with more than 1 leading'):
         loss(*student, *teacher)
+
+
+def test_feature_mse_mean_reduction_is_weighted_not_divided():
+    loss = FeatureMSELoss(2, 2, reduction='mean', loss_weight=0.5)  # same channels: no align
+    student = torch.zeros(1, 2, 1, 2)
+    teacher = torch.tensor([[[[1.0, 2.0]], [[3.0, 0.0]]]])
+    assert loss(student, teacher).item() == pytest.approx(0.5 * (1 + 4 + 9 + 0) / 4)
+
+
+def test_simcc_kd_below_one_beta_is_a_temperature_above_one():
+    """beta = 0.5 is allowed (τ = 1/β = 2): two bins, teacher logits (0, 0), student (0, 2)."""
+    loss = SimCCDistillLoss(beta=0.5, loss_weight=1.0)
+    student_x = torch.tensor([[[0.0, 2.0]]])
+    teacher_x = torch.zeros(1, 1, 2)
+    # per axis: KL(uniform ‖ softmax((0, 1))) = log((1 + e) / 2) - 1/2, both axes the same
+    expected = 2 * (math.log((1 + math.e) / 2) - 0.5)
+    assert loss(student_x, student_x, teacher_x, teacher_x).item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match='beta must be positive'):
+        SimCCDistillLoss(beta=0.0)
+
+
+def test_fgd_background_mask_with_a_single_background_cell():
+    """A box covering all but one cell: that cell carries the image's whole background
+    weight (1, not 1/2)."""
+    foreground = torch.ones(1, 2, 2)
+    foreground[0, 1, 1] = 0
+    expected = torch.tensor([[[0.0, 0.0], [0.0, 1.0]]])
+    assert torch.equal(background_masks(foreground), expected)
+    assert torch.equal(background_masks(torch.ones(1, 2, 2)), torch.zeros(1, 2, 2))
