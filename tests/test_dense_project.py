@@ -16,6 +16,7 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 from conftest import project_script
+from mmdistill.evidence import paired_differences, summarise
 from mmdistill.testing.runner import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 from mmdistill.testing.shapes import scale_spread_shapes
@@ -134,13 +135,28 @@ def test_distill_share_averages_the_named_losses_over_the_last_iterations():
     assert dense_run.distill_share(runner, ['fgd1', 'fgd10']) == pytest.approx(3.5 / 10)
 
 
-def test_summary_row_gives_mean_and_sample_std_over_seeds():
-    runs = [dict(metric=m, seconds=s, ms_per_iter=ms, share=0.5)
-            for m, s, ms in [(0.2, 60, 250), (0.223, 66, 275), (0.243, 72, 300)]]
-    cells = [c.strip() for c in dense_run.summary_row('student', runs).split('|')[1:-1]]
-    # mean 0.222, sample std sqrt(((-.022)^2 + .001^2 + .021^2) / 2) = 0.0215
-    assert cells == ['student', '3', '0.222 ± 0.022', '0.200 0.223 0.243', '66.0', '275.0',
-                     '0.5000']
+def test_evidence_table_keeps_each_run_s_provenance_and_pairs_students_by_seed():
+    def run(seed, metric, date, share=0.0):
+        return dict(seed=seed, metric=metric, seconds=60.0, ms_per_iter=250.0, share=share,
+                    profile=dict(task=[1.8, 0.5]),
+                    provenance=dict(date=date, commit='abc', command=f'python run.py {seed}'))
+
+    runs = dict(teacher=[run(0, 0.5, 'T0')],
+                student=[run(0, 0.20, 'S0'), run(1, 0.30, 'S1'), run(2, 0.25, 'S2')],
+                mgd=[run(0, 0.26, 'M0', 0.4), run(1, 0.29, 'M1', 0.6), run(2, 0.30, 'M2', 0.5)])
+    table = dense_run.evidence_table('det', dense_run.TASKS['det'], 12, 24, runs)
+    assert table.baseline == 'student' and table.compared == ['mgd']
+    assert {r.run: (r.model, r.seed) for r in table.records} == {
+        'T0': ('teacher', 0), 'S0': ('student', 0), 'S1': ('student', 1),
+        'S2': ('student', 2), 'M0': ('mgd', 0), 'M1': ('mgd', 1), 'M2': ('mgd', 2)}
+    assert table.runs['M1']['command'] == 'python run.py 1'
+    (paired, ) = paired_differences(table).values()
+    # differences +0.06, -0.01, +0.05: mean 0.0333, sample std 0.0379, two above zero
+    assert paired.differences == pytest.approx([0.06, -0.01, 0.05])
+    assert (paired.mean, paired.std, paired.positive) == \
+        (pytest.approx(0.1 / 3), pytest.approx(0.03786, abs=1e-5), 2)
+    share = next(s for s in summarise(table) if s.model == 'mgd').columns['distill_share']
+    assert share == pytest.approx(0.5)
 
 
 def test_run_refuses_a_schedule_length_in_the_other_task_s_unit(monkeypatch, capsys):
@@ -181,16 +197,6 @@ def test_write_data_reuses_data_written_with_the_same_arguments(tmp_path):
     dense_run.write_data(changed, root)
     assert len(calls) == 1 and len(list((tmp_path / 'data').rglob('*.png'))) > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ['data']  # no half-written folder left
-
-
-def test_paired_row_differences_are_taken_seed_by_seed():
-    student = [dict(metric=m) for m in (0.20, 0.30, 0.25)]
-    method = [dict(metric=m) for m in (0.26, 0.29, 0.30)]
-    cells = [c.strip() for c in dense_run.paired_row('mgd', method, student).split('|')[1:-1]]
-    # differences +0.06, -0.01, +0.05: mean 0.0333, sample std sqrt((.0267² + .0433² + .0167²)/2)
-    assert cells == ['mgd', '3', '0.033 ± 0.038', '+0.060 -0.010 +0.050', '2 of 3']
-    with pytest.raises(ValueError):  # a missing seed must not pair the wrong runs
-        dense_run.paired_row('mgd', method[:2], student)
 
 
 def test_scale_spread_shapes_are_log_uniform_in_scale_bounded_in_aspect_largest_first():

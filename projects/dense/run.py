@@ -40,6 +40,8 @@ from mmengine.runner import Runner
 from mmengine.structures import InstanceData
 
 import mmdistill  # noqa: F401
+from mmdistill.evidence import (Results, add_recording_arguments, collect_provenance,
+                                publish)
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -282,6 +284,7 @@ def train(task: Task, config: str, work_dir: str, data_root: str, length: int, s
         if result['fingerprint'] == stamp:
             print(f'(read from {result_file})', flush=True)
             return result
+    provenance = collect_provenance()
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
     runner.train()
@@ -292,7 +295,7 @@ def train(task: Task, config: str, work_dir: str, data_root: str, length: int, s
     losses = list(cfg.model.get('distill_losses') or {})
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
-    result = dict(config=config, seed=seed, fingerprint=stamp,
+    result = dict(config=config, seed=seed, fingerprint=stamp, provenance=provenance,
                   metric=float(metrics[task.metric]), seconds=seconds,
                   ms_per_iter=1000 * seconds / runner.iter,
                   share=distill_share(runner, losses) if losses else 0.0,
@@ -303,27 +306,25 @@ def train(task: Task, config: str, work_dir: str, data_root: str, length: int, s
 
 
 # -------------------------------------------------------------------------------- tables
-def mean_std(values) -> str:
-    values = np.asarray(values, dtype=float)
-    return f'{values.mean():.3f}' + (f' ± {values.std(ddof=1):.3f}' if len(values) > 1 else '')
-
-
-def summary_row(name: str, runs: list) -> str:
-    values = [r['metric'] for r in runs]
-    return (f'| {name:<8} | {len(runs):>5} | {mean_std(values):<16} | '
-            f'{" ".join(f"{v:.3f}" for v in values):<23} | '
-            f'{np.mean([r["seconds"] for r in runs]):>14.1f} | '
-            f'{np.mean([r["ms_per_iter"] for r in runs]):>12.1f} | '
-            f'{np.mean([r["share"] for r in runs]):>13.4f} |')
-
-
-def paired_row(name: str, runs: list, baseline: list) -> str:
-    """``name``'s per-seed differences from ``baseline`` (the same seeds, in order)."""
-    differences = [r['metric'] - b['metric'] for r, b in zip(runs, baseline, strict=True)]
-    better = sum(d > 0 for d in differences)
-    return (f'| {name:<8} | {len(differences):>5} | {mean_std(differences):<16} | '
-            f'{" ".join(f"{d:+.3f}" for d in differences):<23} | '
-            f'{better:>2} of {len(differences):<2} |')
+def evidence_table(table: str, task: Task, length: int, teacher_length: int,
+                   runs: Dict[str, list]) -> Results:
+    """The evidence table of ``runs`` (model -> its runs, one per seed): each record carries
+    the provenance of the process that trained it; the distilled students are paired with the
+    student alone, seed by seed."""
+    results = Results(
+        table=table, metric=task.metric_name, precision=3 if task.unit == 'epochs' else 2,
+        description=(f'{task.summary}; students {length} {task.unit}, teacher '
+                     f'{teacher_length}, the distilled students from the seed-0 teacher.'),
+        baseline='student', compared=[m for m in runs if m not in ('teacher', 'student')],
+        columns=[dict(field='distill_share', header='distill share (last '
+                      f'{SHARE_WINDOW} it.)', format='{:.3f}')])
+    for model, model_runs in runs.items():
+        for run in model_runs:
+            results.start_run(run['provenance'])
+            results.add(model, run['seed'], run['metric'], train_seconds=run['seconds'],
+                        ms_per_iter=run['ms_per_iter'], distill_share=run['share'],
+                        profile=run['profile'])
+    return results
 
 
 def profile_rows(name: str, runs: list) -> List[str]:
@@ -337,35 +338,18 @@ def profile_rows(name: str, runs: list) -> List[str]:
         norm = profile.get('grad_norm')
         norm = (f'{norm["median"]:.3g} / {norm["max"]:.3g} / {norm["clipped"]:.0%}'
                 if norm else '-')
-        rows.append(f'| {name:<8} | {run["seed"]:>4} | {terms} | {norm} |')
+        rows.append(f'| {name} | {run["seed"]} | {terms} | {norm} |')
     return rows
 
 
-def print_tables(task: Task, length: int, teacher_length: int, results: dict) -> None:
-    print(f'\n{task.summary}; students {length} {task.unit}, teacher {teacher_length}; CPU, '
-          f'{torch.get_num_threads()} thread(s).')
-    print(f'| {"model":<8} | {"seeds":>5} | {task.metric_name + " mean ± std":<16} | '
-          f'{"per seed":<23} | {"train time (s)":>14} | {"ms/iteration":>12} | '
-          f'{"distill share":>13} |')
-    print(f'| {"-" * 8} | {"-" * 5} | {"-" * 16} | {"-" * 23} | {"-" * 14} | {"-" * 12} | '
-          f'{"-" * 13} |')
-    for name, runs in results.items():
-        print(summary_row(name, runs))
-    students = [name for name in results if name not in ('teacher', 'student')]
-    if 'student' in results and students:
-        print(f'\nPaired differences from the student alone, seed by seed ({task.metric_name}):')
-        print(f'| {"model":<8} | {"pairs":>5} | {"mean ± std":<16} | {"per seed":<23} | '
-              f'better |')
-        print(f'| {"-" * 8} | {"-" * 5} | {"-" * 16} | {"-" * 23} | ------ |')
-        for name in students:
-            print(paired_row(name, results[name], results['student']))
+def print_profiles(runs: Dict[str, list]) -> None:
     print(f'\nLosses, mean of the first {EARLY} → last {LATE} iterations ("task": the '
           'student\'s own); gradient norm before clipping: median / largest / share of '
           'iterations clipped:')
-    print('| model    | seed | losses | grad norm |')
-    print('| -------- | ---- | ------ | --------- |')
-    for name, runs in results.items():
-        for row in profile_rows(name, runs):
+    print('| model | seed | losses | grad norm |')
+    print('| --- | --- | --- | --- |')
+    for name, model_runs in runs.items():
+        for row in profile_rows(name, model_runs):
             print(row)
 
 
@@ -384,6 +368,7 @@ def main():
     parser.add_argument('--threads', type=int, default=1,
                         help='torch CPU threads (default 1: on shared cores, more threads '
                         'wait on each other and make the timings erratic)')
+    add_recording_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -427,10 +412,9 @@ def main():
             results[method].append(
                 train(task, config, osp.join(work_dir, f'{method}_seed{seed}'), data_root,
                       length, seed, teacher=None if method == 'student' else teachers[0]))
-    print_tables(task, length, teacher_length, results)
-    with open(osp.join(work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(summary=task.summary, length=length, teacher_length=teacher_length,
-                       threads=torch.get_num_threads(), results=results), f, indent=1)
+    print_profiles(results)
+    publish(evidence_table(args.task, task, length, teacher_length, results), work_dir, HERE,
+            args.record)
 
 
 if __name__ == '__main__':
