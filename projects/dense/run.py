@@ -413,7 +413,9 @@ def main():
                 train(task, config, osp.join(work_dir, f'{method}_seed{seed}'), data_root,
                       length, seed, teacher=None if method == 'student' else teachers[0]))
     print_profiles(results)
-    publish(evidence_table(args.task, task, length, teacher_length, results), work_dir, HERE,
+    # another schedule is another table (a results file holds one): det, det_24epochs, ...
+    table = args.task if length == task.length else f'{args.task}_{length}{task.unit}'
+    publish(evidence_table(table, task, length, teacher_length, results), work_dir, HERE,
             args.record)
 
 
