@@ -11,11 +11,14 @@ segmentation data, end to end with the codebases' own datasets, pipelines and me
 2. trains the teacher once per teacher seed (a schedule twice as long as the students'), then
    the student alone and with each method, once per seed, distilling from the seed-0 teacher,
    each with MMEngine's Runner and the configs in ``configs/``;
-3. prints box mAP (``coco/bbox_mAP``) or mIoU (mean ± sample std over the seeds), train time,
-   ms per iteration, and the distillation losses' share of the student's total loss over the
-   last iterations (how much the method weighs in the objective at the papers' weights); then
-   each method's paired per-seed differences from the student alone, and where its loss and
-   gradient norm stood early and late in training.
+3. prints each run's loss profile (the student's own loss and each distillation loss, early
+   and late in training, and the gradient norm before clipping), then the evidence table
+   (``mmdistill.evidence``): box mAP (``coco/bbox_mAP``) or mIoU per seed, mean ± sample std,
+   each method's paired per-seed difference from the student alone, the distillation losses'
+   share of the student's total loss over the last iterations, train time and ms per
+   iteration; it is saved to ``<work-dir>/results.json`` and, with ``--record``, to
+   ``projects/dense/results/<table>.json``, which the README renders
+   (``tools/render_evidence.py``).
 
 Each run leaves ``result.json`` in its work dir, stamped with a fingerprint of its merged
 config (and of its teacher's); a later command that asks for the same run reads it instead of
