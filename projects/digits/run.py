@@ -7,7 +7,8 @@
    (a stratified half for training, the other half for validation); the ``few`` set-up also
    writes a fixed subset of 10 training images per class;
 2. trains each teacher the methods need (ResNet-18 width 16, or a ViT of width 64) on all 898
-   training images, once per teacher seed, then the student (ResNet-18 width 4, or a ViT of
+   training images, once per teacher seed (reusing a teacher checkpoint the work dir already
+   holds), then the student (ResNet-18 width 4, or a ViT of
    width 32) alone and with each distillation method asked for, once per seed, distilling
    from the seed-0 teacher, each with MMEngine's Runner and the configs in ``configs/``;
 3. prints top-1 accuracy (mean ± std over the seeds), the paired per-seed difference of each
@@ -41,6 +42,8 @@ import mmdistill  # noqa: F401
 HERE = osp.dirname(osp.abspath(__file__))
 CONFIGS = osp.join(HERE, 'configs')
 TEACHERS = {'resnet': 'teacher_resnet18.py', 'deit': 'teacher_deit_p4.py'}
+# Where the seed-0 teachers are saved (the distillation configs' default checkpoints).
+TEACHER_DIRS = {'resnet': 'teacher', 'deit': 'teacher_deit'}
 # What the student is trained with -> its config. Every config but the students alone and the
 # teacher-free methods (WITHOUT_TEACHER) distils.
 METHODS = {
@@ -212,6 +215,9 @@ def main():
                         help='start at this seed (to add seeds to recorded results)')
     parser.add_argument('--teacher-seeds', type=int, default=1,
                         help='train each teacher at seeds 0..N-1 (students use seed 0)')
+    parser.add_argument('--retrain-teachers', action='store_true',
+                        help='train the teachers again even where the work dir holds their '
+                        'checkpoints (by default those are reused)')
     parser.add_argument('--epochs', type=int, help='student epochs (default: the set-up\'s)')
     parser.add_argument('--work-dir', default='work_dirs/digits')
     parser.add_argument('--record', action='store_true',
@@ -229,12 +235,13 @@ def main():
         write_subset(data_root, setup['train_prefix'], setup['per_class'])
     student_data = {'train_dataloader.dataset.data_prefix': setup['train_prefix']}
     run_info = provenance()
-    records = []
+    records = {'teachers': [], args.setup: []}  # results file -> its new records
 
-    def record(model, seed, run, epochs, **extra):
-        records.append(dict(model=model, seed=seed, setup=args.setup, top1=run['top1'],
-                            seconds=run['seconds'], ms_per_iter=run['ms_per_iter'],
-                            epochs=epochs, **extra, provenance=run_info))
+    def record(table, model, seed, run, epochs, **extra):
+        records[table].append(dict(model=model, seed=seed, top1=run['top1'],
+                                   seconds=run['seconds'], ms_per_iter=run['ms_per_iter'],
+                                   epochs=epochs, **extra, provenance=run_info))
+        save_records(osp.join(args.work_dir, f'results_{table}.json'), records[table])
 
     teachers = {}
     needed = sorted({'deit' if m in VIT_METHODS else 'resnet' for m in args.methods
@@ -242,13 +249,18 @@ def main():
     for name in needed:
         teacher_epochs = TEACHER_EPOCHS[name] or full_epochs
         for seed in range(args.teacher_seeds):
-            print(f'\n===== training the teacher ({TEACHERS[name]}, seed {seed}, '
+            print(f'\n===== the teacher ({TEACHERS[name]}, seed {seed}, '
                   f'{teacher_epochs} epochs, all training images) =====', flush=True)
             suffix = '' if seed == 0 else f'_seed{seed}'
-            work_dir = osp.join(args.work_dir, f'teacher_{name}{suffix}')
-            run = train(TEACHERS[name], work_dir, data_root, teacher_epochs, seed)
-            record(f'teacher_{name}', seed, run, teacher_epochs, train_images='train')
-            teachers.setdefault(name, run['checkpoint'])
+            work_dir = osp.join(args.work_dir, TEACHER_DIRS[name] + suffix)
+            checkpoint = osp.join(work_dir, f'epoch_{teacher_epochs}.pth')
+            if osp.isfile(checkpoint) and not args.retrain_teachers:
+                print(f'(reusing {checkpoint})')
+            else:
+                run = train(TEACHERS[name], work_dir, data_root, teacher_epochs, seed)
+                record('teachers', f'teacher_{name}', seed, run, teacher_epochs,
+                       train_images='train')
+            teachers.setdefault(name, checkpoint)
 
     for method in args.methods:
         overrides = dict(student_data, **OPTIONS.get(method, {}))
@@ -260,22 +272,23 @@ def main():
                   f'{epochs} epochs, set-up {args.setup}) =====', flush=True)
             work_dir = osp.join(args.work_dir, f'{args.setup}_{method}_seed{seed}')
             run = train(METHODS[method], work_dir, data_root, epochs, seed, **overrides)
-            record(method, seed, run, epochs, train_images=setup['train_prefix'])
-            save_records(osp.join(args.work_dir, f'results_{args.setup}.json'), records)
+            record(args.setup, method, seed, run, epochs, train_images=setup['train_prefix'])
 
-    saved = save_records(osp.join(args.work_dir, f'results_{args.setup}.json'), records)
-    if args.record:
-        saved = save_records(osp.join(HERE, 'results', f'{args.setup}.json'), records)
-    print_table(saved, args.setup)
+    for name, new in records.items():
+        if not new:
+            continue
+        saved = save_records(osp.join(args.work_dir, f'results_{name}.json'), new)
+        if args.record:
+            saved = save_records(osp.join(HERE, 'results', f'{name}.json'), new)
+        print_table(saved, name)
 
 
-def print_table(records: list, setup: str) -> None:
+def print_table(records: list, table: str) -> None:
     by_model = {}
     for r in records:
         by_model.setdefault(r['model'], []).append(r)
-    print(f'\nDigits, set-up {setup}: {SETUPS[setup]["train_prefix"]} training images for '
-          'the student, 899 val images, CPU; student ResNet-18 width 4 (ViT width 32), '
-          'teacher ResNet-18 width 16 (ViT width 64) trained on all 898 training images')
+    print(f'\nDigits, {table}: 899 validation images, CPU; students ResNet-18 width 4 and ViT '
+          'width 32, teachers ResNet-18 width 16 and ViT width 64 (all 898 training images)')
     print(f'| {"model":<14} | {"seeds":>5} | {"top-1 (%)":<13} | {"paired Δ vs alone":<24} | '
           f'{"train (s)":>8} | {"ms/it":>6} |')
     print(f'| {"-" * 14} | {"-" * 5} | {"-" * 13} | {"-" * 24} | {"-" * 8} | {"-" * 6} |')

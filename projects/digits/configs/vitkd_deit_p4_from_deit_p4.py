@@ -10,7 +10,7 @@ model = dict(
     teacher=dict(
         config='{{ fileDirname }}/teacher_deit_p4.py',
         # projects/digits/run.py trains the teacher first and passes its checkpoint here.
-        checkpoint='work_dirs/digits/teacher_deit/epoch_30.pth'),
+        checkpoint='work_dirs/digits/teacher_deit/epoch_60.pth'),
     distill_losses=dict(
         vitkd=dict(type='ViTKDLoss', student_dims=32, teacher_dims=64, alpha=3e-5,
                    beta=3e-6, mask_ratio=0.5,
