@@ -1,5 +1,5 @@
 """projects/digits/run.py's parts: the few-shot subset, schedules stretched to any length, and
-the paired per-seed differences of its table."""
+the pairing of its table's rows with their students alone."""
 import glob
 import os.path as osp
 
@@ -41,22 +41,21 @@ def test_schedules_stretch_to_the_epochs_asked_for():
         digits_run.schedule_overrides(vit, 4)
 
 
-def test_table_pairs_each_method_with_the_student_alone_at_the_same_seed():
-    def runs(model, top1s, seeds=(0, 1, 2)):
-        return [dict(model=model, seed=s, top1=t, seconds=1.0, ms_per_iter=2.0)
-                for s, t in zip(seeds, top1s)]
-    by_model = {'student': runs('student', [80., 70., 90.]),
-                'kd': runs('kd', [82., 71., 93., 99.], seeds=(0, 1, 2, 3)),
-                'deit_student': runs('deit_student', [50., 60.]),
-                'vitkd': runs('vitkd', [49., 64.])}
-    cells = [c.strip() for c in
-             digits_run.summary_row('kd', by_model['kd'], by_model).split('|')[1:-1]]
-    # top-1 std: sqrt((4.25² + 15.25² + 6.75² + 12.75²) / 3) = 12.37; seed 3 has no student
-    # run: differences +2, +1, +3 -> mean 2, sample std 1, all up
-    assert cells[:4] == ['kd', '4', '86.25 ± 12.37', '+2.00 ± 1.00 (3/3 up)']
-    cells = [c.strip() for c in
-             digits_run.summary_row('vitkd', by_model['vitkd'], by_model).split('|')[1:-1]]
-    assert cells[3] == '+1.50 ± 3.54 (1/2 up)'  # paired with the ViT student: -1, +4
-    cells = [c.strip() for c in
-             digits_run.summary_row('student', by_model['student'], by_model).split('|')[1:-1]]
-    assert cells[3] == '–'
+def test_tables_pair_each_method_with_its_own_student_alone_at_the_same_seed():
+    from mmdistill.evidence import paired_differences
+    assert [digits_run.table_of('few', m) for m in ('student', 'kd', 'deit_student', 'vitkd')] \
+        == ['few', 'few', 'few_vit', 'few_vit']
+    resnet, vit = digits_run.new_table('few'), digits_run.new_table('few_vit')
+    for results, model, values in ((resnet, 'student', [80., 70., 90.]),
+                                   (resnet, 'kd', [82., 71., 93., 99.]),
+                                   (resnet, 'tf_nkd', [80., 69., 91.]),
+                                   (vit, 'deit_student', [50., 60.]), (vit, 'vitkd', [49., 64.])):
+        for seed, value in enumerate(values):
+            results.add(model, seed, value)
+    paired = paired_differences(resnet)
+    # seed 3 has no student run: differences +2, +1, +3
+    assert (paired['kd'].differences, paired['tf_nkd'].differences) == ([2., 1., 3.],
+                                                                         [0., -1., 1.])
+    assert 'student' not in paired
+    assert paired_differences(vit)['vitkd'].differences == [-1., 4.]
+    assert digits_run.new_table('teachers').compared == []

@@ -1,5 +1,5 @@
-"""NKD, tf-NKD, USKD, ViTKD and MGD: values worked out by hand, gradients, masks, errors, and each loss
-inside the Distiller on tiny real mmpretrain models."""
+"""NKD, tf-NKD, USKD, ViTKD and MGD: values worked out by hand, gradients, masks, errors, and
+each loss inside the Distiller on tiny real mmpretrain models."""
 import math
 import os.path as osp
 

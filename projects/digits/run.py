@@ -1,43 +1,41 @@
 """The built-in example: distillation on scikit-learn's handwritten digits, end to end.
 
-    python projects/digits/run.py [--setup full|few] [--methods student kd ...] [--seeds N]
-                                  [--teacher-seeds N] [--epochs N] [--record]
+    python projects/digits/run.py [--setup full|few] [--methods student kd ...]
+                                  [--seeds 0 1 2] [--teacher-seeds 0 1 2] [--epochs N]
+                                  [--work-dir DIR] [--record]
 
 1. writes the 1797 digits as 32×32 PNG files in mmpretrain's CustomDataset layout
    (a stratified half for training, the other half for validation); the ``few`` set-up also
    writes a fixed subset of 10 training images per class;
 2. trains each teacher the methods need (ResNet-18 width 16, or a ViT of width 64) on all 898
-   training images, once per teacher seed (reusing a teacher checkpoint the work dir already
-   holds), then the student (ResNet-18 width 4, or a ViT of
-   width 32) alone and with each distillation method asked for, once per seed, distilling
-   from the seed-0 teacher, each with MMEngine's Runner and the configs in ``configs/``;
-3. prints top-1 accuracy (mean ± std over the seeds), the paired per-seed difference of each
-   method to the student alone at the same seed, train time and time per iteration, and
-   writes every run to ``<work-dir>/results.json`` (with ``--record`` also to the committed
-   ``projects/digits/results/<setup>.json``).
+   training images at each teacher seed (reusing a teacher checkpoint the work dir already
+   holds), then the student (ResNet-18 width 4, or a ViT of width 32) alone and with each
+   distillation method asked for, at each seed, distilling from the seed-0 teacher, each with
+   MMEngine's Runner and the configs in ``configs/``;
+3. saves every run with its provenance (``mmdistill.evidence``) to
+   ``<work-dir>/<table>/results.json`` (with ``--record`` also to the committed
+   ``projects/digits/results/<table>.json`` that the README renders): tables ``teachers``,
+   ``<setup>`` (the ResNet student) and ``<setup>_vit`` (the ViT student); and prints them:
+   top-1 per seed, mean ± std, each method's paired per-seed difference to the student
+   alone at the same seed, train time and time per iteration.
 
 By default it runs the main job on the ``full`` set-up: teacher, student alone and student +
-classic KD, one seed. With CI=true that schedule is shorter (10 epochs instead of 30).
+classic KD, seed 0. With CI=true that schedule is shorter (10 epochs instead of 30).
 """
 import argparse
-import datetime
 import glob
-import json
 import os
 import os.path as osp
-import platform
 import shutil
-import subprocess
-import sys
 import time
 
 import cv2
 import numpy as np
-import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 import mmdistill  # noqa: F401
+from mmdistill.evidence import Results, add_recording_arguments, publish
 
 HERE = osp.dirname(osp.abspath(__file__))
 CONFIGS = osp.join(HERE, 'configs')
@@ -73,6 +71,39 @@ SETUPS = {
 # Teacher schedules (epochs over the 898 training images); the ResNet's follows the full
 # set-up's (10 with CI=true), the ViT needs more to converge on every seed.
 TEACHER_EPOCHS = {'resnet': None, 'deit': 60}
+
+
+_RESNET_TEACHER = ' from the seed-0 teacher ResNet-18 width 16 (trained on all 898 images)'
+_VIT_TEACHER = ' from the seed-0 teacher ViT width 64, 4 layers (trained on all 898 images)'
+_UNTUNED = ('No method\'s weights were tuned to this data (KD τ=4; NKD T=3, γ=3.5; USKD and '
+            'MGD as in their digits configs; ViTKD α=3e-5, β=3e-6, λ=0.5; NKD beside ViTKD '
+            'T=1, γ=1).')
+# Results tables (one baseline each: ResNet methods pair with `student`, ViT methods with
+# `deit_student`) and their descriptions.
+TABLES = {
+    'teachers': 'The teachers the digits students distil from, each trained on all 898 '
+    'training images: ResNet-18 width 16 (0.7 M parameters; SGD, cosine decay) and a ViT of '
+    'width 64, 4 layers, 2 heads, 4×4 patches (0.2 M parameters; AdamW, 5 warm-up epochs, '
+    'cosine decay). Top-1 on the 899 validation images over the teacher seeds; the students '
+    'distil from seed 0.',
+    'full': 'The quick example: the student ResNet-18 width 4 (45 k parameters) trained on all '
+    '898 training images, alone and with each method' + _RESNET_TEACHER + '; top-1 on the 899 '
+    'validation images (one image is 0.11 points), each method paired with the student alone '
+    'at the same seed.',
+    'full_vit': 'The ViT student (width 32, 4 layers, 4×4 patches, 55 k parameters) trained on '
+    'all 898 training images, alone and with ViTKD' + _VIT_TEACHER + '; top-1 on the 899 '
+    'validation images, each method paired with the ViT student alone at the same seed.',
+    'few': 'The harder set-up: the student ResNet-18 width 4 (45 k parameters) sees a fixed '
+    'subset of 10 training images per class (100 images; 100 epochs, 400 iterations), alone '
+    'and with each method' + _RESNET_TEACHER + '; top-1 on the 899 validation images (one '
+    'image is 0.11 points), each method paired with the student alone at the same seed. ' +
+    _UNTUNED,
+    'few_vit': 'The harder set-up for the ViTs: the ViT student (width 32, 4 layers, 4×4 '
+    'patches, 55 k parameters) sees the same 10 training images per class (100 epochs, 400 '
+    'iterations), alone and with ViTKD and ViTKD + NKD' + _VIT_TEACHER + '; top-1 on the 899 '
+    'validation images, each method paired with the ViT student alone at the same seed. ' +
+    _UNTUNED,
+}
 
 
 def write_digits(root: str, seed: int = 0, limit: int = None) -> None:
@@ -150,78 +181,39 @@ def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
                 checkpoint=osp.join(work_dir, f'epoch_{epochs}.pth'))
 
 
-def provenance() -> dict:
-    """Where and how the runs of this process were made."""
-    def git(*args):
-        result = subprocess.run(['git', *args], cwd=HERE, capture_output=True, text=True)
-        return result.stdout.strip()
-    cpu = platform.processor()
-    if osp.isfile('/proc/cpuinfo'):
-        with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f
-                        if line.startswith('model name')), cpu)
-    return dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-                commit=git('rev-parse', 'HEAD'), dirty=bool(git('status', '--porcelain')),
-                cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                torch=torch.__version__, python=platform.python_version(),
-                command=' '.join(sys.argv))
+def table_of(setup: str, method: str) -> str:
+    """The results table a method's runs on a set-up go to."""
+    return setup + ('_vit' if method in VIT_METHODS else '')
 
 
-def save_records(path: str, records: list) -> list:
-    """Add ``records`` to the JSON list in ``path``, replacing those of the same (model,
-    seed); return the list written."""
-    kept = []
-    if osp.isfile(path):
-        with open(path) as f:
-            kept = json.load(f)['records']
-    keys = {(r['model'], r['seed']) for r in records}
-    merged = [r for r in kept if (r['model'], r['seed']) not in keys] + records
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(dict(records=merged), f, indent=1)
-        f.write('\n')
-    return merged
-
-
-def baseline_of(model: str) -> str:
-    """The student alone that ``model``'s runs are paired with, seed by seed."""
-    return 'deit_student' if model in VIT_METHODS else 'student'
-
-
-def summary_row(name: str, records: list, by_model: dict) -> str:
-    top1 = np.array([r['top1'] for r in records])
-    spread = f' ± {top1.std(ddof=1):.2f}' if len(records) > 1 else ''
-    paired = '–'
-    baseline = {r['seed']: r['top1'] for r in by_model.get(baseline_of(name), [])}
-    if not name.startswith('teacher') and name != baseline_of(name):
-        diffs = np.array([r['top1'] - baseline[r['seed']] for r in records
-                          if r['seed'] in baseline])
-        if len(diffs) > 1:
-            paired = (f'{diffs.mean():+.2f} ± {diffs.std(ddof=1):.2f} '
-                      f'({(diffs > 0).sum()}/{len(diffs)} up)')
-    return (f'| {name:<14} | {len(records):>5} | {top1.mean():>6.2f}{spread:<7} | '
-            f'{paired:<24} | {np.mean([r["seconds"] for r in records]):>8.1f} | '
-            f'{np.mean([r["ms_per_iter"] for r in records]):>6.1f} |')
+def new_table(table: str) -> Results:
+    """An empty results table of the digits (a name of ``TABLES``)."""
+    baseline = None if table == 'teachers' else (
+        'deit_student' if table.endswith('_vit') else 'student')
+    compared = [] if baseline is None else [
+        method for method in METHODS if method != baseline and
+        ('deit_student' if method in VIT_METHODS else 'student') == baseline]
+    return Results(table=table, metric='top-1 (%)', precision=2, baseline=baseline,
+                   compared=compared, description=TABLES[table],
+                   columns=[dict(field='epochs', header='epochs', format='{:.0f}')])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--setup', default='full', choices=list(SETUPS),
-                        help='the student\'s training images: all 898 or 10 per class')
+                        help='the students\' training images: all 898 or 10 per class')
     parser.add_argument('--methods', nargs='+', default=list(MAIN_JOB), choices=list(METHODS),
                         help='how to train the student (default: the main job)')
-    parser.add_argument('--seeds', type=int, default=1, help='runs per method, seeds 0..N-1')
-    parser.add_argument('--first-seed', type=int, default=0,
-                        help='start at this seed (to add seeds to recorded results)')
-    parser.add_argument('--teacher-seeds', type=int, default=1,
-                        help='train each teacher at seeds 0..N-1 (students use seed 0)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0],
+                        help='the seeds of the students\' runs')
+    parser.add_argument('--teacher-seeds', type=int, nargs='+', default=[0],
+                        help='the seeds of the teachers\' runs (students distil from seed 0)')
     parser.add_argument('--retrain-teachers', action='store_true',
                         help='train the teachers again even where the work dir holds their '
                         'checkpoints (by default those are reused)')
     parser.add_argument('--epochs', type=int, help='student epochs (default: the set-up\'s)')
     parser.add_argument('--work-dir', default='work_dirs/digits')
-    parser.add_argument('--record', action='store_true',
-                        help='also add the results to projects/digits/results/<setup>.json')
+    add_recording_arguments(parser)
     args = parser.parse_args()
     ci = os.environ.get('CI') == 'true'
     setup = SETUPS[args.setup]
@@ -233,67 +225,51 @@ def main():
         write_digits(data_root)
     if not osp.isdir(osp.join(data_root, setup['train_prefix'])):
         write_subset(data_root, setup['train_prefix'], setup['per_class'])
-    student_data = {'train_dataloader.dataset.data_prefix': setup['train_prefix']}
-    run_info = provenance()
-    records = {'teachers': [], args.setup: []}  # results file -> its new records
+    tables = {name: new_table(name) for name in
+              {'teachers'} | {table_of(args.setup, method) for method in args.methods}}
+    for results in tables.values():
+        results.start_run()
 
-    def record(table, model, seed, run, epochs, **extra):
-        records[table].append(dict(model=model, seed=seed, top1=run['top1'],
-                                   seconds=run['seconds'], ms_per_iter=run['ms_per_iter'],
-                                   epochs=epochs, **extra, provenance=run_info))
-        save_records(osp.join(args.work_dir, f'results_{table}.json'), records[table])
+    def record(table: str, model: str, seed: int, run: dict, **extra) -> None:
+        results = tables[table]
+        results.add(model, seed, run['top1'], train_seconds=run['seconds'],
+                    ms_per_iter=run['ms_per_iter'], **extra)
+        publish(results, osp.join(args.work_dir, table), HERE, args.record, echo=False)
 
     teachers = {}
-    needed = sorted({'deit' if m in VIT_METHODS else 'resnet' for m in args.methods
-                     if m not in WITHOUT_TEACHER})
-    for name in needed:
+    for name in sorted({'deit' if m in VIT_METHODS else 'resnet' for m in args.methods
+                        if m not in WITHOUT_TEACHER}):
         teacher_epochs = TEACHER_EPOCHS[name] or full_epochs
-        for seed in range(args.teacher_seeds):
-            print(f'\n===== the teacher ({TEACHERS[name]}, seed {seed}, '
-                  f'{teacher_epochs} epochs, all training images) =====', flush=True)
-            suffix = '' if seed == 0 else f'_seed{seed}'
-            work_dir = osp.join(args.work_dir, TEACHER_DIRS[name] + suffix)
+        for seed in args.teacher_seeds:
+            work_dir = osp.join(args.work_dir, TEACHER_DIRS[name] + ('' if seed == 0 else
+                                                                     f'_seed{seed}'))
             checkpoint = osp.join(work_dir, f'epoch_{teacher_epochs}.pth')
+            print(f'\n===== the teacher ({TEACHERS[name]}, seed {seed}, {teacher_epochs} '
+                  'epochs, all training images) =====', flush=True)
             if osp.isfile(checkpoint) and not args.retrain_teachers:
                 print(f'(reusing {checkpoint})')
             else:
                 run = train(TEACHERS[name], work_dir, data_root, teacher_epochs, seed)
-                record('teachers', f'teacher_{name}', seed, run, teacher_epochs,
-                       train_images='train')
-            teachers.setdefault(name, checkpoint)
+                record('teachers', f'teacher_{name}', seed, run, epochs=teacher_epochs)
+        teachers[name] = osp.join(args.work_dir, TEACHER_DIRS[name],
+                                  f'epoch_{teacher_epochs}.pth')
 
     for method in args.methods:
-        overrides = dict(student_data, **OPTIONS.get(method, {}))
+        overrides = {'train_dataloader.dataset.data_prefix': setup['train_prefix'],
+                     **OPTIONS.get(method, {})}
         if method not in WITHOUT_TEACHER:
-            teacher = 'deit' if method in VIT_METHODS else 'resnet'
-            overrides['model.teacher.checkpoint'] = teachers[teacher]
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            teacher = teachers['deit' if method in VIT_METHODS else 'resnet']
+            overrides['model.teacher.checkpoint'] = teacher
+        for seed in args.seeds:
             print(f'\n===== training the student: {method} ({METHODS[method]}, seed {seed}, '
                   f'{epochs} epochs, set-up {args.setup}) =====', flush=True)
             work_dir = osp.join(args.work_dir, f'{args.setup}_{method}_seed{seed}')
             run = train(METHODS[method], work_dir, data_root, epochs, seed, **overrides)
-            record(args.setup, method, seed, run, epochs, train_images=setup['train_prefix'])
+            record(table_of(args.setup, method), method, seed, run, epochs=epochs)
 
-    for name, new in records.items():
-        if not new:
-            continue
-        saved = save_records(osp.join(args.work_dir, f'results_{name}.json'), new)
-        if args.record:
-            saved = save_records(osp.join(HERE, 'results', f'{name}.json'), new)
-        print_table(saved, name)
-
-
-def print_table(records: list, table: str) -> None:
-    by_model = {}
-    for r in records:
-        by_model.setdefault(r['model'], []).append(r)
-    print(f'\nDigits, {table}: 899 validation images, CPU; students ResNet-18 width 4 and ViT '
-          'width 32, teachers ResNet-18 width 16 and ViT width 64 (all 898 training images)')
-    print(f'| {"model":<14} | {"seeds":>5} | {"top-1 (%)":<13} | {"paired Δ vs alone":<24} | '
-          f'{"train (s)":>8} | {"ms/it":>6} |')
-    print(f'| {"-" * 14} | {"-" * 5} | {"-" * 13} | {"-" * 24} | {"-" * 8} | {"-" * 6} |')
-    for name, runs in by_model.items():
-        print(summary_row(name, runs, by_model))
+    for results in tables.values():
+        if results.records:
+            publish(results, osp.join(args.work_dir, results.table), HERE, args.record)
 
 
 if __name__ == '__main__':
