@@ -213,3 +213,21 @@ def test_repository_readmes_are_rendered_from_their_results():
     stale = tool.render(tool.markdown_files(ROOT), ROOT, check=True)
     assert stale == [], ('README blocks differ from their results files: run '
                          f'PYTHONPATH=. python tools/render_evidence.py ({stale})')
+
+
+def test_each_compared_model_may_have_its_own_baseline():
+    results = Results(table='t', metric='top-1', precision=1,
+                      compared={'ToMe, tuned': 'plain, tuned', 'ToMe': 'plain'})
+    for seed, values in enumerate([(90.0, 80.0, 91.0, 83.0), (92.0, 70.0, 92.0, 74.0)]):
+        for model, value in zip(['plain', 'ToMe', 'plain, tuned', 'ToMe, tuned'], values):
+            results.add(model, seed, value)
+    # ToMe: -10, -22 (mean -16, std 12/√2); tuned: -8, -18 (mean -13, std 10/√2)
+    lines = render_table(results).splitlines()
+    assert lines[0] == ('| model | seeds | top-1 | top-1 per seed | Δ vs its baseline (paired) '
+                        '| Δ per seed | Δ > 0 | baseline |')
+    assert lines[3] == '| ToMe | 2 | 75.0 ± 7.1 | 80.0, 70.0 | -16.0 ± 8.5 | -10.0, -22.0 | ' \
+        '0/2 | plain |'
+    assert lines[5] == '| ToMe, tuned | 2 | 78.5 ± 6.4 | 83.0, 74.0 | -13.0 ± 7.1 | -8.0, ' \
+        '-18.0 | 0/2 | plain, tuned |'
+    with pytest.raises(ValueError, match='names no baseline'):
+        render_table(Results(table='t', metric='AP', compared=['kd']))

@@ -3,7 +3,7 @@ import json
 import os
 import os.path as osp
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from .provenance import collect_provenance
 
@@ -32,8 +32,9 @@ class Results:
 
     ``metric`` names the value every record carries (``'COCO AP'``), ``precision`` the decimals
     it is shown with, ``baseline`` the model whose same-seed runs the ``compared`` models are
-    paired with, ``columns`` extra fields shown as columns (``{'field', 'header', 'format'}``,
-    the mean over seeds). ``runs`` maps a run's key to its provenance; records added after
+    paired with (``compared`` may instead map each model to its own baseline), ``columns``
+    extra fields shown as columns (``{'field', 'header', 'format'}``, the mean over the seeds
+    that have the field), ``notes`` text shown under the table. ``runs`` maps a run's key to its provenance; records added after
     :meth:`start_run` point at it, so records merged from several runs keep their own.
     """
     table: str
@@ -41,7 +42,7 @@ class Results:
     description: str = ''
     precision: int = 3
     baseline: Optional[str] = None
-    compared: List[str] = field(default_factory=list)
+    compared: Union[List[str], Dict[str, str]] = field(default_factory=list)
     columns: List[dict] = field(default_factory=list)
     notes: str = ''
     runs: Dict[str, dict] = field(default_factory=dict)
@@ -70,6 +71,16 @@ class Results:
         self.records = [r for r in self.records if r.key != record.key] + [record]
         return record
 
+    def baselines(self) -> Dict[str, str]:
+        """Each compared model's baseline."""
+        if isinstance(self.compared, dict):
+            return dict(self.compared)
+        if self.compared and self.baseline is None:
+            raise ValueError(f'table {self.table!r} compares {self.compared} but names no '
+                             'baseline: set Results.baseline, or map each compared model to '
+                             'its baseline')
+        return {model: self.baseline for model in self.compared}
+
     def models(self) -> List[str]:
         """Model names in the order they were first added."""
         return list(dict.fromkeys(r.model for r in self.records))
@@ -96,7 +107,7 @@ class Results:
     def to_dict(self) -> dict:
         return dict(format_version=FORMAT_VERSION, table=self.table, metric=self.metric,
                     description=self.description, precision=self.precision,
-                    baseline=self.baseline, compared=list(self.compared),
+                    baseline=self.baseline, compared=self.compared,
                     columns=list(self.columns), notes=self.notes, runs=dict(self.runs),
                     records=[asdict(r) for r in self.records])
 
