@@ -130,6 +130,20 @@ def test_save_merges_by_model_and_seed(tmp_path):
     assert set(third.save(path).runs) == {'day 2', 'day 3'}
 
 
+def test_runs_of_the_same_minute_keep_their_own_provenance(tmp_path):
+    path = str(tmp_path / 't.json')
+    for seed, command in enumerate(['python run.py --seeds 0', 'python run.py --seeds 1']):
+        results = Results(table='t', metric='AP')
+        results.start_run(dict(PROVENANCE, command=command))
+        results.add('a', seed, 0.5)
+        results.save(path)
+        results.save(path)  # saving again (after each seed) changes nothing
+    saved = load_results(path)
+    assert [saved.runs[r.run]['command'] for r in saved.records] == [
+        'python run.py --seeds 0', 'python run.py --seeds 1']
+    assert len(saved.runs) == 2
+
+
 def test_save_refuses_another_table(tmp_path):
     path = str(tmp_path / 't.json')
     Results(table='t', metric='AP').save(path)

@@ -34,8 +34,9 @@ class Results:
     it is shown with, ``baseline`` the model whose same-seed runs the ``compared`` models are
     paired with (``compared`` may instead map each model to its own baseline), ``columns``
     extra fields shown as columns (``{'field', 'header', 'format'}``, the mean over the seeds
-    that have the field), ``notes`` text shown under the table. ``runs`` maps a run's key to its provenance; records added after
-    :meth:`start_run` point at it, so records merged from several runs keep their own.
+    that have the field), ``notes`` text shown under the table. ``runs`` maps a run's key to
+    its provenance; records added after :meth:`start_run` point at it, so records merged from
+    several runs keep their own.
     """
     table: str
     metric: str
@@ -98,9 +99,16 @@ class Results:
                 f'cannot merge table {other.table!r} ({other.metric}) into table '
                 f'{self.table!r} ({self.metric}): a results file holds one table with one '
                 'metric; write to another file or delete the old one')
+        runs, renamed = dict(self.runs), {}
+        for key, provenance in other.runs.items():  # two runs may start in the same minute
+            renamed[key], suffix = key, 1
+            while renamed[key] in runs and runs[renamed[key]] != provenance:
+                suffix += 1
+                renamed[key] = f'{key} #{suffix}'
+            runs[renamed[key]] = provenance
         replaced = {r.key for r in other.records}
-        records = [r for r in self.records if r.key not in replaced] + list(other.records)
-        runs = {**self.runs, **other.runs}
+        records = [r for r in self.records if r.key not in replaced] + [
+            replace(r, run=renamed.get(r.run, r.run)) for r in other.records]
         return replace(other, records=records,
                        runs={k: v for k, v in runs.items() if any(r.run == k for r in records)})
 
