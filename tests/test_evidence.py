@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mmdistill.evidence import (Results, collect_provenance, load_results, mean_std,
-                                paired_difference, publish, render_table,
-                                summarise, update_blocks)
+                                paired_difference, publish, render_markdown,
+                                render_paired_table, render_table, summarise, update_blocks)
 from mmdistill.evidence.provenance import cpu_model, git_state
 
 from conftest import ROOT, script_module
@@ -91,6 +91,20 @@ def test_render_table_by_hand():
         '| kd | 4 | 0.475 ± 0.362 | 0.350, 0.050, 0.600, 0.900 | +0.033 ± 0.076 | '
         '+0.050, -0.050, +0.100 | 2/3 | 20.0 | 200 |',
     ])
+
+
+def test_further_pairs_get_a_table_of_their_own():
+    results = pose_table()
+    results.add('kd + stage 2', 0, 0.25)
+    results.add('kd + stage 2', 2, 0.65)
+    results.also_paired = [['kd + stage 2', 'kd'], ['not run', 'kd']]
+    # kd + stage 2 - kd: seed 0 -0.10, seed 2 +0.05: mean -0.025, std 0.15/√2
+    assert render_paired_table(results) == '\n'.join([
+        '| paired difference | seeds | Δ AP | Δ per seed | Δ > 0 |',
+        '| --- | --- | --- | --- | --- |',
+        '| kd + stage 2 − kd | 2 | -0.025 ± 0.106 | -0.100, +0.050 | 1/2 |'])
+    assert render_paired_table(results) in render_markdown(results)
+    assert render_paired_table(pose_table()) not in render_markdown(pose_table())
 
 
 def test_extra_columns_show_the_mean_of_their_field():

@@ -34,7 +34,8 @@ class Results:
     it is shown with, ``baseline`` the model whose same-seed runs the ``compared`` models are
     paired with (``compared`` may instead map each model to its own baseline), ``columns``
     extra fields shown as columns (``{'field', 'header', 'format'}``, the mean over the seeds
-    that have the field), ``notes`` text shown under the table. ``runs`` maps a run's key to
+    that have the field), ``also_paired`` further ``[model, baseline]`` pairs shown in a
+    table of their own (stage 2 against stage 1, say), ``notes`` text shown under the table. ``runs`` maps a run's key to
     its provenance; records added after :meth:`start_run` point at it, so records merged from
     several runs keep their own.
     """
@@ -45,6 +46,7 @@ class Results:
     baseline: Optional[str] = None
     compared: Union[List[str], Dict[str, str]] = field(default_factory=list)
     columns: List[dict] = field(default_factory=list)
+    also_paired: List[List[str]] = field(default_factory=list)
     notes: str = ''
     runs: Dict[str, dict] = field(default_factory=dict)
     records: List[Record] = field(default_factory=list)
@@ -116,7 +118,8 @@ class Results:
         return dict(format_version=FORMAT_VERSION, table=self.table, metric=self.metric,
                     description=self.description, precision=self.precision,
                     baseline=self.baseline, compared=self.compared,
-                    columns=list(self.columns), notes=self.notes, runs=dict(self.runs),
+                    columns=list(self.columns), also_paired=[list(p) for p in self.also_paired],
+                    notes=self.notes, runs=dict(self.runs),
                     records=[asdict(r) for r in self.records])
 
     @classmethod

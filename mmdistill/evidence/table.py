@@ -3,7 +3,7 @@ from typing import List, Optional
 
 from .provenance import describe_provenance
 from .results import Results
-from .summary import paired_differences, summarise
+from .summary import paired_difference, paired_differences, summarise
 
 
 def _number(value: Optional[float], precision: int, signed: bool = False) -> str:
@@ -56,6 +56,23 @@ def render_table(results: Results) -> str:
     return '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)
 
 
+def render_paired_table(results: Results) -> str:
+    """The pairs of ``results.also_paired`` (those run so far): seeds, mean ± std of the
+    differences, the differences seed by seed, how many are above zero."""
+    p = results.precision
+    present = set(results.models())
+    rows = [['paired difference', 'seeds', f'Δ {results.metric}', 'Δ per seed', 'Δ > 0'],
+            ['---'] * 5]
+    for model, baseline in results.also_paired:
+        if {model, baseline} <= present:
+            d = paired_difference(results, model, baseline)
+            rows.append([f'{model} − {baseline}', str(d.n),
+                         _mean_std(d.mean, d.std, p, signed=True),
+                         ', '.join(_number(v, p, signed=True) for v in d.differences),
+                         f'{d.positive}/{d.n}'])
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)
+
+
 def render_provenance(results: Results) -> List[str]:
     """One line per run that produced a record of the table, with the models it produced."""
     lines = []
@@ -68,9 +85,12 @@ def render_provenance(results: Results) -> List[str]:
 
 
 def render_markdown(results: Results, source: Optional[str] = None) -> str:
-    """Description, table, notes and provenance, as a README block shows them."""
+    """Description, table, further paired differences, notes and provenance, as a README
+    block shows them."""
     parts = [results.description] if results.description else []
     parts.append(render_table(results))
+    if results.also_paired:
+        parts.append(render_paired_table(results))
     if results.notes:
         parts.append(results.notes)
     origin = f' (`{source}`)' if source else ''

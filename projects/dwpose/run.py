@@ -117,13 +117,14 @@ def main():
 
     results = Results(
         table='stick_figures', metric='COCO AP', baseline=STUDENT_ALONE,
-        compared=[STAGE1_ROW, STAGE2_ROW],
+        compared=[STAGE1_ROW, STAGE2_ROW], also_paired=[[STAGE2_ROW, STAGE1_ROW]],
         description=(
             f'Stick figures: {NUM_IMAGES - NUM_VAL} train / {NUM_VAL} val images, input 64×96, '
             f'batch 10, from scratch, CPU; {args.epochs} epochs (teacher {teacher_epochs}, '
             f'stage 2 {stage2_epochs} more on top of stage 1); stage 1 distils from the '
             f'seed-{args.teacher_seeds[0]} teacher. Stage-2 row: AP after stage 2, time of '
-            'stage 2 alone. Δ: the row minus the student alone at the same seed. Train time: the sum '
+            'stage 2 alone. Δ: the row minus the student alone at the same seed (second table: '
+            'stage 2 against the stage-1 model it starts from). Train time: the sum '
             'of the iteration times (validation and checkpoints left out).'))
     results.start_run()
 
