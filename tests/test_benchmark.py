@@ -209,7 +209,7 @@ def test_command_line_writes_a_table_and_json(tmp_path, teacher_files):
     assert record['input_shape'] == [3, 3, 16, 16] and record['threads'] == 1
     assert record['teacher_modules']['ran'] == STEM + LAYER1
     assert f'teacher ran {STEM + LAYER1}/{ALL_LEAVES} leaf modules' in done.stdout
-    assert record['versus_float32_floor'] == record['ratio']  # its own floor
+    assert record['versus_float32_floor'] == pytest.approx(record['ratio'])  # its own floor
     assert 'bfloat16  ' in done.stdout
     assert f"{half['versus_float32_floor']:.3f}" in done.stdout
 
