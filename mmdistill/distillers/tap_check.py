@@ -246,6 +246,7 @@ def format_report(report: TapReport) -> str:
         lines.append(f'{owner} ({model.model_type}), input '
                      f"{'×'.join(map(str, model.input_shape))}:")
         width = max((len(path) for path in model.modules), default=0)
+        shape_width = max((len(out.shape) for out in model.modules.values()), default=0)
         tapped = defaultdict(list)
         for tap, users in report.uses.items():
             if tap.model == owner:
@@ -255,7 +256,7 @@ def format_report(report: TapReport) -> str:
             if out.stride is not None:
                 extra += f'  stride {_format_stride(out.stride)}'
             mark = ''.join(f'  <== {use}' for use in tapped.get(path, []))
-            lines.append(f'  {path:<{width}}  {out.shape}{extra}{mark}')
+            lines.append(f'  {path:<{width}}  {out.shape:<{shape_width}}{extra}{mark}'.rstrip())
         lines.append('')
     lines.append('losses:')
     for problem in report.problems:
