@@ -6,8 +6,8 @@ what every module produces, and checks each distillation loss's inputs:
 
 - every tap must record something (a module on the path from input to output);
 - the N×C×H×W inputs of one loss must have the same H×W: a student tap and a teacher tap of
-  different strides (or a teacher whose ``input_size`` differs) are named with the teacher
-  modules that have the student tap's stride;
+  different strides (or of a teacher whose ``input_size`` differs) are named with the
+  teacher modules whose output has the student tap's H×W;
 - inputs must have the channels a loss was built for (its ``student_channels`` and
   ``teacher_channels``);
 - a loss that needs no data samples is run on the recorded values, so that its own shape
@@ -25,7 +25,7 @@ from .precision import float32_copies
 from .taps import ModuleTaps, Tap, describe
 
 DEFAULT_INPUT_SIZE = (224, 224)
-MAX_SAME_STRIDE = 8  # teacher modules listed for one student tap
+MAX_SAME_SIZE = 8  # teacher modules listed for one student tap
 
 
 def shape_of(value: Any) -> str:
@@ -42,10 +42,12 @@ def shape_of(value: Any) -> str:
 
 class ModuleOutput(NamedTuple):
     """What one module produced in the dry forward: its first call's output shape, the
-    number of calls, its channels and stride (for an N×C×H×W output, else ``None``)."""
+    number of calls and, for a module called once with an N×C×H×W output (else ``None``), its
+    channels, H×W and stride (its model's input size over its output size)."""
     shape: str
     calls: int
     channels: Optional[int]
+    size: Optional[Tuple[int, int]]
     stride: Optional[Tuple[float, float]]
 
 
@@ -64,12 +66,6 @@ class TapReport(NamedTuple):
     uses: Dict[Tap, List[str]]  # tap -> 'loss.argument' that read it
     problems: List[str]
     notes: List[str]
-
-
-def _stride(value: Any, input_shape: Sequence[int]) -> Optional[Tuple[float, float]]:
-    if not isinstance(value, torch.Tensor) or value.dim() != 4:
-        return None
-    return (input_shape[-2] / value.shape[-2], input_shape[-1] / value.shape[-1])
 
 
 def _record_modules(model: torch.nn.Module, forward, input_shape):
@@ -92,11 +88,14 @@ def _record_modules(model: torch.nn.Module, forward, input_shape):
     described = {}
     for path, _ in model.named_modules():
         if path in gave:
-            first = gave[path][0]
-            four_d = isinstance(first, torch.Tensor) and first.dim() == 4
-            described[path] = ModuleOutput(
-                shape_of(first), len(gave[path]), first.shape[1] if four_d else None,
-                _stride(first, input_shape) if len(gave[path]) == 1 else None)
+            first, calls = gave[path][0], len(gave[path])
+            if isinstance(first, torch.Tensor) and first.dim() == 4 and calls == 1:
+                height, width = first.shape[-2:]
+                described[path] = ModuleOutput(
+                    shape_of(first), calls, first.shape[1], (height, width),
+                    (input_shape[-2] / height, input_shape[-1] / width))
+            else:
+                described[path] = ModuleOutput(shape_of(first), calls, None, None, None)
     return described, received, gave
 
 
@@ -104,17 +103,18 @@ def _format_stride(stride: Tuple[float, float]) -> str:
     return '×'.join(f'{s:g}' for s in dict.fromkeys(stride))
 
 
-def same_stride_modules(report: TapReport, stride: Tuple[float, float]) -> Dict[str, List[str]]:
-    """For each teacher, its modules of ``stride`` (shortest paths first, at most
-    ``MAX_SAME_STRIDE``), each with its channels."""
+def same_size_modules(report: TapReport, size: Tuple[int, int]) -> Dict[str, List[str]]:
+    """For each teacher, its modules whose N×C×H×W output has H×W ``size`` (shortest paths
+    first, at most ``MAX_SAME_SIZE``), each with its channels. With the student's input size,
+    these are the modules of the same stride as a student module of that output size."""
     found = {}
     for owner, model in report.models.items():
         if owner == 'student':
             continue
-        paths = sorted((path for path, out in model.modules.items() if out.stride == stride),
+        paths = sorted((path for path, out in model.modules.items() if out.size == size),
                        key=lambda path: (path.count('.'), list(model.modules).index(path)))
         found[owner] = [f'{path} ({model.modules[path].channels} ch)'
-                        for path in paths[:MAX_SAME_STRIDE]]
+                        for path in paths[:MAX_SAME_SIZE]]
     return found
 
 
@@ -146,8 +146,7 @@ def _loss_problems(distiller, name: str, report: TapReport) -> List[str]:
     if len({tuple(v.shape[-2:]) for v in maps.values()}) > 1:
         problems.append(f'{prefix}: its N×C×H×W inputs differ in spatial size: ' + ', '.join(
             f'{arg}={specs[arg]} {shape_of(v)}' for arg, v in maps.items()) +
-            '. Tap modules of the same stride (or give the teacher the student\'s input size)' +
-            _same_stride_hint(report, specs, maps))
+            '. Tap modules of the same output size' + _same_size_hint(report, specs, maps))
     if not problems and name not in distiller._losses_taking_data_samples:
         try:
             with torch.no_grad():
@@ -159,16 +158,16 @@ def _loss_problems(distiller, name: str, report: TapReport) -> List[str]:
     return problems
 
 
-def _same_stride_hint(report: TapReport, specs, maps) -> str:
+def _same_size_hint(report: TapReport, specs, maps) -> str:
     hints = []
     for arg, value in maps.items():
         tap = specs[arg].taps[0]
-        if tap.model != 'student' or tap.index or tap.port != 'output':
+        if tap.model != 'student':
             continue
-        stride = report.models['student'].modules[tap.path].stride
-        for owner, paths in same_stride_modules(report, stride).items():
-            hints.append(f'{owner} modules of stride {_format_stride(stride)} (the stride of '
-                         f'{tap}): {", ".join(paths) or "none"}')
+        size = tuple(value.shape[-2:])
+        for owner, paths in same_size_modules(report, size).items():
+            hints.append(f'{owner} modules of output size {size[0]}×{size[1]} (that of {tap}): '
+                         f'{", ".join(paths) or "none"}')
     return ('; ' + '; '.join(hints)) if hints else ''
 
 
@@ -240,7 +239,7 @@ def check_taps(distiller, input_size: Optional[Sequence[int]] = None) -> TapRepo
 
 def format_report(report: TapReport) -> str:
     """Every module of every model with its output (taps marked), then each loss's verdict
-    and, for each student tap, the teacher modules of the same stride."""
+    and, for each student tap, the teacher modules of the same output size."""
     lines = []
     for owner, model in report.models.items():
         lines.append(f'{owner} ({model.model_type}), input '
@@ -267,14 +266,15 @@ def format_report(report: TapReport) -> str:
         lines.append(f'  note: {note}')
     student = report.models['student'].modules
     student_taps = sorted({tap for tap in report.uses if tap.model == 'student'
-                           and tap.path in student and student[tap.path].stride}, key=str)
+                           and tap.path in student and student[tap.path].size}, key=str)
     if student_taps and len(report.models) > 1:
         lines.append('')
-        lines.append('teacher modules of the stride of each student tap:')
+        lines.append('teacher modules with the output size of each student tap (the same '
+                     'stride when the teacher sees the student\'s input size):')
         for tap in student_taps:
-            stride = student[tap.path].stride
-            lines.append(f'  {tap} (stride {_format_stride(stride)}, '
-                         f'{student[tap.path].channels} ch):')
-            for owner, paths in same_stride_modules(report, stride).items():
+            out = student[tap.path]
+            lines.append(f'  {tap} ({out.size[0]}×{out.size[1]}, stride '
+                         f'{_format_stride(out.stride)}, {out.channels} ch):')
+            for owner, paths in same_size_modules(report, out.size).items():
                 lines.append(f'    {owner}: {", ".join(paths) or "none"}')
     return '\n'.join(lines)
