@@ -3,19 +3,18 @@ import copy
 import difflib
 import inspect
 import weakref
-from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import nn
 
 from mmdistill.registry import MODELS
 from mmdistill.utils import build_model_in_scope, current_scope
+from .module_sharing import TeacherModules
 from .precision import float32_copies, full_precision
-from .taps import LossInput, ModuleTaps, Tap, describe, find_submodule, parse_loss_input
 from .tap_check import check_taps as run_tap_check
+from .taps import LossInput, ModuleTaps, Tap, describe, parse_loss_input
 from .teachers import Teachers
 
 TENSOR_ANNOTATIONS = (torch.Tensor, 'torch.Tensor', 'Tensor')
@@ -159,18 +158,8 @@ class Distiller(BaseModel):
             self.register_load_state_dict_pre_hook(self._load_teacher_weights)
             if save_teacher:
                 self.register_state_dict_post_hook(self._add_teacher_weights)
-        self.shared_modules = list(shared_modules)
-        self.inherit_modules = list(inherit_modules)
-        if self.shared_modules and self.teacher_dtype != torch.float32:
-            raise ValueError(
-                f'shared_modules {self.shared_modules} need a float32 teacher: the student '
-                'runs (and exports) the shared modules itself, in float32, but the teacher is '
-                f'{self.teacher_dtype}. Remove teacher.dtype.')
-        for path in self.shared_modules + self.inherit_modules:
-            self._check_same_module_path(path)
-        for path in self.shared_modules:
-            parent, _, name = path.rpartition('.')
-            setattr(self.student.get_submodule(parent), name, self.teacher.get_submodule(path))
+        self.teacher_modules = TeacherModules(self.student, self.teacher, self.teacher_dtype,
+                                              shared_modules, inherit_modules)
         self.student_loss_weight = student_loss_weight
         self.teacher_train_mode = teacher_train_mode
 
@@ -185,7 +174,7 @@ class Distiller(BaseModel):
         taps = [tap for inputs in self.loss_inputs.values() for spec in inputs.values()
                 for tap in spec.taps]
         # The teacher also records what its shared modules produce, for the student to reuse.
-        taps += [Tap('teacher', path) for path in self.shared_modules]
+        taps += self.teacher_modules.taps
         self.student_taps = ModuleTaps(
             self.student, [t for t in taps if t.model == 'student'], 'student')
         self.teachers.tap(taps)
@@ -263,23 +252,6 @@ class Distiller(BaseModel):
         if 'data_samples' in params:
             self._losses_taking_data_samples.add(name)
 
-    def _check_same_module_path(self, path: str) -> None:
-        if self.teacher is None:
-            raise ValueError(f"shared_modules/inherit_modules name '{path}', but the distiller "
-                             'has no single teacher (teacher=dict(...)) to take it from')
-        student = find_submodule(self.student, path, 'student')
-        teacher = find_submodule(self.teacher, path, 'teacher')
-        theirs = {k: tuple(v.shape) for k, v in teacher.state_dict().items()}
-        mine = {k: tuple(v.shape) for k, v in student.state_dict().items()}
-        if mine != theirs:
-            differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            shown = '; '.join(f'{k}: student {mine.get(k)}, teacher {theirs.get(k)}'
-                              for k in differ[:5])
-            raise ValueError(
-                f"student.{path} and teacher.{path} differ in {len(differ)} weight(s) ({shown}"
-                f'{"; ..." if len(differ) > 5 else ""}): only modules of the same architecture '
-                'can be shared or inherited.')
-
     def init_weights(self) -> None:
         """Initialise the student and the losses' own layers; never touch the teacher.
 
@@ -287,15 +259,7 @@ class Distiller(BaseModel):
         reach them); inherited modules are copied from the teacher after the student's own
         initialisation.
         """
-        shared = {path: copy.deepcopy(self.teacher.get_submodule(path).state_dict())
-                  for path in self.shared_modules}
-        self.student.init_weights()
-        for path, state in shared.items():
-            self.teacher.get_submodule(path).load_state_dict(state)
-        for path in self.inherit_modules:
-            self.student.get_submodule(path).load_state_dict(
-                self.teacher.get_submodule(path).state_dict())
-            print_log(f'student.{path} initialised from teacher.{path}', logger='current')
+        self.teacher_modules.init_weights(self.student.init_weights)
         for loss in self.distill_losses.values():
             if hasattr(loss, 'init_weights'):
                 loss.init_weights()
@@ -370,7 +334,7 @@ class Distiller(BaseModel):
                   for tap in spec.taps if tap.model != 'student'}
         records, seconds = self.teachers.forward(needed, inputs, data_samples)
         losses = {}
-        with self._shared_outputs_from(records):
+        with self.teacher_modules.reused_outputs(records):
             records.update(self.student_taps.record(
                 lambda: losses.update(self.student(inputs, data_samples, mode='loss'))))
         losses = self._weigh_student_losses(losses)
@@ -416,20 +380,6 @@ class Distiller(BaseModel):
             else:
                 weighed[key] = _map_loss(value, lambda v: v * weight)
         return weighed
-
-    @contextmanager
-    def _shared_outputs_from(self, records: dict):
-        """While active, each shared module returns what it produced in the teacher's pass
-        (recorded in ``records``) instead of running again for the student."""
-        reused = [(self.teacher.get_submodule(path), records[Tap('teacher', path)])
-                  for path in self.shared_modules if Tap('teacher', path) in records]
-        for module, output in reused:
-            module.forward = lambda *args, _output=output, **kwargs: _output
-        try:
-            yield
-        finally:
-            for module, _ in reused:
-                del module.forward  # back to the class's forward
 
     def _raise_not_a_tensor(self, name: str, arg: str, value) -> None:
         tap = self.loss_inputs[name][arg]
