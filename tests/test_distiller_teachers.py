@@ -132,10 +132,12 @@ def test_each_teacher_stops_at_its_own_deepest_tap_and_runs_only_when_tapped(two
     assert losses['teacher_time_a'].item() > 0
 
 
-def test_device_and_dtype_moves_reach_every_teacher(two_teachers):
-    distiller = build(two_teachers, a=dict(dtype='bfloat16'))
+def test_each_teacher_has_its_own_options_and_moves_with_the_distiller(two_teachers):
+    distiller = build(two_teachers, a=dict(dtype='bfloat16'),
+                      b=dict(cfg_options={'model.head.loss.loss_weight': 0.5}))
     a, b = models(distiller)
     assert a.head.fc.weight.dtype == torch.bfloat16 and b.head.fc.weight.dtype == torch.float32
+    assert (a.head.loss_module.loss_weight, b.head.loss_module.loss_weight) == (1.0, 0.5)
     distiller.to(torch.float64)
     assert all(p.dtype == torch.float64 for model in (a, b) for p in model.parameters())
     distiller.to('meta')

@@ -95,8 +95,8 @@ class Teachers(Mapping):
                 data_samples=None) -> Tuple[Dict[Tap, Any], Dict[str, float]]:
         """Run the teachers ``names`` (in their order here) on the student's batch ``inputs``;
         return what their taps recorded and the seconds each took."""
-        records, seconds = {}, {}
-        for name in [n for n in self._teachers if n in set(names)]:
+        records, seconds, wanted = {}, {}, set(names)
+        for name in [n for n in self._teachers if n in wanted]:
             records.update(self._teachers[name].forward(inputs, data_samples))
             seconds[name] = self._teachers[name].timer.seconds
         return records, seconds
