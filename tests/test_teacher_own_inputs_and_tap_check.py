@@ -15,6 +15,7 @@ from mmpretrain.structures import DataSample
 from conftest import script_module, tiny_classifier, write_config
 from mmdistill.distillers import Distiller
 from mmdistill.distillers.input_preparation import TeacherInputs
+from mmdistill.distillers.tap_check import dry_run
 from mmdistill.losses import HintonKDLoss
 
 KD = dict(type='HintonKDLoss', inputs=dict(student_logits='student.head.fc',
@@ -120,7 +121,10 @@ def test_check_taps_catches_a_channel_mismatch_at_build_time(teacher_files):
                                          '.layer2 has 8 channels \\(2×8×8×8\\), the loss was '
                                          'built with student_channels=16'):
         build(teacher_files, dict(fea=wrong), check_taps=(16, 16))
-    build(teacher_files, dict(fea=FEA), check_taps=(16, 16))  # a fitting config passes
+    fitting = build(teacher_files, dict(fea=FEA), check_taps=(16, 16))  # a fitting config
+    rng = torch.get_rng_state()
+    assert dry_run(fitting, (16, 16)).problems == []
+    assert torch.equal(torch.get_rng_state(), rng)  # the check leaves training's randomness
 
 
 def test_check_taps_names_same_size_teacher_modules_for_a_resized_teacher(tmp_path,

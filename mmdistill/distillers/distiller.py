@@ -346,12 +346,7 @@ class Distiller(BaseModel):
                     raise KeyError(f"distillation loss '{name}' logs as '{key}', which the "
                                    'student already uses: rename the loss')
                 losses[key] = value
-        if self.teachers:
-            losses['teacher_time'] = torch.tensor(sum(seconds.values(), 0.0))
-        if self.teachers.single is None:
-            for name in self.teachers:
-                short = name.partition('.')[2]
-                losses[f'teacher_time_{short}'] = torch.tensor(seconds.get(name, 0.0))
+        losses.update(self.teachers.times(seconds))
         return losses
 
     def teacher_forward(self, inputs: torch.Tensor, data_samples=None) -> Dict[Tap, object]:

@@ -179,7 +179,9 @@ def dry_run(distiller, input_size: Optional[Sequence[int]] = None,
     mean = getattr(distiller.data_preprocessor, 'mean', None)
     channels = mean.shape[0] if isinstance(mean, torch.Tensor) and mean.dim() else 3
     device = next(distiller.student.parameters()).device
-    inputs = torch.randn(batch_size, channels, *input_size, device=device)
+    # A generator of its own: checking leaves the global random state (and training) as it was.
+    inputs = torch.randn(batch_size, channels, *input_size,
+                         generator=torch.Generator().manual_seed(0)).to(device)
     taps = {tap for specs in distiller.loss_inputs.values() for spec in specs.values()
             for tap in spec.taps}
     uses = defaultdict(list)

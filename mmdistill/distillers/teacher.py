@@ -149,7 +149,7 @@ class FrozenTeacher:
         """Run the teacher as a training step does (on its inputs from the student's batch, no
         gradients, in its dtype, stopped after its deepest tap) and return what its taps (or
         ``taps``) recorded. The time it took is in ``self.timer.seconds``."""
-        taps = taps or self.taps
+        taps = self.taps if taps is None else taps  # (empty taps are falsy)
         device_type = inputs.device.type
         try:
             with self.timer.measure(inputs.device), torch.no_grad(), \

@@ -101,6 +101,17 @@ class Teachers(Mapping):
             seconds[name] = self._teachers[name].timer.seconds
         return records, seconds
 
+    def times(self, seconds: Dict[str, float]) -> Dict[str, torch.Tensor]:
+        """The log entries of a step's ``seconds`` per teacher that ran: ``teacher_time``, the
+        sum, and with ``teachers=`` ``teacher_time_<name>`` for each (0 if it did not run)."""
+        if not self._teachers:
+            return {}
+        times = {'teacher_time': torch.tensor(sum(seconds.values(), 0.0))}
+        if self.single is None:
+            times.update({f'teacher_time_{name[len(TEACHERS) + 1:]}':
+                          torch.tensor(seconds.get(name, 0.0)) for name in self._teachers})
+        return times
+
     # ------------------------------------------------------ what the module tree cannot reach
     def train(self, mode: bool) -> None:
         for teacher in self._teachers.values():
