@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from conftest import project_script, tiny_classifier, write_config
+from conftest import project_script, script_module, tiny_classifier, write_config
 from mmdistill.apis import benchmark_config, benchmark_overhead, synthetic_batch
 from mmdistill.apis.benchmark import build_distiller
 from mmdistill.utils import build_model_in_scope, load_config
@@ -56,11 +56,8 @@ def test_timings_ratio_and_modules_run(tmp_path, teacher_files, loss, teacher_ra
     config = distillation_config(tmp_path, teacher_files, loss)
     result = benchmark_config(config, batch_size=4, input_size=(16, 16), warmup=1, iters=3)
 
-    a, b, c = result.student_step_ms, result.teacher_forward_ms, result.distill_step_ms
-    assert a > 0 and b > 0 and c > 0
-    assert result.floor_ms == pytest.approx(a + b)
-    assert result.ratio == pytest.approx(c / (a + b))
-    assert result.overhead_pct == pytest.approx(100 * (c - a - b) / (a + b))
+    assert result.student_step_ms > 0 and result.teacher_forward_ms > 0
+    assert result.distill_step_ms > 0
     assert result.input_shape == (4, 3, 16, 16)
     # The teacher stops at its deepest tap: layer1 runs 15 of its 60 leaves, head.fc all
     # but the loss module.
@@ -210,13 +207,26 @@ def test_command_line_writes_a_table_and_json(tmp_path, teacher_files):
     record, half = json.load(open(out))  # float32 first, whatever the order asked
     assert (record['teacher_dtype'], half['teacher_dtype']) == ('float32', 'bfloat16')
     assert record['input_shape'] == [3, 3, 16, 16] and record['threads'] == 1
-    assert record['ratio'] == pytest.approx(
-        record['distill_step_ms'] / (record['student_step_ms'] + record['teacher_forward_ms']))
     assert record['teacher_modules']['ran'] == STEM + LAYER1
     assert f'teacher ran {STEM + LAYER1}/{ALL_LEAVES} leaf modules' in done.stdout
-    # Each run's times relative to its own student step: (c_h / a_h) / ((a_f + b_f) / a_f).
-    assert record['versus_float32_floor'] == pytest.approx(record['ratio'])
-    versus_float32 = (half['distill_step_ms'] / half['student_step_ms']) / (
-        (record['student_step_ms'] + record['teacher_forward_ms']) / record['student_step_ms'])
-    assert half['versus_float32_floor'] == pytest.approx(versus_float32)
-    assert 'bfloat16  ' in done.stdout and f'{versus_float32:.3f}' in done.stdout
+    assert record['versus_float32_floor'] == record['ratio']  # its own floor
+    assert 'bfloat16  ' in done.stdout
+    assert f"{half['versus_float32_floor']:.3f}" in done.stdout
+
+
+def test_overhead_figures_on_hand_made_timings():
+    """Student step 100 ms, teacher forward 50 ms, distillation step 180 ms: the floor is
+    150 ms, the step 1.2 times it, 20 % over. A bfloat16 run of the same pair (student step
+    80 ms, distillation step 120 ms) is 1.5 student steps, against the float32 floor's 1.5
+    student steps (150 / 100): 1.0 times the float32 floor."""
+    from mmdistill.apis.benchmark import OverheadResult
+    benchmark_script = script_module('tools/analysis/benchmark_overhead.py',
+                                     'benchmark_overhead')
+    float32 = OverheadResult(100.0, 50.0, 180.0, (2, 3, 8, 8), None, None)
+    assert float32.floor_ms == 150.0
+    assert float32.ratio == pytest.approx(1.2)
+    assert float32.overhead_pct == pytest.approx(20.0)
+    half = OverheadResult(80.0, 20.0, 120.0, (2, 3, 8, 8), None, None, 'bfloat16')
+    assert benchmark_script.versus_float32_floor(half, float32) == pytest.approx(1.0)
+    assert benchmark_script.versus_float32_floor(float32, float32) == pytest.approx(1.2)
+    assert benchmark_script.versus_float32_floor(half, None) is None

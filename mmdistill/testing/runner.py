@@ -86,3 +86,15 @@ def predict_per_image(model, batch: dict) -> list:
         for i in range(len(batch['inputs'])):
             predictions += model.test_step({key: value[i:i + 1] for key, value in batch.items()})
     return predictions
+
+
+def validate_before_and_after_training(cfg: Config, work_dir: str) -> tuple:
+    """Validate the model of ``cfg`` as initialised (the weights training starts from), train
+    it, validate again; return both metric dicts."""
+    cfg = cfg.copy()
+    cfg.work_dir = work_dir
+    runner = Runner.from_cfg(cfg)
+    runner.model.init_weights()  # marks the modules initialised: train() starts from these
+    before = runner.val()
+    runner.train()
+    return before, runner.val_loop.run()

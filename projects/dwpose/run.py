@@ -1,16 +1,20 @@
 """DWPose's two stages on synthetic stick figures, end to end.
 
-    python projects/dwpose/run.py [--seeds N] [--epochs N] [--teacher-epochs N]
-                                  [--work-dir DIR] [--threads N]
+    python projects/dwpose/run.py [--seeds S ...] [--teacher-seeds S ...]
+                                  [--teacher-checkpoint PTH] [--epochs N] [--teacher-epochs N]
+                                  [--work-dir DIR] [--threads N] [--record]
 
 1. writes 400 images of stick figures (300 train / 100 val, 128×96) with the 17 COCO body
    keypoints in COCO's person-keypoint format, so that mmpose's CocoDataset, top-down
    pipeline, SimCC codec and CocoMetric run as they do on COCO;
 2. trains, with MMEngine's Runner and the configs in ``configs/`` (mmpose's RTMPose recipes
-   at a 64×96 input), the teacher (RTMPose-s, twice the epochs) once, then for each seed
-   the student (RTMPose-t) alone, DWPose stage 1 (RTMPose-t ← RTMPose-s) and, on each
-   exported stage-1 student, stage 2 (head-aware self-distillation, 20% of stage 1's epochs);
-3. prints COCO AP (mean ± std over the seeds), train time and time per iteration.
+   at a 64×96 input), the teacher (RTMPose-s, twice the epochs) at each teacher seed, then
+   for each seed the student (RTMPose-t) alone, DWPose stage 1 (RTMPose-t ← RTMPose-s) and,
+   on each exported stage-1 student, stage 2 (head-aware self-distillation, 20% of stage 1's
+   epochs);
+3. saves the results (``mmdistill.evidence``: ``<work-dir>/results.json``, with ``--record``
+   also ``results/stick_figures.json``) and prints COCO AP (mean ± std over the seeds, the
+   paired per-seed differences against the student alone), train time and time per iteration.
 
 With CI=true the schedule is shorter (4 epochs instead of 8), never skipped.
 """
@@ -25,6 +29,7 @@ from mmengine.runner import Runner
 
 import mmdistill  # noqa: F401
 from mmdistill.apis import export_student
+from mmdistill.evidence import Results, add_recording_arguments, publish
 from mmdistill.testing import write_coco_keypoints
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -33,6 +38,10 @@ TEACHER = 'rtmpose-s_stick-figures-64x96.py'
 STUDENT = 'rtmpose-t_stick-figures-64x96.py'
 STAGE1 = 's1_dwpose_s-to-t_stick-figures-64x96.py'
 STAGE2 = 's2_dwpose_t_stick-figures-64x96.py'
+TEACHER_ROW = 'teacher RTMPose-s'
+STUDENT_ALONE = 'student RTMPose-t alone'
+STAGE1_ROW = 'stage 1 (t ← s)'
+STAGE2_ROW = 'stage 1 + stage 2'
 STAGE2_FRACTION = 0.2  # DWPose: stage 2 trains for about 20% of stage 1's epochs
 NUM_IMAGES, NUM_VAL, IMAGE_SIZE = 400, 100, (128, 96)
 
@@ -76,18 +85,20 @@ def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
                 config=osp.join(work_dir, config))
 
 
-def summary_row(name: str, runs: list) -> str:
-    ap = np.array([r['ap'] for r in runs])
-    spread = f' ± {ap.std(ddof=1):.3f}' if len(runs) > 1 else ''
-    return (f'| {name:<30} | {len(runs):>5} | {ap.mean():.3f}{spread:<8} | '
-            f'{", ".join(f"{a:.3f}" for a in ap):<21} | '
-            f'{np.mean([r["seconds"] for r in runs]):>14.1f} | '
-            f'{np.mean([r["ms_per_iter"] for r in runs]):>12.0f} |')
+def add(results: Results, model: str, seed: int, run: dict, **extra) -> None:
+    """Add one training run of ``train`` to ``results``."""
+    results.add(model, seed, run['ap'], train_seconds=run['seconds'],
+                ms_per_iter=run['ms_per_iter'], **extra)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--seeds', type=int, default=3, help='runs per student, seeds 0..N-1')
+    parser.add_argument('--seeds', type=int, nargs='*', default=[0, 1, 2],
+                        help='seeds of the students (none: only the teacher)')
+    parser.add_argument('--teacher-seeds', type=int, nargs='+', default=[0],
+                        help='seeds of the teacher; the students distil from the first')
+    parser.add_argument('--teacher-checkpoint',
+                        help='distil from this teacher checkpoint instead of training one')
     parser.add_argument('--epochs', type=int,
                         default=4 if os.environ.get('CI') == 'true' else 8,
                         help='epochs of the student alone and of stage 1')
@@ -97,51 +108,62 @@ def main():
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads (default 1: at batch 10 and a 64×96 input more '
                         'threads gain little and, on shared cores, cost several times over)')
+    add_recording_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     teacher_epochs = args.teacher_epochs or 2 * args.epochs
     stage2_epochs = max(1, round(STAGE2_FRACTION * args.epochs))
 
+    results = Results(
+        table='stick_figures', metric='COCO AP', baseline=STUDENT_ALONE,
+        compared=[STAGE1_ROW, STAGE2_ROW],
+        description=(
+            f'Stick figures: {NUM_IMAGES - NUM_VAL} train / {NUM_VAL} val images, input 64×96, '
+            f'batch 10, from scratch, CPU; {args.epochs} epochs (teacher {teacher_epochs}, '
+            f'stage 2 {stage2_epochs} more on top of stage 1); the students distil from the '
+            'teacher of the first teacher seed. Stage-2 row: AP after stage 2, time of stage 2 '
+            'alone. Δ: the row minus the student alone at the same seed. Train time: the sum '
+            'of the iteration times (validation and checkpoints left out).'))
+    results.start_run()
+
     data_root = osp.join(args.work_dir, 'data')
     if not osp.isfile(osp.join(data_root, 'annotations', 'val.json')):
         write_coco_keypoints(data_root, num_images=NUM_IMAGES, num_val=NUM_VAL,
                              size=IMAGE_SIZE, seed=0)
-    print(f'\n===== teacher ({TEACHER}, {teacher_epochs} epochs) =====', flush=True)
-    teacher = train(TEACHER, osp.join(args.work_dir, 'teacher'), data_root, teacher_epochs, 0)
-    results = {'teacher RTMPose-s': [teacher], 'student RTMPose-t alone': [],
-               'stage 1 (t ← s)': [], 'stage 1 + stage 2': []}
-    for seed in range(args.seeds):
+    teacher_checkpoint = args.teacher_checkpoint
+    if teacher_checkpoint is None:
+        for seed in args.teacher_seeds:
+            print(f'\n===== teacher ({TEACHER}, {teacher_epochs} epochs, seed {seed}) =====',
+                  flush=True)
+            teacher = train(TEACHER, osp.join(args.work_dir, f'teacher_seed{seed}'), data_root,
+                            teacher_epochs, seed)
+            add(results, TEACHER_ROW, seed, teacher, epochs=teacher_epochs)
+            teacher_checkpoint = teacher_checkpoint or teacher['checkpoint']
+            publish(results, args.work_dir, HERE, args.record, echo=False)
+    for seed in args.seeds:
         print(f'\n===== student alone ({STUDENT}, seed {seed}) =====', flush=True)
-        results['student RTMPose-t alone'].append(train(
+        add(results, STUDENT_ALONE, seed, train(
             STUDENT, osp.join(args.work_dir, f'student_seed{seed}'), data_root, args.epochs,
-            seed))
+            seed), epochs=args.epochs)
         print(f'\n===== stage 1 ({STAGE1}, seed {seed}) =====', flush=True)
         work_dir = osp.join(args.work_dir, f's1_seed{seed}')
         stage1 = train(STAGE1, work_dir, data_root, args.epochs, seed,
-                       **{'model.teacher.checkpoint': teacher['checkpoint']})
-        results['stage 1 (t ← s)'].append(stage1)
+                       **{'model.teacher.checkpoint': teacher_checkpoint})
+        add(results, STAGE1_ROW, seed, stage1, epochs=args.epochs, teacher=teacher_checkpoint)
         exported, _ = export_student(stage1['config'], stage1['checkpoint'],
                                      osp.join(work_dir, 'export'))
         print(f'\n===== stage 2 ({STAGE2}, seed {seed}, {stage2_epochs} epochs) =====',
               flush=True)
         # Stage 2 keeps the student's schedule (epochs) cut short to stage2_epochs, as
         # DWPose's stage-2 configs do.
-        results['stage 1 + stage 2'].append(train(
+        add(results, STAGE2_ROW, seed, train(
             STAGE2, osp.join(args.work_dir, f's2_seed{seed}'), data_root, args.epochs, seed,
             **{'model.teacher.checkpoint': exported, 'train_cfg.max_epochs': stage2_epochs,
                'train_cfg.val_interval': stage2_epochs,
-               'default_hooks.checkpoint.interval': stage2_epochs}))
-
-    print(f'\nStick figures: {NUM_IMAGES - NUM_VAL} train / {NUM_VAL} val images, input 64×96, '
-          f'batch 10, from scratch, CPU, {args.threads} thread(s); {args.epochs} epochs '
-          f'(teacher {teacher_epochs}, stage 2 {stage2_epochs} more on top of stage 1). '
-          'Stage 2 row: AP after stage 2, time of stage 2 alone. Train time: the sum of the '
-          'iteration times (validation and checkpoints left out).')
-    print(f'| {"model":<30} | {"seeds":>5} | {"COCO AP":<13} | {"AP per seed":<21} | '
-          f'{"train time (s)":>14} | {"ms/iteration":>12} |')
-    print(f'| {"-" * 30} | {"-" * 5} | {"-" * 13} | {"-" * 21} | {"-" * 14} | {"-" * 12} |')
-    for name, runs in results.items():
-        print(summary_row(name, runs))
+               'default_hooks.checkpoint.interval': stage2_epochs}), epochs=stage2_epochs)
+        # saved after every seed, so an interrupted run keeps what it finished
+        publish(results, args.work_dir, HERE, args.record, echo=False)
+    publish(results, args.work_dir, HERE, args.record)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,91 @@
+"""Where and how a result was produced: commit, machine, threads, versions, command."""
+import datetime
+import os
+import os.path as osp
+import platform
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from typing import Optional, Sequence
+
+PACKAGES = ('mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'mmpose')
+REPOSITORY = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def git_state(repository: str = REPOSITORY) -> dict:
+    """The checked-out commit and whether tracked files differ from it (``dirty``); ``None``
+    for both outside a git work tree."""
+
+    def git(*args) -> Optional[str]:
+        try:
+            return subprocess.run(['git', '-C', repository, *args], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    commit = git('rev-parse', 'HEAD')
+    changes = git('status', '--porcelain', '--untracked-files=no') if commit else None
+    return dict(commit=commit, dirty=None if changes is None else bool(changes))
+
+
+def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
+    """The processor's name as ``/proc/cpuinfo`` gives it (``platform.processor()`` where there
+    is none)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def package_versions(packages: Sequence[str] = PACKAGES) -> dict:
+    """Python's, torch's (with its build, ``2.4.1+cpu``) and this mmdistill's versions, and
+    the installed versions of ``packages`` read from their metadata (nothing is imported)."""
+    import torch
+
+    from ..version import __version__
+    versions = dict(python=platform.python_version(), torch=torch.__version__,
+                    mmdistill=__version__)
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def collect_provenance(argv: Optional[Sequence[str]] = None) -> dict:
+    """Everything needed to say where a number came from and to re-run it: git commit (and
+    whether the tree was dirty), CPU model and count, torch's thread count and
+    ``OMP_NUM_THREADS``, the UTC date and time, package versions and the command line
+    (``sys.argv`` unless ``argv`` is given). Call it after ``torch.set_num_threads``."""
+    import torch
+    argv = sys.argv if argv is None else argv
+    return dict(
+        **git_state(),
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        omp_num_threads=os.environ.get('OMP_NUM_THREADS'),
+        date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        versions=package_versions(),
+        command=shlex.join(['python', *argv]),
+    )
+
+
+def describe_provenance(provenance: dict) -> str:
+    """One line for a table's reader: command, commit, CPU, threads, date."""
+    commit = (provenance.get('commit') or 'no git commit')[:10]
+    if provenance.get('dirty'):
+        commit += ' (uncommitted changes)'
+    threads = provenance.get('torch_threads')
+    omp = provenance.get('omp_num_threads')
+    return (f"`{provenance.get('command', '?')}` at commit {commit}, "
+            f"{provenance.get('cpu', 'unknown CPU')} ({provenance.get('cpu_count', '?')} "
+            f"logical CPUs), {threads} torch thread{'' if threads == 1 else 's'} "
+            f"(OMP_NUM_THREADS={omp if omp is not None else 'unset'}), "
+            f"{provenance.get('date', 'undated')}")

@@ -1,0 +1,73 @@
+"""A results table rendered as markdown: description, table, provenance."""
+from typing import List, Optional
+
+from .provenance import describe_provenance
+from .results import Results
+from .summary import paired_differences, summarise
+
+
+def _number(value: Optional[float], precision: int, signed: bool = False) -> str:
+    if value is None:
+        return '–'
+    return f'{value:+.{precision}f}' if signed else f'{value:.{precision}f}'
+
+
+def _mean_std(mean: float, std: Optional[float], precision: int, signed=False) -> str:
+    text = _number(mean, precision, signed)
+    return text if std is None else f'{text} ± {std:.{precision}f}'
+
+
+def _column(value: Optional[float], form: str) -> str:
+    return '–' if value is None else form.format(value)
+
+
+def render_table(results: Results) -> str:
+    """The markdown table: per model the seeds, mean ± std (ddof=1), the value at each seed;
+    for ``results.compared`` models the paired difference against ``results.baseline``
+    (mean ± std, the differences seed by seed, how many are above zero); the extra
+    ``columns``; mean train time and ms/iteration where measured."""
+    p = results.precision
+    summaries = summarise(results)
+    paired = paired_differences(results)
+    timed = any(s.train_seconds is not None for s in summaries)
+    per_iter = any(s.ms_per_iter is not None for s in summaries)
+    header = ['model', 'seeds', results.metric, f'{results.metric} per seed']
+    if paired:
+        header += [f'Δ vs {results.baseline} (paired)', 'Δ per seed', 'Δ > 0']
+    header += [c['header'] for c in results.columns]
+    header += ['train time (s)'] * timed + ['ms/iteration'] * per_iter
+    rows = [header, ['---'] * len(header)]
+    for s in summaries:
+        row = [s.model, str(len(s.seeds)), _mean_std(s.mean, s.std, p),
+               ', '.join(_number(v, p) for v in s.values)]
+        if paired:
+            d = paired.get(s.model)
+            row += ([_mean_std(d.mean, d.std, p, signed=True),
+                     ', '.join(_number(v, p, signed=True) for v in d.differences),
+                     f'{d.positive}/{d.n}'] if d else ['', '', ''])
+        row += [_column(s.columns[c['field']], c['format']) for c in results.columns]
+        row += [_number(s.train_seconds, 1)] * timed + [_number(s.ms_per_iter, 0)] * per_iter
+        rows.append(row)
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)
+
+
+def render_provenance(results: Results) -> List[str]:
+    """One line per run that produced a record of the table, with the models it produced."""
+    lines = []
+    for key, provenance in results.runs.items():
+        models = [m for m in results.models() if any(r.run == key for r in results.of(m))]
+        seeds = sorted({r.seed for r in results.records if r.run == key})
+        lines.append(f'- {", ".join(models)} (seeds {", ".join(map(str, seeds))}): '
+                     f'{describe_provenance(provenance)}')
+    return lines
+
+
+def render_markdown(results: Results, source: Optional[str] = None) -> str:
+    """Description, table, notes and provenance, as a README block shows them."""
+    parts = [results.description] if results.description else []
+    parts.append(render_table(results))
+    if results.notes:
+        parts.append(results.notes)
+    origin = f' (`{source}`)' if source else ''
+    parts.append(f'Produced by{origin}:\n' + '\n'.join(render_provenance(results)))
+    return '\n\n'.join(parts)

@@ -1,0 +1,60 @@
+"""Render the evidence tables in the READMEs from the results files the runs recorded.
+
+    PYTHONPATH=. python tools/render_evidence.py           # rewrite the blocks
+    PYTHONPATH=. python tools/render_evidence.py --check   # exit 1 naming stale blocks
+
+A block is the text between ``<!-- evidence: projects/<name>/results/<table>.json -->`` and
+``<!-- /evidence -->`` in README.md or projects/*/README.md (or the files given); it becomes
+the table rendered from that results file by :mod:`mmdistill.evidence`, with the provenance of
+each run that produced it. ``tests/test_evidence.py`` runs the check, so a number in a README
+is always one a run recorded. How a ``run.py`` records: docs/evidence.md.
+"""
+import argparse
+import glob
+import os.path as osp
+import sys
+
+from mmdistill.evidence import render_file_block, update_blocks
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def markdown_files(root: str = ROOT) -> list:
+    """README.md and projects/*/README.md under ``root``."""
+    return [osp.join(root, 'README.md')] + sorted(
+        glob.glob(osp.join(root, 'projects', '*', 'README.md')))
+
+
+def render(files: list, root: str = ROOT, check: bool = False) -> list:
+    """Update (or, with ``check``, only compare) the evidence blocks of ``files``; return
+    ``'<file>: <results path>'`` for every block that was (or would be) changed."""
+    stale = []
+    for path in files:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+        new_text, changed = update_blocks(text, render_file_block(root))
+        stale += [f'{osp.relpath(path, root)}: {block}' for block in changed]
+        if changed and not check:
+            with open(path, 'w', encoding='utf-8') as f:
+                f.write(new_text)
+    return stale
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('files', nargs='*', help='markdown files (default: README.md and '
+                        'projects/*/README.md)')
+    parser.add_argument('--check', action='store_true',
+                        help='change nothing; exit 1 if a block differs from its results file')
+    args = parser.parse_args()
+    stale = render(args.files or markdown_files(), check=args.check)
+    for block in stale:
+        print(f'{"out of date" if args.check else "rendered"}: {block}')
+    if args.check and stale:
+        print('run: PYTHONPATH=. python tools/render_evidence.py', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
