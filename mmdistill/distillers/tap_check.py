@@ -206,7 +206,7 @@ def dry_run(distiller, input_size: Optional[Sequence[int]] = None,
                 teacher = distiller.teachers[owner]
                 shape = (batch_size, channels, *teacher.input_size(input_size))
 
-                def forward(_teacher=teacher, _model=model):  # as in training, no early stop
+                def forward(_teacher=teacher, _model=model):  # its own inputs; no taps: runs whole
                     _teacher.forward(inputs, None, taps=ModuleTaps(_model, [], owner))
             modules, received, gave = _record_modules(model, forward, shape)
             models[owner] = ModelReport(owner, type(model).__name__, shape, modules)

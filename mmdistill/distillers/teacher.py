@@ -129,7 +129,7 @@ class FrozenTeacher:
                 f'inputs, input_size]); got keys {sorted(config)}. Use checkpoint=None only '
                 'for benchmarks.')
         config = dict(config)
-        inputs, input_size = config.pop('inputs', 'auto'), config.pop('input_size', None)
+        inputs, input_size = config.pop('inputs', None) or 'auto', config.pop('input_size', None)
         self.name = name
         self.described = 'the teacher' if name == 'teacher' else f"the teacher '{name}'"
         self.model, self.scope = build_teacher(**config)
