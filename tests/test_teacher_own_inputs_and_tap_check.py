@@ -112,6 +112,26 @@ FEA = dict(type='FeatureMSELoss', student_channels=8, teacher_channels=16,
                        teacher_feature='teacher.backbone.layer2'))
 
 
+def test_a_loss_on_maps_of_a_resized_teacher_names_the_sizes(tmp_path, teacher_files):
+    # Its maps are half the student's size at the same depth: the loss says so, the
+    # distiller names the loss and its taps.
+    mgd = dict(type='MGDLoss', student_channels=8, teacher_channels=16, loss_weight=1.0,
+               mask_ratio=0.5,
+               inputs=dict(student_feature='student.backbone.layer2',
+                           teacher_feature='teacher.backbone.layer2'))
+    distiller = distiller_with(tmp_path, teacher_files, dict(mgd=mgd), inputs='own',
+                               input_size=(8, 8))
+    images = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8) for _ in range(2)]
+    samples = [DataSample().set_gt_label(i) for i in range(2)]
+    data = distiller.data_preprocessor(dict(inputs=images, data_samples=samples), True)
+    with pytest.raises(ValueError, match="distillation loss 'mgd' \\(student_feature=student"
+                                         '.backbone.layer2, teacher_feature=teacher.backbone.'
+                                         'layer2\\): MGDLoss features \\(after align\\): '
+                                         'student \\(2, 16, 8, 8\\) and teacher \\(2, 16, 4, '
+                                         '4\\) differ. Tap modules with the same spatial size'):
+        distiller(**data, mode='loss')
+
+
 def test_check_taps_catches_a_channel_mismatch_at_build_time(teacher_files):
     from test_distiller import build
     wrong = dict(FEA, student_channels=16)  # student layer2 has 8 channels
