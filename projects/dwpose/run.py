@@ -111,6 +111,9 @@ def main():
                         'threads gain little and, on shared cores, cost several times over)')
     add_recording_arguments(parser)
     args = parser.parse_args()
+    if args.teacher_checkpoint and not osp.isfile(args.teacher_checkpoint):
+        parser.error(f'--teacher-checkpoint {args.teacher_checkpoint} does not exist: train the '
+                     'teacher first (--teacher-seeds 0 --seeds) or leave the option out')
     torch.set_num_threads(args.threads)
     teacher_epochs = args.teacher_epochs or 2 * args.epochs
     stage2_epochs = max(1, round(STAGE2_FRACTION * args.epochs))
