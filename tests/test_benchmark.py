@@ -209,7 +209,7 @@ def test_command_line_writes_a_table_and_json(tmp_path, teacher_files):
     assert record['input_shape'] == [3, 3, 16, 16] and record['threads'] == 1
     assert record['teacher_modules']['ran'] == STEM + LAYER1
     assert f'teacher ran {STEM + LAYER1}/{ALL_LEAVES} leaf modules' in done.stdout
-    assert record['versus_float32_floor'] == record['ratio']  # its own floor
+    assert record['versus_float32_floor'] == pytest.approx(record['ratio'])  # its own floor
     assert 'bfloat16  ' in done.stdout
     assert f"{half['versus_float32_floor']:.3f}" in done.stdout
 
@@ -230,3 +230,33 @@ def test_overhead_figures_on_hand_made_timings():
     assert benchmark_script.versus_float32_floor(half, float32) == pytest.approx(1.0)
     assert benchmark_script.versus_float32_floor(float32, float32) == pytest.approx(1.2)
     assert benchmark_script.versus_float32_floor(half, None) is None
+
+
+def test_several_teachers_are_each_counted_where_their_taps_stop(tmp_path, teacher_files):
+    """Teacher ``a`` is tapped at its logits, ``b`` after its first stage: one distillation
+    step runs all of ``a`` but its loss module, and only the stem and first stage of ``b``."""
+    from mmdistill.testing.offline import offline_options
+    config, checkpoint = teacher_files
+    kd = dict(KD_ON_LOGITS, inputs=dict(student_logits='student.head.fc',
+                                        teacher_logits='teachers.a.head.fc'))
+    mse = dict(MSE_ON_LAYER1, inputs=dict(student_feature='student.backbone.layer1',
+                                          teacher_feature='teachers.b.backbone.layer1'))
+    model = dict(type='mmdistill.Distiller', student=tiny_classifier(4),
+                 teachers=dict(a=dict(config=config, checkpoint=checkpoint),
+                               b=dict(config=config, checkpoint=checkpoint)),
+                 distill_losses=dict(kd=kd, mse=mse))
+    path = write_config(str(tmp_path / 'two.py'), default_scope='mmpretrain', model=model)
+    result = benchmark_config(path, batch_size=2, input_size=(16, 16), warmup=1, iters=1)
+    usage = result.teacher_modules
+    assert usage.ran == (ALL_LEAVES - 1) + (STEM + LAYER1) and usage.total == 2 * ALL_LEAVES
+    assert usage.parts['teachers.a.head'] == (1, 2)
+    assert usage.parts['teachers.b.backbone'] == (STEM + LAYER1, BACKBONE)
+    assert usage.parts['teachers.b.head'] == (0, 2)
+    assert result.teacher_forward_ms > 0 and result.teacher_dtype == 'float32'
+    with pytest.raises(ValueError, match='one teacher_checkpoint cannot replace'):
+        build_distiller(path, teacher_checkpoint=checkpoint)
+    # No downloads for either teacher: both checkpoints dropped.
+    options = offline_options(load_config(path))
+    assert options['model.teachers.a.checkpoint'] is None
+    assert options['model.teachers.b.checkpoint'] is None
+    assert 'model.teacher.checkpoint' not in options

@@ -36,6 +36,14 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(path for path in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
                                             recursive=True)
                  if '_base_' not in osp.relpath(path, ROOT).split(osp.sep))
+# The digits project's single-teacher and teacher-free distillation configs
+# (projects/digits/configs/*; students alone and teachers left out) build and distil the same
+# way; the method-values table covers only configs/. Its two-teacher config is built in
+# tests/test_teacher_own_inputs_and_tap_check.py.
+DIGITS_CONFIGS = sorted(path for path in glob.glob(osp.join(ROOT, 'projects', 'digits',
+                                                            'configs', '*.py'))
+                        if 'distill_losses' in open(path).read() and
+                        'teachers=' not in open(path).read())
 # (H, W) of the tiny batches. Classifiers take any size (mmpretrain's ViTs resize their position
 # embedding). Detectors get 2×2 cells at FPN stride 128: with a single cell MGD's random mask
 # (ratio 0.65) often hides all of a level, and deformable 3×3 convolutions refuse maps < 3×3.
@@ -136,7 +144,8 @@ def loss_keys(losses: dict, name: str):
     return [k for k in losses if k == f'loss_{name}' or k.startswith(f'loss_{name}_')]
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=[osp.relpath(c, ROOT) for c in CONFIGS])
+@pytest.mark.parametrize('config', CONFIGS + DIGITS_CONFIGS,
+                         ids=[osp.relpath(c, ROOT) for c in CONFIGS + DIGITS_CONFIGS])
 def test_config_builds_and_distils(config):
     torch.manual_seed(0)  # random masks of MGD/ViTKD
     cfg = Config.fromfile(config)

@@ -140,7 +140,7 @@ def test_a_teacher_that_fails_in_half_precision_names_dtype_device_and_fix(teach
 
     distiller.teacher.backbone.register_forward_pre_hook(unsupported)
     with pytest.raises(RuntimeError, match="the teacher failed in torch.float16 on cpu "
-                                           "\(.*not implemented for 'Half'\).*try "
+                                           r"\(.*not implemented for 'Half'\).*try "
                                            "teacher.dtype='bfloat16'.*or remove teacher.dtype"):
         distiller(*classification_batch(), mode='loss')
 

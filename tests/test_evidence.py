@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mmdistill.evidence import (Results, collect_provenance, load_results, mean_std,
-                                paired_difference, publish, render_table,
-                                summarise, update_blocks)
+                                paired_difference, publish, render_markdown,
+                                render_paired_table, render_table, summarise, update_blocks)
 from mmdistill.evidence.provenance import cpu_model, git_state
 
 from conftest import ROOT, script_module
@@ -93,6 +93,20 @@ def test_render_table_by_hand():
     ])
 
 
+def test_further_pairs_get_a_table_of_their_own():
+    results = pose_table()
+    results.add('kd + stage 2', 0, 0.25)
+    results.add('kd + stage 2', 2, 0.65)
+    results.also_paired = [['kd + stage 2', 'kd'], ['not run', 'kd']]
+    # kd + stage 2 - kd: seed 0 -0.10, seed 2 +0.05: mean -0.025, std 0.15/√2
+    assert render_paired_table(results) == '\n'.join([
+        '| paired difference | seeds | Δ AP | Δ per seed | Δ > 0 |',
+        '| --- | --- | --- | --- | --- |',
+        '| kd + stage 2 − kd | 2 | -0.025 ± 0.106 | -0.100, +0.050 | 1/2 |'])
+    assert render_paired_table(results) in render_markdown(results)
+    assert render_paired_table(pose_table()) not in render_markdown(pose_table())
+
+
 def test_extra_columns_show_the_mean_of_their_field():
     results = Results(table='t', metric='top-1 (%)', precision=2,
                       columns=[dict(field='params', header='params', format='{:,.0f}')])
@@ -128,6 +142,20 @@ def test_save_merges_by_model_and_seed(tmp_path):
     for model, seed in [('a', 0), ('b', 0)]:
         third.add(model, seed, 0.0)
     assert set(third.save(path).runs) == {'day 2', 'day 3'}
+
+
+def test_runs_of_the_same_minute_keep_their_own_provenance(tmp_path):
+    path = str(tmp_path / 't.json')
+    for seed, command in enumerate(['python run.py --seeds 0', 'python run.py --seeds 1']):
+        results = Results(table='t', metric='AP')
+        results.start_run(dict(PROVENANCE, command=command))
+        results.add('a', seed, 0.5)
+        results.save(path)
+        results.save(path)  # saving again (after each seed) changes nothing
+    saved = load_results(path)
+    assert [saved.runs[r.run]['command'] for r in saved.records] == [
+        'python run.py --seeds 0', 'python run.py --seeds 1']
+    assert len(saved.runs) == 2
 
 
 def test_save_refuses_another_table(tmp_path):
@@ -213,3 +241,21 @@ def test_repository_readmes_are_rendered_from_their_results():
     stale = tool.render(tool.markdown_files(ROOT), ROOT, check=True)
     assert stale == [], ('README blocks differ from their results files: run '
                          f'PYTHONPATH=. python tools/render_evidence.py ({stale})')
+
+
+def test_each_compared_model_may_have_its_own_baseline():
+    results = Results(table='t', metric='top-1', precision=1,
+                      compared={'ToMe, tuned': 'plain, tuned', 'ToMe': 'plain'})
+    for seed, values in enumerate([(90.0, 80.0, 91.0, 83.0), (92.0, 70.0, 92.0, 74.0)]):
+        for model, value in zip(['plain', 'ToMe', 'plain, tuned', 'ToMe, tuned'], values):
+            results.add(model, seed, value)
+    # ToMe: -10, -22 (mean -16, std 12/√2); tuned: -8, -18 (mean -13, std 10/√2)
+    lines = render_table(results).splitlines()
+    assert lines[0] == ('| model | seeds | top-1 | top-1 per seed | Δ vs its baseline (paired) '
+                        '| Δ per seed | Δ > 0 | baseline |')
+    assert lines[3] == '| ToMe | 2 | 75.0 ± 7.1 | 80.0, 70.0 | -16.0 ± 8.5 | -10.0, -22.0 | ' \
+        '0/2 | plain |'
+    assert lines[5] == '| ToMe, tuned | 2 | 78.5 ± 6.4 | 83.0, 74.0 | -13.0 ± 7.1 | -8.0, ' \
+        '-18.0 | 0/2 | plain, tuned |'
+    with pytest.raises(ValueError, match='names no baseline'):
+        render_table(Results(table='t', metric='AP', compared=['kd']))

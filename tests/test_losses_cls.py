@@ -1,5 +1,5 @@
-"""NKD, USKD, ViTKD and MGD: values worked out by hand, gradients, masks, errors, and each loss
-inside the Distiller on tiny real mmpretrain models."""
+"""NKD, tf-NKD, USKD, ViTKD and MGD: values worked out by hand, gradients, masks, errors, and
+each loss inside the Distiller on tiny real mmpretrain models."""
 import math
 import os.path as osp
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import classification_batch, tiny_classifier, write_config
 from mmdistill.distillers import Distiller
-from mmdistill.losses import MGDLoss, NKDLoss, USKDLoss, ViTKDLoss
+from mmdistill.losses import MGDLoss, NKDLoss, TfNKDLoss, USKDLoss, ViTKDLoss
 from mmdistill.losses.functional import drop_classes
 from mmdistill.losses.mgd_loss import random_keep_mask
 from mmdistill.losses.vitkd_loss import random_token_mask
@@ -114,6 +114,43 @@ def test_nkd_errors_name_the_problem():
         NKDLoss()(torch.zeros(2, 5), torch.zeros(2, 5), None)
     with pytest.raises(ValueError, match='tau must be positive'):
         NKDLoss(tau=0)
+
+
+# ---------------------------------------------------------------------------------- tf-NKD
+def test_tf_nkd_by_hand():
+    # A: y=0, softmax [1/2, 1/4, 1/4]; B: y=2, softmax [1/6, 2/6, 3/6]
+    student = torch.tensor([[ln(2), 0., 0.], [0., ln(2), ln(3)]])
+    loss = TfNKDLoss(loss_weight=2.0)(student, samples_with_labels(0, 2))
+    # s = [1/2, 1/2], mean 1/2: w = s + 1 - 1/2 = [1, 1]
+    assert loss.item() == pytest.approx(2.0 * -(ln(1 / 2) + ln(1 / 2)) / 2)
+    # B: y=1 instead: s = [1/2, 1/3], mean 5/12, w = [1 + 1/12, 1 - 1/12]
+    loss = TfNKDLoss()(student, samples_with_labels(0, 1))
+    assert loss.item() == pytest.approx(-(13 / 12 * ln(1 / 2) + 11 / 12 * ln(1 / 3)) / 2)
+
+
+def test_tf_nkd_soft_labels_take_the_top_two_scores():
+    # Mixup: gt_score [0.7, 0, 0.3] (gt_label 1 ignored): targets 0, 2 with v = .7, .3; one
+    # image, so w = s + v - mean(s) = v
+    student = torch.tensor([[ln(2), 0., 0.]])  # [1/2, 1/4, 1/4]
+    loss = TfNKDLoss()(student, samples_with_scores([[.7, 0., .3]], [1]))
+    assert loss.item() == pytest.approx(-(0.7 * ln(1 / 2) + 0.3 * ln(1 / 4)))
+
+
+def test_tf_nkd_target_is_a_constant():
+    """The gradient is that of a cross-entropy with fixed weights w: (w/N)(p − onehot)."""
+    student = torch.tensor([[ln(2), 0., 0.], [0., ln(2), ln(3)]], requires_grad=True)
+    TfNKDLoss()(student, samples_with_labels(0, 1)).backward()
+    p = torch.tensor([[1 / 2, 1 / 4, 1 / 4], [1 / 6, 2 / 6, 3 / 6]])
+    onehot = torch.tensor([[1., 0., 0.], [0., 1., 0.]])
+    w = torch.tensor([[13 / 12], [11 / 12]])
+    assert torch.allclose(student.grad, w / 2 * (p - onehot), atol=1e-6)
+
+
+def test_tf_nkd_errors_name_the_problem():
+    with pytest.raises(ValueError, match=r'N×classes logits, got shape \(2, 5, 3\)'):
+        TfNKDLoss()(torch.zeros(2, 5, 3), samples_with_labels(0, 1))
+    with pytest.raises(ValueError, match=r'gt_label values \[0, 7\] fall outside .* 5 classes'):
+        TfNKDLoss()(torch.zeros(2, 5), samples_with_labels(0, 7))
 
 
 # ------------------------------------------------------------------------------------ USKD
@@ -394,7 +431,8 @@ def test_losses_create_no_tensor_off_their_inputs_device():
                                            torch.zeros(2, 8, 3, 3, device=meta))
     tokens = [torch.zeros(2, 17, 4, device=meta)] * 6
     vitkd = ViTKDLoss(4, 4).to(meta)(*tokens)
-    for value in (*nkd.values(), *uskd.values(), mgd, *vitkd.values()):
+    tf_nkd = TfNKDLoss()(torch.zeros(2, 5, device=meta), samples)
+    for value in (*nkd.values(), *uskd.values(), mgd, *vitkd.values(), tf_nkd):
         assert value.device == meta and value.dim() == 0
 
 

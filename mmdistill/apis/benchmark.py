@@ -184,7 +184,8 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
     distiller.train()
     prepared = distiller.data_preprocessor(copy.deepcopy(data), True)
     inputs, data_samples = prepared['inputs'], prepared['data_samples']
-    runs_teacher = distiller.teacher_taps is not None and len(distiller.teacher_taps) > 0
+    tapped = {name: teacher for name, teacher in distiller.teachers.items() if teacher.taps}
+    runs_teacher = bool(tapped)
 
     def teacher_forward():
         distiller.teacher_forward(inputs, data_samples)
@@ -206,8 +207,8 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
     # Both models' modules are counted in one distillation step: the teacher's are those that
     # Distiller.loss runs (stopped at its deepest tap), not those of a pass of our own.
     log_vars = {}
-    models = dict(student=distiller.student, teacher=distiller.teacher) if runs_teacher \
-        else dict(student=distiller.student)
+    models = dict(student=distiller.student,
+                  **{name: teacher.model for name, teacher in tapped.items()})
     modules = count_modules_run(
         models, lambda: log_vars.update(steps['distill_step'](copy.deepcopy(data))))
     loss = float(log_vars['loss'].detach())
@@ -220,9 +221,23 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
         teacher_forward_ms=_median_ms(seconds['teacher_forward']) if runs_teacher else 0.0,
         distill_step_ms=_median_ms(seconds['distill_step']),
         input_shape=tuple(inputs.shape),
-        teacher_modules=modules.get('teacher'),
+        teacher_modules=_joined_usage({name: modules[name] for name in tapped}),
         student_modules=modules['student'],
-        teacher_dtype=str(distiller.teacher_dtype).replace('torch.', ''))
+        teacher_dtype=','.join(sorted({str(teacher.dtype).replace('torch.', '')
+                                       for teacher in tapped.values()})) or 'float32')
+
+
+def _joined_usage(usages: Dict[str, ModuleUsage]) -> Optional[ModuleUsage]:
+    """The teachers' module usage as one: the single teacher's as it is; several teachers'
+    summed, their parts named ``<teacher>.<part>`` (``teachers.det.backbone``)."""
+    if len(usages) <= 1:
+        return next(iter(usages.values()), None)
+    parts = {f'{name}.{part}': counts for name, usage in usages.items()
+             for part, counts in usage.parts.items()}
+    last = [f'{name}.{usage.last}' for name, usage in usages.items() if usage.last]
+    return ModuleUsage(ran=sum(u.ran for u in usages.values()),
+                       total=sum(u.total for u in usages.values()),
+                       last=last[-1] if last else None, parts=parts)
 
 
 # ---------------------------------------------------------------------- synthetic batches
@@ -339,7 +354,7 @@ def build_distiller(config: str, cfg_options: Optional[dict] = None,
                     teacher_checkpoint: Optional[str] = None) -> Tuple[Distiller, object]:
     """Build the distiller of a config as the Runner would, with the teacher checkpoint
     replaced by ``teacher_checkpoint`` (``None``: random teacher weights, no download; the
-    weights do not change the timings).
+    weights do not change the timings). Several teachers (``teachers=``) get random weights.
 
     Returns:
         The distiller and the loaded config.
@@ -348,6 +363,12 @@ def build_distiller(config: str, cfg_options: Optional[dict] = None,
     model_cfg = model_cfg_of(cfg)
     if isinstance(model_cfg.get('teacher'), dict):
         model_cfg.teacher.checkpoint = teacher_checkpoint
+    for name, teacher in (model_cfg.get('teachers') or {}).items():
+        if teacher_checkpoint is not None:
+            raise ValueError(f'{config} has several teachers ({", ".join(model_cfg.teachers)}): '
+                             'one teacher_checkpoint cannot replace their checkpoints; '
+                             'benchmark them with random weights (teacher_checkpoint=None)')
+        teacher.checkpoint = None
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
         model = MMENGINE_MODELS.build(model_cfg)
     if not isinstance(model, Distiller):

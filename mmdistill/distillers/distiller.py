@@ -1,26 +1,22 @@
-"""The generic distiller: one student, an optional frozen teacher, distillation losses on taps."""
+"""The generic distiller: one student, frozen teachers, distillation losses on taps."""
 import copy
 import difflib
 import inspect
-import logging
 import weakref
-from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import nn
 
 from mmdistill.registry import MODELS
 from mmdistill.utils import build_model_in_scope, current_scope
-from .input_preparation import preparation_of, reprepare, same_preparation
-from .precision import float32_copies, full_precision, teacher_dtype, teacher_precision
-from .taps import ModuleTaps, Tap, describe, find_submodule
-from .teacher import build_teacher
-from .timing import ForwardTimer
+from .module_sharing import TeacherModules
+from .precision import float32_copies, full_precision
+from .tap_check import check_taps as run_tap_check
+from .taps import LossInput, ModuleTaps, Tap, describe, parse_loss_input
+from .teachers import Teachers
 
-TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict', 'dtype')
 TENSOR_ANNOTATIONS = (torch.Tensor, 'torch.Tensor', 'Tensor')
 # mmengine's parse_losses logs the total under 'loss'; a student entry of that name is renamed.
 TOTAL_LOSS_KEY = 'loss'
@@ -33,9 +29,9 @@ def _map_loss(value: LossValue, fn) -> LossValue:
     return [fn(v) for v in value] if isinstance(value, (list, tuple)) else fn(value)
 
 
-def _remove_taps(taps: List[ModuleTaps]) -> None:
-    for model_taps in taps:
-        model_taps.remove()
+def _remove_taps(student_taps: ModuleTaps, teachers: Teachers) -> None:
+    student_taps.remove()
+    teachers.remove_taps()
 
 
 @MODELS.register_module()
@@ -57,18 +53,21 @@ class Distiller(BaseModel):
     student features it reads, so that under DistributedDataParallel every parameter takes
     part in each step and ``find_unused_parameters`` stays off. Each loss computes in float32
     from float32 copies of its inputs, with autocast off, also under mixed precision. The
-    teacher's forward time is logged as ``teacher_time`` (seconds; 0 in a step that did not
-    run it).
+    teachers' forward time is logged as ``teacher_time`` (seconds, the sum over the teachers;
+    0 in a step that ran none), with several teachers also each one's as
+    ``teacher_time_<name>``.
     ``predict`` and ``tensor`` modes run the student alone, so the student codebase's
     evaluators, visualisers and exporters work unchanged.
 
-    The teacher is built from its own config and checkpoint, has no gradients, stays in eval
-    mode whatever ``train()`` is called with (unless ``teacher_train_mode``), runs under
-    ``torch.no_grad`` and only as far as its deepest tap (its forward pass stops once every
-    teacher tap has recorded). It is held outside the module tree: ``parameters()`` and
-    ``named_children()`` do not list it, so optimizer constructors, EMA and DDP never see it,
-    while ``to()``/``cuda()`` move it. It is left out of ``state_dict()`` (and so of
-    checkpoints) unless ``save_teacher=True``.
+    Each teacher (one, ``teacher=``, or several, ``teachers=``) is built from its own config and
+    checkpoint, has no gradients, stays in eval mode whatever ``train()`` is called with
+    (unless ``teacher_train_mode``), runs under ``torch.no_grad``, only in steps where an active
+    loss taps it, and only as far as its own deepest tap (its forward pass stops once every
+    tap on it has recorded). The teachers are held outside the module tree
+    (:class:`~mmdistill.distillers.teachers.Teachers`): ``parameters()`` and
+    ``named_children()`` do not list them, so optimizer constructors, EMA and DDP never see
+    them, while ``to()``/``cuda()`` move them. They are left out of ``state_dict()`` (and so of
+    checkpoints) unless ``save_teacher=True`` (under ``teacher.`` and ``teachers.<name>.``).
 
     Args:
         student: the student's model dict, usually ``_base_.model`` of the student config.
@@ -78,15 +77,19 @@ class Distiller(BaseModel):
             (``'mmdet::retinanet/...py'``), ``checkpoint`` a path or URL; ``dtype``
             ``'bfloat16'`` or ``'float16'`` keeps the teacher's weights and forward pass in that
             precision (cheaper; its outputs reach the losses in float32). ``None`` for
-            self-distillation without a teacher. When its data preprocessor prepares images
-            differently (colour order, mean, std), it gets the student's batch converted to
-            its own preparation (:mod:`~mmdistill.distillers.input_preparation`).
+            self-distillation without a teacher. ``inputs='own'`` gives it the student's batch
+            converted to its own data preprocessor's colour order, mean and std, and with
+            ``input_size=(H, W)`` resized to that size; ``inputs='student'`` the student's
+            batch unchanged; the default ``'auto'`` converts colour, mean and std when they
+            differ (:mod:`~mmdistill.distillers.input_preparation`).
         distill_losses: ``name -> loss dict``; each loss dict has the loss ``type`` (built in
             the ``mmdistill`` scope), its arguments, and ``inputs``: a mapping from the loss's
             forward arguments to taps such as ``'student.neck.fpn_convs.0.conv'`` or
-            ``'teacher.head.fc:input'``, with ``[i]`` to pick an element of a tuple or list
-            (``'student.backbone[3]'``; see :class:`~mmdistill.distillers.taps.Tap`). A loss
-            whose forward takes ``data_samples`` receives the batch's data samples.
+            ``'teacher.head.fc:input'`` (``'teachers.<name>.head.fc'`` on a named teacher), with
+            ``[i]`` to pick an element of a tuple or list (``'student.backbone[3]'``; see
+            :class:`~mmdistill.distillers.taps.Tap`), or ``dict(mean=[tap, tap, ...])``, the
+            element-wise mean of several taps (:class:`~mmdistill.distillers.taps.TapMean`).
+            A loss whose forward takes ``data_samples`` receives the batch's data samples.
         save_teacher: write the teacher's weights into checkpoints too.
         shared_modules: module paths (``['backbone', 'neck']``) where the student uses the
             teacher's own frozen modules instead of its own: the student never trains them, and
@@ -108,6 +111,14 @@ class Distiller(BaseModel):
             those of the exported student too). Still without gradients. Off by default: a
             frozen teacher in eval mode is what the papers describe; switch it on only to
             reproduce upstream runs exactly.
+        teachers: several teachers instead of ``teacher``: ``dict(<name>=dict(config=...,
+            checkpoint=..., ...), ...)``, each as ``teacher`` describes; tapped as
+            ``'teachers.<name>.<module path>'``. ``shared_modules`` and ``inherit_modules``
+            need the single ``teacher``.
+        check_taps: at build time, run the student and the teachers once on a random batch
+            (of this (H, W), or 224×224 with ``True``) and raise a ``ValueError`` listing every
+            loss whose inputs do not fit (:mod:`~mmdistill.distillers.tap_check`; the same
+            check as ``tools/analysis/print_taps.py``).
         data_preprocessor: the config's top-level ``data_preprocessor`` (the Runner passes it);
             it becomes the student's when the student dict has none.
         init_cfg: unused by the distiller itself; kept for the BaseModel interface.
@@ -122,6 +133,8 @@ class Distiller(BaseModel):
                  inherit_modules: Sequence[str] = (),
                  student_loss_weight: float = 1.0,
                  teacher_train_mode: bool = False,
+                 teachers: Optional[Dict[str, dict]] = None,
+                 check_taps: Union[bool, Sequence[int]] = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  **unknown):
@@ -136,53 +149,39 @@ class Distiller(BaseModel):
         # The student's own preprocessor (with its Mixup/CutMix batch augments) feeds both models.
         self.data_preprocessor = self.student.data_preprocessor
 
-        self._reprepare_for_teacher = False
-        # The teacher is deliberately not a submodule: parameters(), named_children() and so
-        # the optimizer constructors, EMA averaging and DDP never see it. _apply (device and
-        # dtype moves) and the state-dict hooks below are the places that reach it.
-        object.__setattr__(self, 'teacher',
-                           self._build_teacher(teacher) if teacher is not None else None)
-        self.teacher_dtype = teacher_dtype(teacher.get('dtype') if teacher else None)
-        self.teacher_timer = ForwardTimer()
+        # Teachers is no module: parameters(), named_children() and so the optimizer
+        # constructors, EMA averaging and DDP never see the teachers. train(), _apply (device
+        # and dtype moves), _set_device and the state-dict hooks below are what reach them.
+        self.teachers = Teachers(teacher, teachers, self.data_preprocessor)
         self.save_teacher = save_teacher
-        if self.teacher is not None:
+        if self.teachers:
             self.register_load_state_dict_pre_hook(self._load_teacher_weights)
             if save_teacher:
                 self.register_state_dict_post_hook(self._add_teacher_weights)
-        self.shared_modules = list(shared_modules)
-        self.inherit_modules = list(inherit_modules)
-        if self.shared_modules and self.teacher_dtype != torch.float32:
-            raise ValueError(
-                f'shared_modules {self.shared_modules} need a float32 teacher: the student '
-                'runs (and exports) the shared modules itself, in float32, but the teacher is '
-                f'{self.teacher_dtype}. Remove teacher.dtype.')
-        for path in self.shared_modules + self.inherit_modules:
-            self._check_same_module_path(path)
-        for path in self.shared_modules:
-            parent, _, name = path.rpartition('.')
-            setattr(self.student.get_submodule(parent), name, self.teacher.get_submodule(path))
+        self.teacher_modules = TeacherModules(self.student, self.teacher, self.teacher_dtype,
+                                              shared_modules, inherit_modules)
         self.student_loss_weight = student_loss_weight
         self.teacher_train_mode = teacher_train_mode
 
         self.distill_losses = nn.ModuleDict()
-        self.loss_inputs: Dict[str, Dict[str, Tap]] = {}
+        self.loss_inputs: Dict[str, Dict[str, LossInput]] = {}
         self.loss_scales: Dict[str, float] = {}
         self._tensor_inputs: Dict[str, List[str]] = {}  # loss name -> args typed as tensors
         self._losses_taking_data_samples = set()
         for name, loss_cfg in (distill_losses or {}).items():
             self._add_loss(name, loss_cfg)
 
-        taps = [tap for inputs in self.loss_inputs.values() for tap in inputs.values()]
+        taps = [tap for inputs in self.loss_inputs.values() for spec in inputs.values()
+                for tap in spec.taps]
         # The teacher also records what its shared modules produce, for the student to reuse.
-        taps += [Tap('teacher', path) for path in self.shared_modules]
+        taps += self.teacher_modules.taps
         self.student_taps = ModuleTaps(
             self.student, [t for t in taps if t.model == 'student'], 'student')
-        self.teacher_taps = ModuleTaps(
-            self.teacher, [t for t in taps if t.model == 'teacher'],
-            'teacher') if self.teacher is not None else None
-        # The hooks live in the student's and teacher's modules: remove them with the distiller.
-        weakref.finalize(self, _remove_taps,
-                         [t for t in (self.student_taps, self.teacher_taps) if t is not None])
+        self.teachers.tap(taps)
+        # The hooks live in the student's and teachers' modules: remove them with the distiller.
+        weakref.finalize(self, _remove_taps, self.student_taps, self.teachers)
+        if check_taps:
+            run_tap_check(self, None if check_taps is True else check_taps)
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -201,44 +200,24 @@ class Distiller(BaseModel):
             'config merges its model dict into the base one: add _delete_=True to replace it, '
             "model = dict(_delete_=True, type='mmdistill.Distiller', student=_base_.model, ...).")
 
-    def _build_teacher(self, teacher: dict) -> nn.Module:
-        unknown = set(teacher) - set(TEACHER_KEYS)
-        if unknown or 'config' not in teacher or 'checkpoint' not in teacher:
-            raise ValueError(
-                'teacher must be dict(config=..., checkpoint=...[, cfg_options, strict, dtype]); '
-                f'got keys {sorted(teacher)}. Use checkpoint=None only for benchmarks.')
-        model, self.teacher_scope = build_teacher(**teacher)
-        self._reprepare_for_teacher = self._check_teacher_preparation(model)
-        return model
+    @property
+    def teacher(self) -> Optional[nn.Module]:
+        """The model of the single teacher (``teacher=``); ``None`` without one, or with
+        ``teachers=`` (``self.teachers['teachers.<name>'].model`` then)."""
+        single = self.teachers.single
+        return single.model if single is not None else None
 
-    def _check_teacher_preparation(self, teacher: nn.Module) -> bool:
-        """Whether the teacher's inputs must be re-prepared from the student's (its data
-        preprocessor's colour order, mean or std differ; see :mod:`.input_preparation`)."""
-        mine = preparation_of(self.data_preprocessor)
-        theirs = preparation_of(teacher.data_preprocessor)
-        if mine is None or theirs is None:
-            unknown = [type(p).__name__ for p, prep in ((self.data_preprocessor, mine),
-                                                        (teacher.data_preprocessor, theirs))
-                       if prep is None]
-            print_log(f'cannot tell how {" and ".join(unknown)} prepare(s) images: the teacher '
-                      "sees the inputs the student's data preprocessor prepared. Give both the "
-                      'same preparation (teacher.cfg_options) if they differ.',
-                      logger='current', level=logging.WARNING)
-            return False
-        if same_preparation(mine, theirs):
-            return False
-        print_log(f"the teacher's data preprocessor prepares images differently ({theirs}) "
-                  f"from the student's ({mine}): the teacher gets the student's batch "
-                  "converted to its own preparation (padding and input size stay the "
-                  "student's).", logger='current', level=logging.WARNING)
-        return True
+    @property
+    def teacher_taps(self) -> Optional[ModuleTaps]:
+        """The taps on the single teacher (``None`` without one)."""
+        single = self.teachers.single
+        return single.taps if single is not None else None
 
-    def teacher_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The student's prepared batch as the teacher's data preprocessor would prepare it."""
-        if not self._reprepare_for_teacher:
-            return inputs
-        return reprepare(inputs, preparation_of(self.data_preprocessor),
-                         preparation_of(self.teacher.data_preprocessor))
+    @property
+    def teacher_dtype(self) -> torch.dtype:
+        """The precision of the single teacher (float32 without one)."""
+        single = self.teachers.single
+        return single.dtype if single is not None else torch.float32
 
     def _add_loss(self, name: str, loss_cfg: dict) -> None:
         if not name.isidentifier():
@@ -262,10 +241,9 @@ class Distiller(BaseModel):
                 f"distillation loss '{name}' ({type(loss).__name__}) takes inputs "
                 f'{takes}; the config gives {list(inputs)} (unknown: {unknown}, missing: '
                 f'{missing})')
-        parsed = {arg: Tap.parse(spec) for arg, spec in inputs.items()}
-        if self.teacher is None and any(t.model == 'teacher' for t in parsed.values()):
-            raise ValueError(f"distillation loss '{name}' taps the teacher, but the distiller "
-                             'has no teacher (teacher=None)')
+        parsed = {arg: parse_loss_input(spec) for arg, spec in inputs.items()}
+        for tap in [tap for spec in parsed.values() for tap in spec.taps]:
+            self.teachers.check_tap(tap, f"distillation loss '{name}'")
         self.distill_losses[name] = loss
         self.loss_inputs[name] = parsed
         self._tensor_inputs[name] = [arg for arg in inputs
@@ -274,23 +252,6 @@ class Distiller(BaseModel):
         if 'data_samples' in params:
             self._losses_taking_data_samples.add(name)
 
-    def _check_same_module_path(self, path: str) -> None:
-        if self.teacher is None:
-            raise ValueError(f"shared_modules/inherit_modules name '{path}', but the distiller "
-                             'has no teacher')
-        student = find_submodule(self.student, path, 'student')
-        teacher = find_submodule(self.teacher, path, 'teacher')
-        theirs = {k: tuple(v.shape) for k, v in teacher.state_dict().items()}
-        mine = {k: tuple(v.shape) for k, v in student.state_dict().items()}
-        if mine != theirs:
-            differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-            shown = '; '.join(f'{k}: student {mine.get(k)}, teacher {theirs.get(k)}'
-                              for k in differ[:5])
-            raise ValueError(
-                f"student.{path} and teacher.{path} differ in {len(differ)} weight(s) ({shown}"
-                f'{"; ..." if len(differ) > 5 else ""}): only modules of the same architecture '
-                'can be shared or inherited.')
-
     def init_weights(self) -> None:
         """Initialise the student and the losses' own layers; never touch the teacher.
 
@@ -298,62 +259,49 @@ class Distiller(BaseModel):
         reach them); inherited modules are copied from the teacher after the student's own
         initialisation.
         """
-        shared = {path: copy.deepcopy(self.teacher.get_submodule(path).state_dict())
-                  for path in self.shared_modules}
-        self.student.init_weights()
-        for path, state in shared.items():
-            self.teacher.get_submodule(path).load_state_dict(state)
-        for path in self.inherit_modules:
-            self.student.get_submodule(path).load_state_dict(
-                self.teacher.get_submodule(path).state_dict())
-            print_log(f'student.{path} initialised from teacher.{path}', logger='current')
+        self.teacher_modules.init_weights(self.student.init_weights)
         for loss in self.distill_losses.values():
             if hasattr(loss, 'init_weights'):
                 loss.init_weights()
 
     # ----------------------------------------------------------------- teacher bookkeeping
     def train(self, mode: bool = True) -> 'Distiller':
-        """Set the student (and losses) to ``mode``; the teacher stays in eval mode unless
+        """Set the student (and losses) to ``mode``; the teachers stay in eval mode unless
         ``teacher_train_mode``."""
         super().train(mode)
-        if self.teacher is not None:  # not a submodule: super().train does not reach it
-            self.teacher.train(mode and self.teacher_train_mode)
+        self.teachers.train(mode and self.teacher_train_mode)  # super().train cannot reach them
         return self
 
     def _apply(self, fn, recurse: bool = True) -> 'Distiller':
-        """``to``/``cuda``/``half``... move the teacher too (it is not a submodule)."""
+        """``to``/``cuda``/``half``... move the teachers too (they are not submodules)."""
         super()._apply(fn, recurse)
-        if self.teacher is not None:
-            self.teacher._apply(fn, recurse)
+        self.teachers.apply(fn, recurse)
         return self
 
     def _set_device(self, device: torch.device) -> None:
-        """Tell the teacher's data preprocessor where it lives, as for the student's."""
+        """Tell the teachers' data preprocessors where they live, as for the student's."""
         super()._set_device(device)
-        if isinstance(self.teacher, BaseModel):
-            self.teacher._set_device(device)
+        self.teachers.set_device(device)
 
     @staticmethod
     def _add_teacher_weights(module, state_dict, prefix, local_metadata) -> None:
-        module.teacher.state_dict(destination=state_dict, prefix=prefix + 'teacher.')
+        module.teachers.save_into(state_dict, prefix)
 
     @staticmethod
     def _load_teacher_weights(module, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
-        """Take the ``teacher.*`` weights out of a checkpoint; load them into the teacher only
-        with ``save_teacher=True`` (otherwise its own checkpoint stays authoritative)."""
-        teacher_prefix = prefix + 'teacher.'
-        saved = {key[len(teacher_prefix):]: state_dict.pop(key)
-                 for key in [k for k in state_dict if k.startswith(teacher_prefix)]}
-        if saved and module.save_teacher:
-            result = module.teacher.load_state_dict(saved, strict=False)
-            missing_keys.extend(teacher_prefix + k for k in result.missing_keys)
-            unexpected_keys.extend(teacher_prefix + k for k in result.unexpected_keys)
+        """Take the teachers' weights (``teacher.*``, ``teachers.<name>.*``) out of a
+        checkpoint; load them only with ``save_teacher=True`` (otherwise each teacher's own
+        checkpoint stays authoritative)."""
+        module.teachers.take_from(state_dict, prefix, module.save_teacher, missing_keys,
+                                  unexpected_keys)
 
     def extra_repr(self) -> str:
-        if self.teacher is None:
+        if not self.teachers:
             return 'teacher=None'
-        return f'teacher={type(self.teacher).__name__} (frozen, outside the module tree)'
+        return ', '.join(f'{name}={type(teacher.model).__name__}'
+                         for name, teacher in self.teachers.items()) + \
+            ' (frozen, outside the module tree)'
 
     def set_loss_scale(self, name: str, scale: float) -> None:
         """Scale distillation loss ``name`` by ``scale`` from the next step on (0 skips it)."""
@@ -375,16 +323,18 @@ class Distiller(BaseModel):
         return self.student(inputs, data_samples, mode=mode)
 
     def loss(self, inputs: torch.Tensor, data_samples=None) -> Dict[str, torch.Tensor]:
-        """The student's own losses plus each active distillation loss, by name."""
+        """The student's own losses plus each active distillation loss, by name.
+
+        Also logs ``teacher_time``: the seconds the teachers' forward passes took in this step
+        (their sum; 0 when no active loss needed a teacher), and with ``teachers=`` each
+        teacher's own as ``teacher_time_<name>``.
+        """
         active = [name for name, scale in self.loss_scales.items() if scale != 0]
-        records, teacher_seconds = {}, 0.0
-        if any(tap.model == 'teacher' for name in active
-               for tap in self.loss_inputs[name].values()):
-            with self.teacher_timer.measure(inputs.device):
-                records.update(self.teacher_forward(inputs, data_samples))
-            teacher_seconds = self.teacher_timer.seconds
+        needed = {tap.model for name in active for spec in self.loss_inputs[name].values()
+                  for tap in spec.taps if tap.model != 'student'}
+        records, seconds = self.teachers.forward(needed, inputs, data_samples)
         losses = {}
-        with self._shared_outputs_from(records):
+        with self.teacher_modules.reused_outputs(records):
             records.update(self.student_taps.record(
                 lambda: losses.update(self.student(inputs, data_samples, mode='loss'))))
         losses = self._weigh_student_losses(losses)
@@ -396,28 +346,14 @@ class Distiller(BaseModel):
                     raise KeyError(f"distillation loss '{name}' logs as '{key}', which the "
                                    'student already uses: rename the loss')
                 losses[key] = value
-        if self.teacher is not None:
-            losses['teacher_time'] = torch.tensor(teacher_seconds)
+        losses.update(self.teachers.times(seconds))
         return losses
 
     def teacher_forward(self, inputs: torch.Tensor, data_samples=None) -> Dict[Tap, object]:
-        """Run the teacher as a training step does (on the student's batch as its own data
-        preprocessor would prepare it, no gradients, in its dtype, stopped after its deepest
-        tap) and return what its taps recorded."""
-        device_type = inputs.device.type
-        teacher_inputs = self.teacher_inputs(inputs).to(self.teacher_dtype)
-        try:
-            with torch.no_grad(), teacher_precision(self.teacher_dtype, device_type):
-                return self.teacher_taps.record(
-                    lambda: self.teacher(teacher_inputs, data_samples, mode='tensor'),
-                    stop_early=True)
-        except RuntimeError as error:
-            if self.teacher_dtype == torch.float32:
-                raise
-            raise RuntimeError(
-                f'the teacher failed in {self.teacher_dtype} on {device_type} ({error}); '
-                "this device may not run that precision: try teacher.dtype='bfloat16' (CPUs, "
-                "recent GPUs) or 'float16' (GPUs), or remove teacher.dtype") from error
+        """Run every teacher as a training step does (each on its inputs from the student's
+        batch, no gradients, in its dtype, stopped after its deepest tap) and return what their
+        taps recorded."""
+        return self.teachers.forward(list(self.teachers), inputs, data_samples)[0]
 
     def _weigh_student_losses(self, losses: Dict[str, LossValue]) -> Dict[str, LossValue]:
         """Name and weigh the student's own outputs so that mmengine's total is the real one.
@@ -440,20 +376,6 @@ class Distiller(BaseModel):
                 weighed[key] = _map_loss(value, lambda v: v * weight)
         return weighed
 
-    @contextmanager
-    def _shared_outputs_from(self, records: dict):
-        """While active, each shared module returns what it produced in the teacher's pass
-        (recorded in ``records``) instead of running again for the student."""
-        reused = [(self.teacher.get_submodule(path), records[Tap('teacher', path)])
-                  for path in self.shared_modules if Tap('teacher', path) in records]
-        for module, output in reused:
-            module.forward = lambda *args, _output=output, **kwargs: _output
-        try:
-            yield
-        finally:
-            for module, _ in reused:
-                del module.forward  # back to the class's forward
-
     def _raise_not_a_tensor(self, name: str, arg: str, value) -> None:
         tap = self.loss_inputs[name][arg]
         hint = ''
@@ -466,7 +388,10 @@ class Distiller(BaseModel):
             f"tensor as '{arg}', but tap '{tap}' gives {describe(value)}{hint}.")
 
     def _distill_loss(self, name: str, records: dict, data_samples) -> Dict[str, torch.Tensor]:
-        kwargs = {arg: records[tap] for arg, tap in self.loss_inputs[name].items()}
+        try:
+            kwargs = {arg: spec.value(records) for arg, spec in self.loss_inputs[name].items()}
+        except ValueError as error:
+            raise ValueError(f"distillation loss '{name}': {error}") from error
         for arg in self._tensor_inputs[name]:
             if not isinstance(kwargs[arg], torch.Tensor):
                 self._raise_not_a_tensor(name, arg, kwargs[arg])
@@ -478,7 +403,7 @@ class Distiller(BaseModel):
                 value: Union[torch.Tensor, Dict[str, torch.Tensor]] = \
                     self.distill_losses[name](**kwargs)
         except ValueError as error:
-            where = ', '.join(f'{arg}={tap}' for arg, tap in self.loss_inputs[name].items())
+            where = ', '.join(f'{arg}={spec}' for arg, spec in self.loss_inputs[name].items())
             raise ValueError(f"distillation loss '{name}' ({where}): {error}") from error
         scale = self.loss_scales[name]
         if isinstance(value, dict):
@@ -489,8 +414,8 @@ class Distiller(BaseModel):
         """Loss ``name`` at scale 0, not computed: an exact zero built from its own trainable
         parameters and the student features it would read, so that what trains through the
         loss gets a (zero) gradient in every step, as DistributedDataParallel expects."""
-        student_inputs = [records[tap] for tap in self.loss_inputs[name].values()
-                          if tap.model == 'student']
+        student_inputs = [records[tap] for spec in self.loss_inputs[name].values()
+                          for tap in spec.taps if tap.model == 'student']
         reached = [t for t in (*self.distill_losses[name].parameters(), *_tensors(student_inputs))
                    if t.requires_grad]
         with full_precision(self._device_type(reached)):

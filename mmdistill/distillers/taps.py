@@ -1,25 +1,29 @@
 """Taps: forward hooks that record what named submodules produce during a forward pass."""
 import difflib
 import re
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 TAP_PORTS = ('output', 'input')
+# Taps on one of several named teachers start with 'teachers.<name>.'.
+TEACHERS = 'teachers'
 _INDICES = re.compile(r'((?:\[-?\d+\])*)$')
 
 
 class Tap(NamedTuple):
     """Where a loss input comes from: ``'<model>.<module path>[:input][[i]...]'``.
 
-    ``model`` is ``student`` or ``teacher``; ``path`` a dotted module path inside it
-    (``neck.fpn_convs.0.conv``); ``port`` is ``output`` (default) or ``input`` (the first
-    positional argument of the module's forward). ``index`` picks elements, in order, of what
-    the tap gives when that is a tuple or list: ``'student.backbone[3]'`` is the fourth of the
-    stages a backbone returns, ``'student.bbox_head.retina_cls[0]'`` the first call of a
-    module that runs once per FPN level, ``'student.neck:input[-1]'`` the last feature the
-    neck receives.
+    ``model`` is ``student``, ``teacher`` (the single teacher of ``teacher=``) or
+    ``teachers.<name>`` (one of the named teachers of ``teachers=``); ``path`` a dotted module
+    path inside it (``neck.fpn_convs.0.conv``); ``port`` is ``output`` (default) or ``input``
+    (the first positional argument of the module's forward). ``index`` picks elements, in
+    order, of what the tap gives when that is a tuple or list: ``'student.backbone[3]'`` is the
+    fourth of the stages a backbone returns, ``'student.bbox_head.retina_cls[0]'`` the first
+    call of a module that runs once per FPN level, ``'student.neck:input[-1]'`` the last
+    feature the neck receives, ``'teachers.det.neck.fpn_convs.0.conv'`` a module of the
+    teacher named ``det``.
     """
     model: str
     path: str
@@ -28,20 +32,36 @@ class Tap(NamedTuple):
 
     @classmethod
     def parse(cls, spec: str) -> 'Tap':
+        if not isinstance(spec, str):
+            raise ValueError(f'a tap is a string such as \'student.neck\', got {spec!r}')
         indices = _INDICES.search(spec).group(1)
         location, _, port = spec[:len(spec) - len(indices)].partition(':')
         model, _, path = location.partition('.')
+        if model == TEACHERS:
+            name, _, path = path.partition('.')
+            model = f'{TEACHERS}.{name}' if name else ''
         port = port or 'output'
-        if model not in ('student', 'teacher') or not path:
+        known = model in ('student', 'teacher') or model.startswith(f'{TEACHERS}.')
+        if not known or not path:
             raise ValueError(
-                f"tap '{spec}' must look like 'student.<module path>' or "
-                f"'teacher.<module path>', e.g. 'student.neck.fpn_convs.0.conv'")
+                f"tap '{spec}' must look like 'student.<module path>', 'teacher.<module "
+                "path>' or 'teachers.<teacher name>.<module path>', e.g. "
+                "'student.neck.fpn_convs.0.conv'")
         if '[' in path or '[' in port:
             raise ValueError(f"tap '{spec}': element indices go last, after ':input' if any, "
                              "e.g. 'student.backbone[3]' or 'student.neck:input[0]'")
         if port not in TAP_PORTS:
             raise ValueError(f"tap '{spec}': the part after ':' must be one of {TAP_PORTS}")
         return cls(model, path, port, tuple(int(i) for i in re.findall(r'-?\d+', indices)))
+
+    @property
+    def taps(self) -> Tuple['Tap']:
+        """The taps this loss input reads: itself (see :class:`TapMean` for several)."""
+        return (self, )
+
+    def value(self, records: Dict['Tap', Any]) -> Any:
+        """What this tap recorded in a forward pass."""
+        return records[self]
 
     def __str__(self) -> str:
         suffix = '' if self.port == 'output' else f':{self.port}'
@@ -56,6 +76,45 @@ class Tap(NamedTuple):
                                  f'no element [{i}]')
             value = value[i]
         return value
+
+
+class TapMean(NamedTuple):
+    """The element-wise mean of the tensors of several taps of the same shape:
+
+    .. math::
+        x = \\frac{1}{K} \\sum_{k=1}^{K} x_k
+
+    Written ``dict(mean=['teachers.a.head.fc', 'teachers.b.head.fc'])`` in a loss's
+    ``inputs``: one target made of several teachers (for logits, the softmax of the mean is the
+    normalised geometric mean of the teachers' softmax distributions). Computed in float32.
+    """
+    taps: Tuple[Tap, ...]
+
+    def value(self, records: Dict[Tap, Any]) -> torch.Tensor:
+        values = [records[tap] for tap in self.taps]
+        shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else None for v in values]
+        if None in shapes or len(set(shapes)) > 1:
+            given = '; '.join(f'{tap}: {describe(v)}' for tap, v in zip(self.taps, values))
+            raise ValueError(f'{self} needs tensors of one shape, got {given}. Tap modules '
+                             'that give the same shape (print_taps.py lists them).')
+        return torch.stack([v.float() for v in values]).mean(0)
+
+    def __str__(self) -> str:
+        return f'mean({", ".join(str(tap) for tap in self.taps)})'
+
+
+LossInput = Union[Tap, TapMean]
+
+
+def parse_loss_input(spec: Any) -> LossInput:
+    """A loss input from its config: a tap string, or ``dict(mean=[tap, tap, ...])``."""
+    if isinstance(spec, str):
+        return Tap.parse(spec)
+    if isinstance(spec, dict) and set(spec) == {'mean'} \
+            and isinstance(spec['mean'], (list, tuple)) and len(spec['mean']) >= 2:
+        return TapMean(tuple(Tap.parse(tap) for tap in spec['mean']))
+    raise ValueError(f"a loss input is a tap ('teacher.head.fc') or dict(mean=[tap, tap, ...]) "
+                     f'of two taps or more, got {spec!r}')
 
 
 def describe(value: Any) -> str:

@@ -1,6 +1,6 @@
-"""Building a frozen teacher from an OpenMMLab config and a checkpoint."""
+"""A frozen teacher: built from an OpenMMLab config and a checkpoint, run without gradients."""
 import logging
-from typing import List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -9,9 +9,14 @@ from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_mod
 from torch import nn
 
 from mmdistill.utils import build_model_in_scope, load_config, model_cfg_of
-from .precision import teacher_dtype
+from .input_preparation import TeacherInputs
+from .precision import teacher_dtype, teacher_precision
+from .taps import ModuleTaps, Tap
+from .timing import ForwardTimer
 
 _MAX_KEYS_SHOWN = 8
+TEACHER_KEYS = ('config', 'checkpoint', 'cfg_options', 'strict', 'dtype', 'inputs',
+                'input_size')
 
 
 def _show(keys: List[str]) -> str:
@@ -97,3 +102,69 @@ def build_teacher(config: str, checkpoint: Optional[str], cfg_options: Optional[
                 module.to(dtype)
         print_log(f'teacher weights cast to {dtype}', logger='current')
     return teacher, scope
+
+
+class FrozenTeacher:
+    """One teacher of a distiller, with everything it needs to run in a training step.
+
+    It holds the model (frozen, eval mode, in its ``dtype``), :class:`TeacherInputs` (what it
+    gets from the student's batch), the taps on it and a :class:`ForwardTimer`. It is a plain
+    object, not a module: whatever holds it decides where its weights go (the distiller keeps
+    them out of its module tree).
+
+    Args:
+        name: its name in taps, messages and state dicts: ``teacher`` or ``teachers.<name>``.
+        config: ``dict(config=..., checkpoint=...[, cfg_options, strict, dtype, inputs,
+            input_size])``; see :func:`build_teacher` and
+            :mod:`~mmdistill.distillers.input_preparation` for ``inputs`` and ``input_size``.
+        student_preprocessor: the student's data preprocessor (its batch is the teacher's
+            starting point).
+    """
+
+    def __init__(self, name: str, config: dict, student_preprocessor: nn.Module):
+        unknown = set(config) - set(TEACHER_KEYS)
+        if unknown or 'config' not in config or 'checkpoint' not in config:
+            raise ValueError(
+                f'{name} must be dict(config=..., checkpoint=...[, cfg_options, strict, dtype, '
+                f'inputs, input_size]); got keys {sorted(config)}. Use checkpoint=None only '
+                'for benchmarks.')
+        config = dict(config)
+        inputs, input_size = config.pop('inputs', None) or 'auto', config.pop('input_size', None)
+        self.name = name
+        self.described = 'the teacher' if name == 'teacher' else f"the teacher '{name}'"
+        self.model, self.scope = build_teacher(**config)
+        self.dtype = teacher_dtype(config.get('dtype'))
+        self.inputs = TeacherInputs(inputs, input_size, student_preprocessor,
+                                    self.model.data_preprocessor, name)
+        self.taps = ModuleTaps(self.model, [], name)
+        self.timer = ForwardTimer()
+
+    def tap(self, taps: Iterable[Tap]) -> None:
+        """Record ``taps`` (all on this teacher) from now on, in place of the previous ones."""
+        self.taps.remove()
+        self.taps = ModuleTaps(self.model, taps, self.name)
+
+    def forward(self, inputs: torch.Tensor, data_samples=None,
+                taps: Optional[ModuleTaps] = None) -> Dict[Tap, Any]:
+        """Run the teacher as a training step does (on its inputs from the student's batch, no
+        gradients, in its dtype, stopped after its deepest tap) and return what its taps (or
+        ``taps``) recorded. The time it took is in ``self.timer.seconds``."""
+        taps = self.taps if taps is None else taps  # (empty taps are falsy)
+        device_type = inputs.device.type
+        try:
+            with self.timer.measure(inputs.device), torch.no_grad(), \
+                    teacher_precision(self.dtype, device_type):
+                own_inputs = self.inputs(inputs).to(self.dtype)
+                return taps.record(lambda: self.model(own_inputs, data_samples, mode='tensor'),
+                                   stop_early=True)
+        except RuntimeError as error:
+            if self.dtype == torch.float32:
+                raise
+            raise RuntimeError(
+                f'{self.described} failed in {self.dtype} on {device_type} ({error}); this device '
+                f"may not run that precision: try {self.name}.dtype='bfloat16' (CPUs, recent "
+                f"GPUs) or 'float16' (GPUs), or remove {self.name}.dtype") from error
+
+    def input_size(self, student_size: Sequence[int]) -> Tuple[int, int]:
+        """The H×W the teacher sees when the student's batch is ``student_size``."""
+        return self.inputs.size or tuple(student_size)

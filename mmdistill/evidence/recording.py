@@ -38,7 +38,8 @@ def publish(results: Results, work_dir: str, project_dir: Optional[str] = None,
                              'write results/<table>.json into')
         path = record_path(project_dir, results.table)
         results.save(path)
-        print(f'recorded in {path}: run tools/render_evidence.py to update the READMEs')
     if echo:
         print('\n' + render_markdown(saved, source=osp.join(work_dir, 'results.json')))
+        if record:
+            print(f'\nrecorded in {path}: run tools/render_evidence.py to update the READMEs')
     return saved

@@ -3,7 +3,7 @@ import json
 import os
 import os.path as osp
 from dataclasses import asdict, dataclass, field, replace
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from .provenance import collect_provenance
 
@@ -32,17 +32,21 @@ class Results:
 
     ``metric`` names the value every record carries (``'COCO AP'``), ``precision`` the decimals
     it is shown with, ``baseline`` the model whose same-seed runs the ``compared`` models are
-    paired with, ``columns`` extra fields shown as columns (``{'field', 'header', 'format'}``,
-    the mean over seeds). ``runs`` maps a run's key to its provenance; records added after
-    :meth:`start_run` point at it, so records merged from several runs keep their own.
+    paired with (``compared`` may instead map each model to its own baseline), ``columns``
+    extra fields shown as columns (``{'field', 'header', 'format'}``, the mean over the seeds
+    that have the field), ``also_paired`` further ``[model, baseline]`` pairs shown in a
+    table of their own (stage 2 against stage 1, say), ``notes`` text shown under the table. ``runs`` maps a run's key to
+    its provenance; records added after :meth:`start_run` point at it, so records merged from
+    several runs keep their own.
     """
     table: str
     metric: str
     description: str = ''
     precision: int = 3
     baseline: Optional[str] = None
-    compared: List[str] = field(default_factory=list)
+    compared: Union[List[str], Dict[str, str]] = field(default_factory=list)
     columns: List[dict] = field(default_factory=list)
+    also_paired: List[List[str]] = field(default_factory=list)
     notes: str = ''
     runs: Dict[str, dict] = field(default_factory=dict)
     records: List[Record] = field(default_factory=list)
@@ -70,6 +74,16 @@ class Results:
         self.records = [r for r in self.records if r.key != record.key] + [record]
         return record
 
+    def baselines(self) -> Dict[str, str]:
+        """Each compared model's baseline."""
+        if isinstance(self.compared, dict):
+            return dict(self.compared)
+        if self.compared and self.baseline is None:
+            raise ValueError(f'table {self.table!r} compares {self.compared} but names no '
+                             'baseline: set Results.baseline, or map each compared model to '
+                             'its baseline')
+        return {model: self.baseline for model in self.compared}
+
     def models(self) -> List[str]:
         """Model names in the order they were first added."""
         return list(dict.fromkeys(r.model for r in self.records))
@@ -87,17 +101,25 @@ class Results:
                 f'cannot merge table {other.table!r} ({other.metric}) into table '
                 f'{self.table!r} ({self.metric}): a results file holds one table with one '
                 'metric; write to another file or delete the old one')
+        runs, renamed = dict(self.runs), {}
+        for key, provenance in other.runs.items():  # two runs may start in the same minute
+            renamed[key], suffix = key, 1
+            while renamed[key] in runs and runs[renamed[key]] != provenance:
+                suffix += 1
+                renamed[key] = f'{key} #{suffix}'
+            runs[renamed[key]] = provenance
         replaced = {r.key for r in other.records}
-        records = [r for r in self.records if r.key not in replaced] + list(other.records)
-        runs = {**self.runs, **other.runs}
+        records = [r for r in self.records if r.key not in replaced] + [
+            replace(r, run=renamed.get(r.run, r.run)) for r in other.records]
         return replace(other, records=records,
                        runs={k: v for k, v in runs.items() if any(r.run == k for r in records)})
 
     def to_dict(self) -> dict:
         return dict(format_version=FORMAT_VERSION, table=self.table, metric=self.metric,
                     description=self.description, precision=self.precision,
-                    baseline=self.baseline, compared=list(self.compared),
-                    columns=list(self.columns), notes=self.notes, runs=dict(self.runs),
+                    baseline=self.baseline, compared=self.compared,
+                    columns=list(self.columns), also_paired=[list(p) for p in self.also_paired],
+                    notes=self.notes, runs=dict(self.runs),
                     records=[asdict(r) for r in self.records])
 
     @classmethod

@@ -90,13 +90,9 @@ def paired_difference(results: Results, model: str, baseline: str) -> PairedDiff
 
 
 def paired_differences(results: Results) -> Dict[str, PairedDifference]:
-    """The paired difference of each of ``results.compared`` against ``results.baseline``
-    (models not run yet are left out)."""
-    if not results.compared:
-        return {}
-    if results.baseline is None:
-        raise ValueError(f'table {results.table!r} compares {results.compared} but names no '
-                         'baseline: set Results.baseline')
+    """The paired difference of each compared model against its baseline (pairs not run yet
+    are left out)."""
     present = set(results.models())
-    return {m: paired_difference(results, m, results.baseline)
-            for m in results.compared if m in present and results.baseline in present}
+    return {model: paired_difference(results, model, baseline)
+            for model, baseline in results.baselines().items()
+            if model in present and baseline in present}

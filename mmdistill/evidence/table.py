@@ -3,7 +3,7 @@ from typing import List, Optional
 
 from .provenance import describe_provenance
 from .results import Results
-from .summary import paired_differences, summarise
+from .summary import paired_difference, paired_differences, summarise
 
 
 def _number(value: Optional[float], precision: int, signed: bool = False) -> str:
@@ -23,17 +23,21 @@ def _column(value: Optional[float], form: str) -> str:
 
 def render_table(results: Results) -> str:
     """The markdown table: per model the seeds, mean ± std (ddof=1), the value at each seed;
-    for ``results.compared`` models the paired difference against ``results.baseline``
-    (mean ± std, the differences seed by seed, how many are above zero); the extra
-    ``columns``; mean train time and ms/iteration where measured."""
+    for the compared models the paired difference against their baseline (mean ± std, the
+    differences seed by seed, how many are above zero; the baseline in a column of its own
+    when they differ); the extra ``columns``; mean train time and ms/iteration where
+    measured."""
     p = results.precision
     summaries = summarise(results)
     paired = paired_differences(results)
     timed = any(s.train_seconds is not None for s in summaries)
     per_iter = any(s.ms_per_iter is not None for s in summaries)
     header = ['model', 'seeds', results.metric, f'{results.metric} per seed']
+    baselines = sorted({d.baseline for d in paired.values()})
+    several_baselines = len(baselines) > 1
     if paired:
-        header += [f'Δ vs {results.baseline} (paired)', 'Δ per seed', 'Δ > 0']
+        header += [f'Δ vs {"its baseline" if several_baselines else baselines[0]} (paired)',
+                   'Δ per seed', 'Δ > 0'] + ['baseline'] * several_baselines
     header += [c['header'] for c in results.columns]
     header += ['train time (s)'] * timed + ['ms/iteration'] * per_iter
     rows = [header, ['---'] * len(header)]
@@ -45,9 +49,27 @@ def render_table(results: Results) -> str:
             row += ([_mean_std(d.mean, d.std, p, signed=True),
                      ', '.join(_number(v, p, signed=True) for v in d.differences),
                      f'{d.positive}/{d.n}'] if d else ['', '', ''])
+            row += [d.baseline if d else ''] * several_baselines
         row += [_column(s.columns[c['field']], c['format']) for c in results.columns]
         row += [_number(s.train_seconds, 1)] * timed + [_number(s.ms_per_iter, 0)] * per_iter
         rows.append(row)
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)
+
+
+def render_paired_table(results: Results) -> str:
+    """The pairs of ``results.also_paired`` (those run so far): seeds, mean ± std of the
+    differences, the differences seed by seed, how many are above zero."""
+    p = results.precision
+    present = set(results.models())
+    rows = [['paired difference', 'seeds', f'Δ {results.metric}', 'Δ per seed', 'Δ > 0'],
+            ['---'] * 5]
+    for model, baseline in results.also_paired:
+        if {model, baseline} <= present:
+            d = paired_difference(results, model, baseline)
+            rows.append([f'{model} − {baseline}', str(d.n),
+                         _mean_std(d.mean, d.std, p, signed=True),
+                         ', '.join(_number(v, p, signed=True) for v in d.differences),
+                         f'{d.positive}/{d.n}'])
     return '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)
 
 
@@ -63,9 +85,12 @@ def render_provenance(results: Results) -> List[str]:
 
 
 def render_markdown(results: Results, source: Optional[str] = None) -> str:
-    """Description, table, notes and provenance, as a README block shows them."""
+    """Description, table, further paired differences, notes and provenance, as a README
+    block shows them."""
     parts = [results.description] if results.description else []
     parts.append(render_table(results))
+    if results.also_paired:
+        parts.append(render_paired_table(results))
     if results.notes:
         parts.append(results.notes)
     origin = f' (`{source}`)' if source else ''

@@ -66,3 +66,23 @@ def drop_classes(values: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     keep = torch.ones_like(values, dtype=torch.bool).scatter(1, classes, False)
     order = torch.sort(keep.to(torch.uint8), dim=1, descending=True, stable=True).indices
     return values.gather(1, order[:, :values.shape[1] - classes.shape[1]])
+
+
+def weighted_target_nll(log_p_student: torch.Tensor, target: torch.Tensor,
+                        weight: torch.Tensor) -> torch.Tensor:
+    """``−mean_n Σ_k weight[n,k] · log p_s[n, target[n,k]]``: the target term that NKD
+    (weight: the teacher's target probability), tf-NKD and USKD (weights from the student's
+    own target probability, :func:`self_target_weights`) share. ``target`` and ``weight``
+    are N×k (k = 1 for a hard label, 2 for the top-2 classes of a Mixup/CutMix score)."""
+    return -(weight * log_p_student.gather(1, target)).sum(dim=1).mean()
+
+
+def self_target_weights(p_target: torch.Tensor, value: torch.Tensor,
+                        power: float) -> torch.Tensor:
+    """Teacher-free soft targets ``w = s^power + v − mean_batch(s^power)``, ``w = 0`` where
+    ``v = 0``, detached: ``s`` the student's probability of each target class (N×k) and ``v``
+    its label value (1 for a hard label, the class's score under Mixup/CutMix). tf-NKD uses
+    ``power=1``, USKD ``power=2``."""
+    s = p_target.detach()**power
+    weight = s + value - s.mean(dim=0, keepdim=True)
+    return torch.where(value == 0, torch.zeros_like(weight), weight)

@@ -3,7 +3,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmdistill.registry import MODELS
-from .functional import check_same_shape, class_scores, drop_classes
+from .functional import (check_same_shape, class_scores, drop_classes, self_target_weights,
+                         weighted_target_nll)
 
 
 @MODELS.register_module()
@@ -55,12 +56,59 @@ class NKDLoss(nn.Module):
         target = scores.argmax(dim=1, keepdim=True)
         teacher_logits = teacher_logits.detach()
 
-        log_p_student = F.log_softmax(student_logits, dim=1).gather(1, target)
         p_teacher = F.softmax(teacher_logits, dim=1).gather(1, target)
-        target_loss = -(p_teacher * log_p_student).mean()
+        target_loss = weighted_target_nll(F.log_softmax(student_logits, dim=1), target,
+                                          p_teacher)
 
         log_q_student = F.log_softmax(drop_classes(student_logits, target) / self.tau, dim=1)
         q_teacher = F.softmax(drop_classes(teacher_logits, target) / self.tau, dim=1)
         non_target_loss = -self.gamma * self.tau**2 * (q_teacher * log_q_student).sum(1).mean()
         return dict(target=self.loss_weight * target_loss,
                     non_target=self.loss_weight * non_target_loss)
+
+
+@MODELS.register_module()
+class TfNKDLoss(nn.Module):
+    """Teacher-free NKD (tf-NKD): NKD's target term with a soft target built from the
+    student's own prediction (Yang et al., "Rethinking Knowledge Distillation via
+    Cross-Entropy", arXiv:2208.10139, 2022: the first version of the NKD paper).
+
+    With ``s = softmax(z)[y]`` the student's probability of its target class ``y`` and ``v``
+    the label's value (1 for a hard label; the top-2 classes and their scores under
+    Mixup/CutMix):
+
+    .. math::
+        w_{n,y} = s_{n,y} + v_{n,y} - \\tfrac{1}{N}\\textstyle\\sum_m s_{m,y}
+            \\;(0 \\text{ where } v = 0),\\qquad
+        L = -\\frac{1}{N}\\sum_n \\sum_y w_{n,y} \\log s_{n,y}
+
+    ``w`` is a constant (no gradient): a sample the student finds easier than the batch
+    average gets a target above its label value, a harder one below. It is the target term of
+    :class:`NKDLoss` with the teacher's target probability replaced by ``w``, and the
+    target term of :class:`USKDLoss` with ``s`` in place of ``s²``; it has no non-target term
+    and no weight of its own (``loss_weight`` is 1 in the authors' configs). It is meant to be
+    added to the student's own cross-entropy; a config sets ``teacher=None``.
+
+    Where we differ from the authors' code (their ``ClassificationDistiller`` with
+    ``tf_nkd=True``): the log-probability is ``log_softmax(z)`` instead of
+    ``log(softmax(z))`` (the same value, finite where the softmax underflows to 0).
+
+    Args:
+        loss_weight: a weight on the loss.
+    """
+
+    def __init__(self, loss_weight: float = 1.0):
+        super().__init__()
+        self.loss_weight = loss_weight
+
+    def forward(self, student_logits: torch.Tensor, data_samples) -> torch.Tensor:
+        if student_logits.dim() != 2:
+            raise ValueError(f'TfNKDLoss expects N×classes logits, got shape '
+                             f'{tuple(student_logits.shape)}: tap the final linear layer '
+                             "(e.g. 'student.head.fc').")
+        scores, soft = class_scores(data_samples, student_logits.shape[1],
+                                    student_logits.device)
+        value, target = scores.topk(2 if soft else 1, dim=1)
+        log_p = F.log_softmax(student_logits, dim=1)
+        weight = self_target_weights(log_p.gather(1, target).exp(), value, power=1)
+        return self.loss_weight * weighted_target_nll(log_p, target, weight)

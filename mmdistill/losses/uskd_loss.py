@@ -3,7 +3,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmdistill.registry import MODELS
-from .functional import class_scores, drop_classes
+from .functional import (class_scores, drop_classes, self_target_weights,
+                         weighted_target_nll)
 
 RANK_TERMS = ('log_prob', 'prob')
 TOKEN_POOLS = ('cls', 'mean')
@@ -97,10 +98,8 @@ class USKDLoss(nn.Module):
         value, target = scores.topk(2 if soft else 1, dim=1)
 
         log_p = F.log_softmax(student_logits, dim=1)
-        p_target = log_p.gather(1, target).exp().detach()
-        weight = p_target**2 + value - (p_target**2).mean(dim=0, keepdim=True)
-        weight = torch.where(value == 0, torch.zeros_like(weight), weight)
-        target_loss = -(weight * log_p.gather(1, target)).sum(dim=1).mean()
+        weight = self_target_weights(log_p.gather(1, target).exp(), value, power=2)
+        target_loss = weighted_target_nll(log_p, target, weight)
 
         weak_logits = self.fc(self.pool(student_feature))
         smoothed = 0.9 * scores + 0.1 / num_classes

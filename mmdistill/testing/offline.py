@@ -31,14 +31,18 @@ def pretrained_keys(cfg, prefix: str = '') -> list:
 
 def offline_options(cfg: Config) -> dict:
     """Overrides (for ``cfg.merge_from_dict``) that build a distillation config's models
-    without downloading anything: the teacher gets random weights (``checkpoint=None``) and
-    neither model loads pretrained weights. The teacher's go into ``teacher.cfg_options``."""
+    without downloading anything: each teacher (``teacher`` or ``teachers.<name>``) gets random
+    weights (``checkpoint=None``) and no model loads pretrained weights (a teacher's overrides
+    go into its ``cfg_options``)."""
     options = {f'model.student.{key}': None for key in pretrained_keys(cfg.model.student)}
-    teacher = cfg.model.get('teacher')
-    if teacher is not None:
+    teachers = {'model.teacher': cfg.model.get('teacher')}
+    teachers.update({f'model.teachers.{name}': teacher
+                     for name, teacher in (cfg.model.get('teachers') or {}).items()})
+    for key, teacher in teachers.items():
+        if teacher is None:
+            continue
         teacher_options = dict(parse_cfg_options(teacher.get('cfg_options')) or {})
         model = load_config(teacher.config, teacher_options).model
         teacher_options.update({f'model.{key}': None for key in pretrained_keys(model)})
-        options.update({'model.teacher.checkpoint': None,
-                        'model.teacher.cfg_options': teacher_options})
+        options.update({f'{key}.checkpoint': None, f'{key}.cfg_options': teacher_options})
     return options

@@ -1,7 +1,7 @@
 """CrossGET's evidence on scikit-learn's digits, end to end (CPU, one thread).
 
     python projects/crossget/run.py [--seeds N] [--epochs N] [--finetune-epochs N]
-                                    [--clip-epochs N] [--skip-clip]
+                                    [--clip-epochs N] [--skip-clip] [--record]
 
 1. writes the digits as projects/digits does (32×32 PNGs, half train, half validation);
 2. per seed, trains the digits ViT (patch 4, 65 tokens) without merging, then for ToMe and
@@ -13,7 +13,10 @@
    merging guided by the class token, and with cross guidance (cross tokens in both towers
    and the cross-token loss), and evaluates image->text top-1 among the ten prompts;
 4. runs the speed benchmark (``benchmark.py``) on the trained ViT;
-5. prints the tables (markdown) and writes them with the raw numbers to ``results.json``.
+5. saves the results (``mmdistill.evidence``: ``<work-dir>/{classifier,clip}/results.json``,
+   with ``--record`` also ``results/{classifier,clip}.json``; see docs/evidence.md) and prints
+   them as markdown: top-1 per seed, mean ± std, and the paired per-seed differences against
+   the model without merging treated the same way.
 """
 import argparse
 import importlib.util
@@ -22,7 +25,6 @@ import os
 import os.path as osp
 import sys
 
-import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -32,6 +34,7 @@ ROOT = osp.dirname(osp.dirname(HERE))
 sys.path.insert(0, ROOT)
 CONFIGS = osp.join(HERE, 'configs')
 
+from mmdistill.evidence import Results, add_recording_arguments, publish  # noqa: E402
 from projects.crossget import benchmark  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
@@ -51,6 +54,7 @@ CLIP_VARIANTS = {
         'model.text_cross_token': True},
 }
 FINETUNE_LR = 2e-4
+STAGES = {'off the shelf': 'off_the_shelf', 'fine-tuned': 'finetuned'}  # row: result key
 
 
 def data_options(data_root: str) -> dict:
@@ -124,35 +128,51 @@ def clip_runs(args, data_root: str, seed: int) -> dict:
     return results
 
 
-def per_seed_and_delta(runs: list, name: str, key: str, baseline: str) -> str:
-    """``a / b / ...`` (one value per seed) and the mean difference to ``baseline``."""
-    values = [run[name][key] for run in runs]
-    text = ' / '.join(f'{v:.2f}' for v in values)
-    if name == baseline:
-        return text + ' | –'
-    delta = np.mean([run[name][key] - run[baseline][key] for run in runs])
-    return f'{text} | {delta:+.2f}'
+def classifier_results(args) -> Results:
+    """The token-merging table: every variant off the shelf and fine-tuned, each paired with
+    the plain ViT treated the same way."""
+    variants = list(benchmark.variants())
+    return Results(
+        table='classifier', metric='top-1 (%)', precision=2,
+        compared={f'{name}, {stage}': f'no merging, {stage}' for stage in STAGES
+                  for name in variants[1:]},
+        columns=[dict(field='gflops', header='GFLOPs', format='{:.4f}'),
+                 dict(field='images_per_s', header='images/s (batch 32, 1 thread)',
+                      format='{:.1f}')],
+        description=(
+            f'Digits ViT (patch 4, 65 tokens, 6 layers, width 96): {args.epochs} epochs from '
+            'scratch without merging; "off the shelf": the same weights evaluated with merging '
+            f'on; "fine-tuned": {args.finetune_epochs} more epochs at lr {FINETUNE_LR} with '
+            'merging on (the plain ViT gets the same epochs, as a control). Δ: the row minus '
+            'the plain ViT treated the same way, at the same seed. GFLOPs and images/s: the '
+            "seed-0 weights (benchmark.py)."))
 
 
-def classifier_table(per_seed: list, flops: dict, speed: dict) -> list:
-    lines = ['| variant | GFLOPs | images/s (batch 32, 1 thread) | top-1 off the shelf (%), '
-             'per seed | mean Δ | top-1 fine-tuned (%), per seed | mean Δ |',
-             '| --- | --- | --- | --- | --- | --- | --- |']
-    for name in benchmark.variants():
-        lines.append(
-            f'| {name} | {flops[name]:.4f} | {speed[name]:.1f} | '
-            f'{per_seed_and_delta(per_seed, name, "off_the_shelf", "no merging")} | '
-            f'{per_seed_and_delta(per_seed, name, "finetuned", "no merging")} |')
-    return lines
+def add_classifier_runs(results: Results, per_seed: list, flops: dict, speed: dict,
+                        shares: dict) -> None:
+    """Add each seed's top-1 of every variant and stage, with the cost of seed 0's models on
+    the seed-0 records."""
+    for seed, runs in enumerate(per_seed):
+        for name in benchmark.variants():
+            cost = dict(gflops=flops[name], images_per_s=speed[name],
+                        merging_share=shares.get(name)) if seed == 0 else {}
+            for stage, key in STAGES.items():
+                results.add(f'{name}, {stage}', seed, runs[name][key], **cost)
 
 
-def clip_table(per_seed: list) -> list:
-    lines = ['| dual encoder | image->text top-1 (%), per seed | mean Δ | ms/iteration |',
-             '| --- | --- | --- | --- |']
-    for name in CLIP_VARIANTS:
-        lines.append(f'| {name} | {per_seed_and_delta(per_seed, name, "top1", "no merging")} | '
-                     f'{np.mean([s[name]["ms_per_iter"] for s in per_seed]):.0f} |')
-    return lines
+def clip_results(args) -> Results:
+    return Results(
+        table='clip', metric='image->text top-1 (%)', precision=2, baseline='no merging',
+        compared=list(CLIP_VARIANTS)[1:],
+        description=(f'CLIP-style dual encoder on the digits, {args.clip_epochs} epochs from '
+                     'scratch; image->text top-1 among the ten prompts. Δ: the row minus the '
+                     'dual encoder without merging, at the same seed.'))
+
+
+def add_clip_runs(results: Results, per_seed: list) -> None:
+    for seed, runs in enumerate(per_seed):
+        for name in CLIP_VARIANTS:
+            results.add(name, seed, runs[name]['top1'], ms_per_iter=runs[name]['ms_per_iter'])
 
 
 def main():
@@ -164,18 +184,22 @@ def main():
     parser.add_argument('--skip-clip', action='store_true')
     parser.add_argument('--repeats', type=int, default=15, help='benchmark rounds')
     parser.add_argument('--work-dir', default='work_dirs/crossget')
+    add_recording_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault('OMP_NUM_THREADS', '1')
+    classifier_table, clip_table = classifier_results(args), clip_results(args)
+    classifier_table.start_run()
+    clip_table.start_run()
 
     data_root = osp.join(args.work_dir, 'data')
     if not osp.isdir(osp.join(data_root, 'val')):
         digits_run.write_digits(data_root)
-    per_seed, clip = [], []
+    per_seed, clip_per_seed = [], []
     for seed in range(args.seeds):
         per_seed.append(classifier_runs(args, data_root, seed))
         if not args.skip_clip:
-            clip.append(clip_runs(args, data_root, seed))
+            clip_per_seed.append(clip_runs(args, data_root, seed))
 
     checkpoint = per_seed[0]['checkpoint']
     models = {name: benchmark.build_classifier(merging, checkpoint=checkpoint)
@@ -185,24 +209,13 @@ def main():
     shares = {name: benchmark.merging_share(model, 32, args.repeats)
               for name, model in models.items() if name != 'no merging'}
 
-    from_scratch = ' / '.join(f'{run["from_scratch"]:.2f}' for run in per_seed)
-    print(f'\nDigits ViT (patch 4, 65 tokens, 6 layers, width 96): {args.epochs} epochs from '
-          f'scratch, fine-tuning {args.finetune_epochs} epochs at lr {FINETUNE_LR}, '
-          f'{args.seeds} seed(s); ViT from scratch top-1 per seed: {from_scratch}')
-    tables = classifier_table(per_seed, flops, speed)
-    print('\n'.join(tables))
     print('\nSpeed (benchmark.py, the seed-0 weights):')
-    tables += [''] + benchmark.print_table(flops, speed, shares,
-                                           benchmark.relative_gains(flops, speed), 32)
-    if clip:
-        print(f'\nDual encoder, {args.clip_epochs} epochs from scratch, {args.seeds} seed(s):')
-        lines = clip_table(clip)
-        print('\n'.join(lines))
-        tables += [''] + lines
-    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(args=vars(args), classifier=per_seed, clip=clip, gflops=flops,
-                       images_per_second=speed, merging_share=shares, tables=tables), f,
-                  indent=1)
+    benchmark.print_table(flops, speed, shares, benchmark.relative_gains(flops, speed), 32)
+    add_classifier_runs(classifier_table, per_seed, flops, speed, shares)
+    publish(classifier_table, osp.join(args.work_dir, 'classifier'), HERE, args.record)
+    if clip_per_seed:
+        add_clip_runs(clip_table, clip_per_seed)
+        publish(clip_table, osp.join(args.work_dir, 'clip'), HERE, args.record)
 
 
 if __name__ == '__main__':

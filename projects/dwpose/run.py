@@ -98,7 +98,8 @@ def main():
     parser.add_argument('--teacher-seeds', type=int, nargs='+', default=[0],
                         help='seeds of the teacher; the students distil from the first')
     parser.add_argument('--teacher-checkpoint',
-                        help='distil from this teacher checkpoint instead of training one')
+                        help='distil from this checkpoint of the first --teacher-seeds teacher '
+                        '(trained by an earlier run) instead of training the teachers')
     parser.add_argument('--epochs', type=int,
                         default=4 if os.environ.get('CI') == 'true' else 8,
                         help='epochs of the student alone and of stage 1')
@@ -110,19 +111,23 @@ def main():
                         'threads gain little and, on shared cores, cost several times over)')
     add_recording_arguments(parser)
     args = parser.parse_args()
+    if args.teacher_checkpoint and not osp.isfile(args.teacher_checkpoint):
+        parser.error(f'--teacher-checkpoint {args.teacher_checkpoint} does not exist: train the '
+                     'teacher first (--teacher-seeds 0 --seeds) or leave the option out')
     torch.set_num_threads(args.threads)
     teacher_epochs = args.teacher_epochs or 2 * args.epochs
     stage2_epochs = max(1, round(STAGE2_FRACTION * args.epochs))
 
     results = Results(
         table='stick_figures', metric='COCO AP', baseline=STUDENT_ALONE,
-        compared=[STAGE1_ROW, STAGE2_ROW],
+        compared=[STAGE1_ROW, STAGE2_ROW], also_paired=[[STAGE2_ROW, STAGE1_ROW]],
         description=(
             f'Stick figures: {NUM_IMAGES - NUM_VAL} train / {NUM_VAL} val images, input 64×96, '
             f'batch 10, from scratch, CPU; {args.epochs} epochs (teacher {teacher_epochs}, '
-            f'stage 2 {stage2_epochs} more on top of stage 1); the students distil from the '
-            'teacher of the first teacher seed. Stage-2 row: AP after stage 2, time of stage 2 '
-            'alone. Δ: the row minus the student alone at the same seed. Train time: the sum '
+            f'stage 2 {stage2_epochs} more on top of stage 1); stage 1 distils from the '
+            f'seed-{args.teacher_seeds[0]} teacher. Stage-2 row: AP after stage 2, time of '
+            'stage 2 alone. Δ: the row minus the student alone at the same seed (second table: '
+            'stage 2 against the stage-1 model it starts from). Train time: the sum '
             'of the iteration times (validation and checkpoints left out).'))
     results.start_run()
 

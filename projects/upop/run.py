@@ -1,6 +1,7 @@
 """UPop evidence on the digits: dense DeiT vs UPop vs uniform magnitude pruning.
 
     PYTHONPATH=. python projects/upop/run.py [--budgets 0.3 0.5] [--seeds N] [--work-dir DIR]
+                                             [--record]
 
 Per seed: trains the dense small DeiT (``configs/deit-digits.py``), then from its checkpoint:
 the dense model again, as long as the pruned ones train (a control: ``dense, retrained``), and
@@ -8,20 +9,23 @@ at each budget UPop (search → compress → retrain in one run, ``configs/upop-
 and uniform magnitude pruning (``configs/magnitude-deit-digits.py``), each exported with
 :func:`export_pruned` and loaded back with ``mmpretrain.get_model``. Then, on one thread:
 parameters, FLOPs (MACs, attention included), images/s at batch 32 (models interleaved,
-medians; seed 0's models), top-1 (mean ± std over seeds) and the per-layer widths UPop chose.
+medians; seed 0's models), top-1 (mean ± std over seeds, paired per-seed differences against
+``dense, retrained``) and the per-layer widths UPop chose; the results go to
+``<work-dir>/results.json`` (with ``--record`` also ``results/digits.json``, see
+docs/evidence.md).
 """
 import argparse
 import json
 import os.path as osp
 import time
 
-import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from mmpretrain import get_model
 
 import mmdistill  # noqa: F401
+from mmdistill.evidence import Results, add_recording_arguments, publish
 from projects.digits.run import write_digits
 from projects.upop.benchmark import measure
 from projects.upop.upop import export_pruned
@@ -66,10 +70,37 @@ def train(config: str, work_dir: str, data_root: str, seed: int, **overrides) ->
     return result
 
 
-def mean_std(values) -> str:
-    values = np.array(values)
-    return f'{values.mean():.2f} ± {values.std(ddof=1):.2f}' if len(values) > 1 \
-        else f'{values[0]:.2f}'
+def add_runs(results: Results, runs: dict, cost: dict) -> None:
+    """Add each model's runs (seed by seed) to ``results``, with ``cost`` (``measure``'s
+    numbers for seed 0's models; the retrained dense model costs what the dense one does) on
+    the seed-0 records."""
+    cost = {'dense, retrained': cost['dense'], **cost}
+    for name, seeds in runs.items():
+        for seed, run in enumerate(seeds):
+            c = cost[name] if seed == 0 else {}
+            results.add(name, seed, run['top1'], train_seconds=run['seconds'],
+                        widths=run['widths'], params=c.get('params'),
+                        mmacs=c['flops'] / 1e6 if c else None,
+                        images_per_s=c.get('images_per_s'), speedup=c.get('speedup'),
+                        flops_reduction=c.get('flops_reduction'))
+
+
+def digits_results(budgets) -> Results:
+    """The table's description: metric, baseline, compared models and cost columns."""
+    return Results(
+        table='digits', metric='top-1 (%)', precision=2, baseline='dense, retrained',
+        compared=[f'{method} p={budget}' for budget in budgets
+                  for method in ('upop', 'magnitude')],
+        columns=[dict(field='params', header='params', format='{:,.0f}'),
+                 dict(field='mmacs', header='MACs/image (M)', format='{:.2f}'),
+                 dict(field='images_per_s', header='images/s', format='{:.0f}'),
+                 dict(field='speedup', header='speed-up', format='{:.2f}×'),
+                 dict(field='flops_reduction', header='FLOPs reduction', format='{:.2f}×')],
+        description=(
+            'Digits 32×32 (898 train / 899 val), small DeiT (patch 4, 4 layers, 64 dims, 4 '
+            'heads, MLP 256). Δ: the row minus the dense model retrained as long (same seed). '
+            'Params, MACs, images/s (one thread, batch 32, models interleaved, medians), '
+            "speed-up and FLOPs reduction: seed 0's models. Train time: the whole run."))
 
 
 def main():
@@ -77,8 +108,11 @@ def main():
     parser.add_argument('--budgets', type=float, nargs='+', default=[0.3, 0.5])
     parser.add_argument('--seeds', type=int, default=1)
     parser.add_argument('--work-dir', default='work_dirs/upop')
+    add_recording_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    results = digits_results(args.budgets)
+    results.start_run()
 
     data_root = osp.join(args.work_dir, 'data')
     if not osp.isdir(osp.join(data_root, 'val')):
@@ -112,25 +146,13 @@ def main():
             models[name] = get_model(config, pretrained=checkpoint)
     cost = measure(models, image_size=32, batch=32)
 
-    print(f'\nDigits 32×32 (898 train / 899 val), small DeiT (patch 4, 4 layers, 64 dims, '
-          f'4 heads, MLP 256), {args.seeds} seed(s); cost on one thread, batch 32, seed 0')
-    print('| model | params | MACs/image | images/s | speed-up | FLOPs reduction | top-1 (%) |'
-          ' train time (s) |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- |')
-    cost['dense, retrained'] = cost['dense']
-    for name, seeds in runs.items():
-        c = cost[name]
-        print(f'| {name} | {c["params"]:,} | {c["flops"] / 1e6:.2f} M | '
-              f'{c["images_per_s"]:.0f} | {c["speedup"]:.2f}× | {c["flops_reduction"]:.2f}× | '
-              f'{mean_std([r["top1"] for r in seeds])} | '
-              f'{np.mean([r["seconds"] for r in seeds]):.0f} |')
+    add_runs(results, runs, cost)
     print('\nPer-layer widths (seed by seed):')
     for name, seeds in runs.items():
         for seed, run in enumerate(seeds):
             if run['widths']:
                 print(f'- {name}, seed {seed}: {run["widths"]}')
-    print('\ntop-1 per seed:', {name: [round(r['top1'], 2) for r in seeds]
-                               for name, seeds in runs.items()})
+    publish(results, args.work_dir, HERE, args.record)
 
 
 if __name__ == '__main__':

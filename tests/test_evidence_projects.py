@@ -1,0 +1,48 @@
+"""The projects' run.py scripts turn their runs into mmdistill.evidence records: checked on
+made-up runs against hand-computed table rows (the runs themselves take an hour each)."""
+from conftest import project_script
+
+from mmdistill.evidence import render_table
+
+
+def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
+    upop_run = project_script('upop')
+    runs = {name: [dict(top1=top1, seconds=10.0 * (seed + 1), widths=f'{name} {seed}')
+                   for seed, top1 in enumerate(values)]
+            for name, values in {'dense': [90.0, 80.0], 'dense, retrained': [92.0, 84.0],
+                                 'upop p=0.5': [91.0, 86.0],
+                                 'magnitude p=0.5': [90.0, 80.0]}.items()}
+    cost = {name: dict(params=params, flops=2.5e6, images_per_s=1000.4, speedup=1.5,
+                       flops_reduction=2.0)
+            for name, params in [('dense', 1234), ('upop p=0.5', 600),
+                                 ('magnitude p=0.5', 610)]}
+    results = upop_run.digits_results([0.5])
+    upop_run.add_runs(results, runs, cost)
+    rows = render_table(results).splitlines()
+    # upop - retrained: -1, +2 (mean 0.5, std 3/√2 = 2.12); cost from seed 0 only
+    assert rows[4] == ('| upop p=0.5 | 2 | 88.50 ± 3.54 | 91.00, 86.00 | +0.50 ± 2.12 | '
+                       '-1.00, +2.00 | 1/2 | 600 | 2.50 | 1000 | 1.50× | 2.00× | 15.0 |')
+    # the retrained dense model costs what the dense one does
+    assert rows[3].startswith('| dense, retrained | 2 | 88.00 ± 5.66 | 92.00, 84.00 |  |  |'
+                              '  | 1,234 |')
+    assert results.of('upop p=0.5')[1].extra['widths'] == 'upop p=0.5 1'
+
+
+def test_crossget_pairs_each_stage_with_the_plain_vit_of_that_stage():
+    crossget_run = project_script('crossget')
+    names = ['no merging', 'tome r4', 'crossget r4', 'tome r8', 'crossget r8']
+    per_seed = [{name: dict(off_the_shelf=90.0 - i - seed, finetuned=91.0 - i / 2)
+                 for i, name in enumerate(names)} for seed in range(2)]
+    results = crossget_run.classifier_results(
+        crossget_run.argparse.Namespace(epochs=30, finetune_epochs=5))
+    crossget_run.add_classifier_runs(
+        results, per_seed, flops={n: 0.01 * (5 - i) for i, n in enumerate(names)},
+        speed={n: 100.0 + i for i, n in enumerate(names)},
+        shares={n: dict(matcher=0.1, merge=0.2) for n in names[1:]})
+    rows = {row.split(' | ')[0][2:]: row for row in render_table(results).splitlines()[2:]}
+    assert rows['tome r8, off the shelf'] == (
+        '| tome r8, off the shelf | 2 | 86.50 ± 0.71 | 87.00, 86.00 | -3.00 ± 0.00 | -3.00, '
+        '-3.00 | 0/2 | no merging, off the shelf | 0.0200 | 103.0 |')
+    assert rows['crossget r4, fine-tuned'] == (
+        '| crossget r4, fine-tuned | 2 | 90.00 ± 0.00 | 90.00, 90.00 | -1.00 ± 0.00 | -1.00, '
+        '-1.00 | 0/2 | no merging, fine-tuned | 0.0300 | 102.0 |')

@@ -1,0 +1,66 @@
+"""Show every module a distillation config can tap, with its output shape, and check the taps.
+
+    python tools/analysis/print_taps.py CONFIG [--input-size H W] [--batch-size 2]
+        [--cfg-options k=v ...]
+
+Builds the config's distiller with random teacher weights (no checkpoint is read), runs the
+student and each teacher once on a random batch of H×W (each teacher on its own inputs:
+``inputs='own'`` with ``input_size`` resizes it) and prints, model by model, every module path
+with its output shape and stride, the taps the config uses marked ``<==`` with the losses that
+read them. Then, for each loss, whether its inputs fit (channels, spatial size, the loss's own
+checks) and, for each student tap, the teacher modules of the same stride. Exits with status 1
+when a loss's inputs do not fit. ``Distiller(check_taps=True)`` runs the same check at build
+time.
+"""
+import argparse
+import sys
+
+from mmengine.config import DictAction
+from mmengine.registry import MODELS, DefaultScope
+
+import mmdistill  # noqa: F401  (registers the Distiller)
+from mmdistill.distillers import Distiller
+from mmdistill.distillers.tap_check import dry_run, format_report
+
+from mmdistill.utils import load_config, model_cfg_of
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='a distillation config (model.type=mmdistill.Distiller)')
+    parser.add_argument('--input-size', type=int, nargs=2, default=(224, 224),
+                        metavar=('H', 'W'), help='size of the random batch (default 224 224)')
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, as in tools/train.py')
+    return parser.parse_args(argv)
+
+
+def build_untrained(config: str, cfg_options=None) -> Distiller:
+    """The config's distiller with every teacher's checkpoint left out (random weights)."""
+    cfg = load_config(config, cfg_options)
+    model_cfg = model_cfg_of(cfg)
+    if isinstance(model_cfg.get('teacher'), dict):
+        model_cfg.teacher.checkpoint = None
+    for teacher in (model_cfg.get('teachers') or {}).values():
+        teacher['checkpoint'] = None
+    model_cfg.pop('check_taps', None)  # this tool is the check: report, do not raise
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        model = MODELS.build(model_cfg)
+    if not isinstance(model, Distiller):
+        raise ValueError(f'{config} builds a {type(model).__name__}, not an mmdistill '
+                         "Distiller: give a distillation config (model.type="
+                         "'mmdistill.Distiller')")
+    return model
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    distiller = build_untrained(args.config, args.cfg_options)
+    report = dry_run(distiller, args.input_size, args.batch_size)
+    print(format_report(report))
+    return 1 if report.problems else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
