@@ -197,6 +197,12 @@ def test_provenance(tmp_path):
     assert git_state(str(tmp_path)) == dict(commit=git('rev-parse', 'HEAD'), dirty=False)
     (tmp_path / 'f.txt').write_text('b')
     assert git_state(str(tmp_path))['dirty'] is True
+    # The commit is the one of the work tree holding the script, wherever mmdistill is
+    # installed (site-packages is in none).
+    script = tmp_path / 'projects' / 'run.py'
+    script.parent.mkdir()
+    script.write_text('')
+    assert collect_provenance([str(script)])['commit'] == git('rev-parse', 'HEAD')
 
     provenance = collect_provenance(['run.py', '--seeds', '0 1'])
     assert provenance['command'] == "python run.py --seeds '0 1'"

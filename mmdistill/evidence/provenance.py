@@ -29,6 +29,17 @@ def git_state(repository: str = REPOSITORY) -> dict:
     return dict(commit=commit, dirty=None if changes is None else bool(changes))
 
 
+def script_git_state(script: str) -> dict:
+    """:func:`git_state` of the work tree that holds ``script`` (the ``run.py`` that produced
+    the numbers), else of the one that holds this package: an installed mmdistill (in
+    site-packages) is in no work tree, the script that imports it usually is."""
+    if script:
+        state = git_state(osp.dirname(osp.abspath(script)))
+        if state['commit'] is not None:
+            return state
+    return git_state()
+
+
 def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
     """The processor's name as ``/proc/cpuinfo`` gives it (``platform.processor()`` where there
     is none)."""
@@ -66,7 +77,7 @@ def collect_provenance(argv: Optional[Sequence[str]] = None) -> dict:
     import torch
     argv = sys.argv if argv is None else argv
     return dict(
-        **git_state(),
+        **script_git_state(argv[0] if argv else ''),
         cpu=cpu_model(),
         cpu_count=os.cpu_count(),
         torch_threads=torch.get_num_threads(),
