@@ -328,3 +328,35 @@ def test_a_teacher_preprocessed_differently_is_named_in_a_warning(teacher_files,
     assert any("prepares images differently (reverse channels=True, mean=[1.0, 2.0, 3.0]"
                in message and 'converted to its own preparation' in message
                for message in logged), logged
+
+
+def test_a_switched_off_loss_still_reaches_what_only_it_trains(teacher_files):
+    """Scale 0 with the student's own loss left out (student_loss_weight=0): the step's total is
+    the switched-off loss's exact zero, and it must still reach the loss's align layer and the
+    student modules up to its tap (zero gradients, not None, as DDP needs), and no further."""
+    mse = dict(type='FeatureMSELoss', student_channels=4, teacher_channels=8,
+               inputs=dict(student_feature='student.backbone.layer1',
+                           teacher_feature='teacher.backbone.layer1'))
+    distiller = build(teacher_files, dict(mse=mse), student_loss_weight=0)
+    distiller.set_loss_scale('mse', 0.0)
+    losses = distiller(*classification_batch(), mode='loss')
+    total = sum(v for k, v in losses.items() if k.startswith('loss'))
+    assert total.item() == 0.0
+    total.backward()
+    reached = [*distiller.distill_losses.mse.parameters(),
+               *distiller.student.backbone.layer1.parameters()]
+    assert all(p.grad is not None and not p.grad.any() for p in reached)
+    assert all(p.grad is None for p in distiller.student.backbone.layer2.parameters())
+
+
+def test_saved_teacher_weights_that_miss_keys_are_reported(teacher_files):
+    """save_teacher=True loads the checkpoint's teacher weights; keys it lacks are reported
+    as missing under the teacher's prefix (a strict load then fails), never silently kept."""
+    saved = build(teacher_files, save_teacher=True).state_dict()
+    dropped = 'teacher.head.fc.bias'
+    del saved[dropped]
+    distiller = build(teacher_files, save_teacher=True)
+    result = distiller.load_state_dict(saved, strict=False)
+    assert result.missing_keys == [dropped] and not result.unexpected_keys
+    with pytest.raises(RuntimeError, match='teacher.head.fc.bias'):
+        build(teacher_files, save_teacher=True).load_state_dict(saved, strict=True)
