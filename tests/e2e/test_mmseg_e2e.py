@@ -95,12 +95,12 @@ def test_generated_seg_data_loads_in_mmseg_with_an_ignore_region(tmp_path):
             assert (labels[:, 0] != 0).any()
 
 
-@pytest.fixture(scope='module')
-def run(tmp_path_factory):
-    """Train 4 iterations, then resume to 6, on generated shapes."""
-    tmp = tmp_path_factory.mktemp('mmseg_e2e')
+def tiny_seg_kd_config(tmp, num_train: int, num_val: int) -> SimpleNamespace:
+    """The KD config on ``num_train``/``num_val`` generated images (4 classes) under ``tmp``,
+    with an untrained teacher checkpoint of the same classes."""
     root = str(tmp / 'shapes')
-    metainfo = write_seg_dataset(root, num_train=6, num_val=3, size=CROP, num_classes=4)
+    metainfo = write_seg_dataset(root, num_train=num_train, num_val=num_val, size=CROP,
+                                 num_classes=4)
     cfg = Config.fromfile(KD_CONFIG)
     num_classes = len(metainfo['classes'])
     teacher_options = {'model.decode_head.num_classes': num_classes,
@@ -109,6 +109,15 @@ def run(tmp_path_factory):
                                                   str(tmp / 'teacher.pth'))
     cfg.merge_from_dict(
         tiny_seg_overrides(cfg, root, metainfo, teacher_checkpoint, teacher_options))
+    return SimpleNamespace(cfg=cfg, metainfo=metainfo, teacher_checkpoint=teacher_checkpoint)
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    """Train 4 iterations, then resume to 6, on generated shapes."""
+    tmp = tmp_path_factory.mktemp('mmseg_e2e')
+    built = tiny_seg_kd_config(tmp, num_train=6, num_val=3)
+    cfg, metainfo, teacher_checkpoint = built.cfg, built.metainfo, built.teacher_checkpoint
     config_file = str(tmp / 'kd_pspnet_tiny.py')
     cfg.dump(config_file)  # the run's own config, which export_student reads
     work_dir = str(tmp / 'work')

@@ -11,11 +11,8 @@ import os.path as osp
 from mmengine.config import Config
 
 from conftest import project_script
-from mmdistill.testing import write_seg_dataset
 from mmdistill.testing.runner import validate_before_and_after_training, write_teacher_checkpoint
-from .test_mmseg_e2e import CROP
-from .test_mmseg_e2e import KD_CONFIG as SEG_KD_CONFIG
-from .test_mmseg_e2e import tiny_seg_overrides
+from .test_mmseg_e2e import tiny_seg_kd_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIGITS_CONFIGS = osp.join(ROOT, 'projects', 'digits', 'configs')
@@ -50,15 +47,7 @@ def test_classification_student_beats_chance_on_the_digits_it_trained_on(tmp_pat
 def test_segmentation_student_beats_its_untrained_self(tmp_path):
     """PSPNet-R18 with pixel-wise KD memorising 4 generated images for 20 iterations: mIoU
     rises from about 2 % to about 22 % here."""
-    root = str(tmp_path / 'shapes')
-    metainfo = write_seg_dataset(root, num_train=4, num_val=2, size=CROP, num_classes=4)
-    cfg = Config.fromfile(SEG_KD_CONFIG)
-    classes = len(metainfo['classes'])
-    teacher_options = {'model.decode_head.num_classes': classes,
-                       'model.auxiliary_head.num_classes': classes}
-    teacher = write_teacher_checkpoint(cfg.model.teacher.config, teacher_options,
-                                       str(tmp_path / 'teacher.pth'))
-    cfg.merge_from_dict(tiny_seg_overrides(cfg, root, metainfo, teacher, teacher_options))
+    cfg = tiny_seg_kd_config(tmp_path, num_train=4, num_val=2).cfg
     iters = 20
     cfg.merge_from_dict({
         'train_cfg.max_iters': iters,
