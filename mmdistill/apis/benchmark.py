@@ -363,11 +363,12 @@ def build_distiller(config: str, cfg_options: Optional[dict] = None,
     model_cfg = model_cfg_of(cfg)
     if isinstance(model_cfg.get('teacher'), dict):
         model_cfg.teacher.checkpoint = teacher_checkpoint
-    for name, teacher in (model_cfg.get('teachers') or {}).items():
-        if teacher_checkpoint is not None:
-            raise ValueError(f'{config} has several teachers ({", ".join(model_cfg.teachers)}): '
-                             'one teacher_checkpoint cannot replace their checkpoints; '
-                             'benchmark them with random weights (teacher_checkpoint=None)')
+    teachers = model_cfg.get('teachers') or {}
+    if teachers and teacher_checkpoint is not None:
+        raise ValueError(f'{config} has several teachers ({", ".join(teachers)}): one '
+                         'teacher_checkpoint cannot replace their checkpoints; benchmark them '
+                         'with random weights (teacher_checkpoint=None)')
+    for teacher in teachers.values():
         teacher.checkpoint = None
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
         model = MMENGINE_MODELS.build(model_cfg)
