@@ -207,6 +207,7 @@ def test_provenance(tmp_path):
     provenance = collect_provenance(['run.py', '--seeds', '0 1'])
     assert provenance['command'] == "python run.py --seeds '0 1'"
     assert provenance['torch_threads'] == torch.get_num_threads()
+    assert provenance['load_average'] >= 0
     assert provenance['versions']['torch'] == torch.__version__
     assert provenance['versions']['mmengine'] == mmengine.__version__
 
@@ -237,6 +238,12 @@ def test_render_evidence_tool(tmp_path):
     assert '| kd | 4 | 0.475 ± 0.362 |' in text
     assert ('`python run.py --seeds 0 1 2` at commit 0123456789, Test CPU (2 logical CPUs), '
             '1 torch thread (OMP_NUM_THREADS=1), 2026-12-01 18:00 UTC') in text
+    # A run that recorded the machine's load says it; older records render as before.
+    loaded = pose_table()
+    loaded.start_run(dict(PROVENANCE, load_average=3.5, command='python run.py --seeds 3'))
+    loaded.add('kd', 3, 0.4)
+    assert ('`python run.py --seeds 3` at commit 0123456789, Test CPU (2 logical CPUs, load '
+            'average 3.5 at the start), 1 torch thread') in render_markdown(loaded)
     readme.write_text(BLOCK.replace('t.json', 'missing.json').format(''))
     with pytest.raises(FileNotFoundError, match='results/missing.json, which does not exist'):
         tool.render([str(readme)], str(tmp_path), check=True)

@@ -69,17 +69,28 @@ def package_versions(packages: Sequence[str] = PACKAGES) -> dict:
     return versions
 
 
+def load_average() -> Optional[float]:
+    """The machine's load average over the last minute (``None`` where the OS has none): on
+    shared cores it says how far the timings of a run are from an idle machine's."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def collect_provenance(argv: Optional[Sequence[str]] = None) -> dict:
     """Everything needed to say where a number came from and to re-run it: git commit (and
-    whether the tree was dirty), CPU model and count, torch's thread count and
-    ``OMP_NUM_THREADS``, the UTC date and time, package versions and the command line
-    (``sys.argv`` unless ``argv`` is given). Call it after ``torch.set_num_threads``."""
+    whether the tree was dirty), CPU model and count, the load average when the run started,
+    torch's thread count and ``OMP_NUM_THREADS``, the UTC date and time, package versions and
+    the command line (``sys.argv`` unless ``argv`` is given). Call it after
+    ``torch.set_num_threads``."""
     import torch
     argv = sys.argv if argv is None else argv
     return dict(
         **script_git_state(argv[0] if argv else ''),
         cpu=cpu_model(),
         cpu_count=os.cpu_count(),
+        load_average=load_average(),
         torch_threads=torch.get_num_threads(),
         omp_num_threads=os.environ.get('OMP_NUM_THREADS'),
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
@@ -89,14 +100,17 @@ def collect_provenance(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 def describe_provenance(provenance: dict) -> str:
-    """One line for a table's reader: command, commit, CPU, threads, date."""
+    """One line for a table's reader: command, commit, CPU, load when it started (records
+    made before it was collected have none), threads, date."""
     commit = (provenance.get('commit') or 'no git commit')[:10]
     if provenance.get('dirty'):
         commit += ' (uncommitted changes)'
     threads = provenance.get('torch_threads')
     omp = provenance.get('omp_num_threads')
+    load = provenance.get('load_average')
+    load = '' if load is None else f', load average {load:g} at the start'
     return (f"`{provenance.get('command', '?')}` at commit {commit}, "
             f"{provenance.get('cpu', 'unknown CPU')} ({provenance.get('cpu_count', '?')} "
-            f"logical CPUs), {threads} torch thread{'' if threads == 1 else 's'} "
+            f"logical CPUs{load}), {threads} torch thread{'' if threads == 1 else 's'} "
             f"(OMP_NUM_THREADS={omp if omp is not None else 'unset'}), "
             f"{provenance.get('date', 'undated')}")
