@@ -59,3 +59,24 @@ def test_tables_pair_each_method_with_its_own_student_alone_at_the_same_seed():
     assert 'student' not in paired
     assert paired_differences(vit)['vitkd'].differences == [-1., 4.]
     assert digits_run.new_table('teachers').compared == []
+
+
+def test_two_teachers_get_the_seed_0_and_seed_1_checkpoints_and_are_paired_with_kd():
+    # kd_two_teachers needs the seed-1 teacher even when only seed 0 is asked for; the ViT
+    # methods need only theirs; the teacher-free ones none.
+    assert digits_run.teachers_to_train(['kd_two_teachers', 'vitkd', 'uskd'], [0]) == {
+        'deit': [0], 'resnet': [0, 1]}
+    assert digits_run.teachers_to_train(['student', 'tf_nkd'], [0, 2]) == {}
+    checkpoints = {('resnet', 0): 'r0.pth', ('resnet', 1): 'r1.pth', ('deit', 0): 'v0.pth'}
+    overrides = digits_run.teacher_checkpoint_overrides('kd_two_teachers', checkpoints)
+    assert overrides == {'model.teachers.a.checkpoint': 'r0.pth',
+                         'model.teachers.b.checkpoint': 'r1.pth'}
+    cfg = Config.fromfile(osp.join(digits_run.CONFIGS, digits_run.METHODS['kd_two_teachers']))
+    cfg.merge_from_dict(overrides)  # the keys name the config's two teachers, nothing new
+    assert sorted(cfg.model.teachers) == ['a', 'b']
+    assert [cfg.model.teachers[t].checkpoint for t in 'ab'] == ['r0.pth', 'r1.pth']
+    assert digits_run.teacher_checkpoint_overrides('vitkd', checkpoints) == {
+        'model.teacher.checkpoint': 'v0.pth'}
+    assert digits_run.teacher_checkpoint_overrides('uskd', checkpoints) == {}
+    assert digits_run.new_table('few').also_paired == [['kd_two_teachers', 'kd']]
+    assert digits_run.new_table('few_vit').also_paired == []

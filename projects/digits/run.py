@@ -8,9 +8,10 @@
    (a stratified half for training, the other half for validation); the ``few`` set-up also
    writes a fixed subset of 10 training images per class;
 2. trains each teacher the methods need (ResNet-18 width 16, or a ViT of width 64) on all 898
-   training images at each teacher seed (reusing a teacher checkpoint the work dir already
-   holds), then the student (ResNet-18 width 4, or a ViT of width 32) alone and with each
-   distillation method asked for, at each seed, distilling from the seed-0 teacher, each with
+   training images at each teacher seed and at each seed a method distils from (seeds 0 and 1
+   for ``kd_two_teachers``), reusing a teacher checkpoint the work dir already holds, then the student (ResNet-18 width 4, or a ViT of width 32) alone and with each
+   distillation method asked for, at each seed, distilling from the seed-0 teacher (or from the
+   seed-0 and seed-1 teachers at once), each with
    MMEngine's Runner and the configs in ``configs/``;
 3. saves every run with its provenance (``mmdistill.evidence``) to
    ``<work-dir>/<table>/results.json`` (with ``--record`` also to the committed
@@ -28,6 +29,7 @@ import os
 import os.path as osp
 import shutil
 import time
+from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -51,6 +53,7 @@ METHODS = {
     'tf_nkd': 'tf-nkd_resnet18_w4.py',
     'uskd': 'uskd_resnet18_w4.py',
     'mgd': 'mgd_resnet18_w4_from_resnet18.py',
+    'kd_two_teachers': 'kd_resnet18_w4_from_two_resnet18.py',
     'kd_bf16': 'kd_resnet18_w4_from_resnet18.py',
     'deit_student': 'student_deit_p4.py',
     'vitkd': 'vitkd_deit_p4_from_deit_p4.py',
@@ -58,6 +61,11 @@ METHODS = {
 }
 # Methods that are another's config with options: KD from the teacher in bfloat16.
 OPTIONS = {'kd_bf16': {'model.teacher.dtype': 'bfloat16'}}
+# Which teacher checkpoint (by the seed its teacher was trained with) goes to which config
+# key: one teacher, seed 0, unless the method distils from several.
+TEACHER_CHECKPOINTS = {'kd_two_teachers': {'model.teachers.a.checkpoint': 0,
+                                           'model.teachers.b.checkpoint': 1}}
+ONE_TEACHER = {'model.teacher.checkpoint': 0}
 WITHOUT_TEACHER = ('student', 'uskd', 'tf_nkd', 'deit_student')
 # The ViT methods: their teacher is the ViT teacher, their baseline the ViT student alone.
 VIT_METHODS = ('deit_student', 'vitkd', 'vitkd_nkd')
@@ -75,6 +83,8 @@ TEACHER_EPOCHS = {'resnet': None, 'deit': 60}
 
 _RESNET_TEACHER = ' from the seed-0 teacher ResNet-18 width 16 (trained on all 898 images)'
 _VIT_TEACHER = ' from the seed-0 teacher ViT width 64, 4 layers (trained on all 898 images)'
+_TWO_TEACHERS = (' (kd_two_teachers: KD towards the mean of the logits of the seed-0 and seed-1 '
+                 'teachers, also paired with KD from the seed-0 teacher alone)')
 _UNTUNED = ('No method\'s weights were tuned to this data (KD τ=4; NKD T=3, γ=3.5; USKD and '
             'MGD as in their digits configs; ViTKD α=3e-5, β=3e-6, λ=0.5; NKD beside ViTKD '
             'T=1, γ=1).')
@@ -87,17 +97,17 @@ TABLES = {
     'cosine decay). Top-1 on the 899 validation images over the teacher seeds; the students '
     'distil from seed 0.',
     'full': 'The quick example: the student ResNet-18 width 4 (45 k parameters) trained on all '
-    '898 training images, alone and with each method' + _RESNET_TEACHER + '; top-1 on the 899 '
-    'validation images (one image is 0.11 points), each method paired with the student alone '
-    'at the same seed.',
+    '898 training images, alone and with each method' + _RESNET_TEACHER + _TWO_TEACHERS +
+    '; top-1 on the 899 validation images (one image is 0.11 points), each method paired with '
+    'the student alone at the same seed.',
     'full_vit': 'The ViT student (width 32, 4 layers, 4×4 patches, 55 k parameters) trained on '
     'all 898 training images, alone and with ViTKD' + _VIT_TEACHER + '; top-1 on the 899 '
     'validation images, each method paired with the ViT student alone at the same seed.',
     'few': 'The harder set-up: the student ResNet-18 width 4 (45 k parameters) sees a fixed '
     'subset of 10 training images per class (100 images; 100 epochs, 400 iterations), alone '
-    'and with each method' + _RESNET_TEACHER + '; top-1 on the 899 validation images (one '
-    'image is 0.11 points), each method paired with the student alone at the same seed. ' +
-    _UNTUNED,
+    'and with each method' + _RESNET_TEACHER + _TWO_TEACHERS + '; top-1 on the 899 validation '
+    'images (one image is 0.11 points), each method paired with the student alone at the same '
+    'seed. ' + _UNTUNED,
     'few_vit': 'The harder set-up for the ViTs: the ViT student (width 32, 4 layers, 4×4 '
     'patches, 55 k parameters) sees the same 10 training images per class (100 epochs, 400 '
     'iterations), alone and with ViTKD and ViTKD + NKD' + _VIT_TEACHER + '; top-1 on the 899 '
@@ -186,6 +196,31 @@ def table_of(setup: str, method: str) -> str:
     return setup + ('_vit' if method in VIT_METHODS else '')
 
 
+def teacher_of(method: str) -> str:
+    """The architecture of the teacher(s) a distillation method distils from."""
+    return 'deit' if method in VIT_METHODS else 'resnet'
+
+
+def teachers_to_train(methods: List[str], teacher_seeds: List[int]) -> Dict[str, List[int]]:
+    """Architecture -> the seeds to train its teacher with: those asked for, and every seed a
+    method distils from."""
+    seeds = {}
+    for method in methods:
+        if method not in WITHOUT_TEACHER:
+            seeds.setdefault(teacher_of(method), set(teacher_seeds)).update(
+                TEACHER_CHECKPOINTS.get(method, ONE_TEACHER).values())
+    return {name: sorted(seeds[name]) for name in sorted(seeds)}
+
+
+def teacher_checkpoint_overrides(method: str, teachers: Dict[Tuple[str, int], str]) -> dict:
+    """Config overrides giving ``method``'s distiller its teachers' checkpoints (``teachers``:
+    (architecture, seed) -> checkpoint); none for a method without a teacher."""
+    if method in WITHOUT_TEACHER:
+        return {}
+    return {key: teachers[teacher_of(method), seed]
+            for key, seed in TEACHER_CHECKPOINTS.get(method, ONE_TEACHER).items()}
+
+
 def new_table(table: str) -> Results:
     """An empty results table of the digits (a name of ``TABLES``)."""
     baseline = None if table == 'teachers' else (
@@ -193,8 +228,9 @@ def new_table(table: str) -> Results:
     compared = [] if baseline is None else [
         method for method in METHODS if method != baseline and
         ('deit_student' if method in VIT_METHODS else 'student') == baseline]
+    also_paired = [['kd_two_teachers', 'kd']] if 'kd_two_teachers' in compared else []
     return Results(table=table, metric='top-1 (%)', precision=2, baseline=baseline,
-                   compared=compared, description=TABLES[table],
+                   compared=compared, also_paired=also_paired, description=TABLES[table],
                    columns=[dict(field='epochs', header='epochs', format='{:.0f}')])
 
 
@@ -236,11 +272,10 @@ def main():
                     ms_per_iter=run['ms_per_iter'], **extra)
         publish(results, osp.join(args.work_dir, table), HERE, args.record, echo=False)
 
-    teachers = {}
-    for name in sorted({'deit' if m in VIT_METHODS else 'resnet' for m in args.methods
-                        if m not in WITHOUT_TEACHER}):
+    teachers = {}  # (architecture, seed) -> checkpoint
+    for name, seeds in teachers_to_train(args.methods, args.teacher_seeds).items():
         teacher_epochs = TEACHER_EPOCHS[name] or full_epochs
-        for seed in args.teacher_seeds:
+        for seed in seeds:
             work_dir = osp.join(args.work_dir, TEACHER_DIRS[name] + ('' if seed == 0 else
                                                                      f'_seed{seed}'))
             checkpoint = osp.join(work_dir, f'epoch_{teacher_epochs}.pth')
@@ -251,15 +286,12 @@ def main():
             else:
                 run = train(TEACHERS[name], work_dir, data_root, teacher_epochs, seed)
                 record('teachers', f'teacher_{name}', seed, run, epochs=teacher_epochs)
-        teachers[name] = osp.join(args.work_dir, TEACHER_DIRS[name],
-                                  f'epoch_{teacher_epochs}.pth')
+            teachers[name, seed] = checkpoint
 
     for method in args.methods:
         overrides = {'train_dataloader.dataset.data_prefix': setup['train_prefix'],
                      **OPTIONS.get(method, {})}
-        if method not in WITHOUT_TEACHER:
-            teacher = teachers['deit' if method in VIT_METHODS else 'resnet']
-            overrides['model.teacher.checkpoint'] = teacher
+        overrides.update(teacher_checkpoint_overrides(method, teachers))
         for seed in args.seeds:
             print(f'\n===== training the student: {method} ({METHODS[method]}, seed {seed}, '
                   f'{epochs} epochs, set-up {args.setup}) =====', flush=True)
