@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmdistill.evidence import (Results, collect_provenance, load_results, mean_std,
-                                paired_difference, publish, render_markdown,
+                                paired_difference, publish, render_details, render_markdown,
                                 render_paired_table, render_table, summarise, update_blocks)
 from mmdistill.evidence.provenance import cpu_model, git_state
 
@@ -217,12 +217,35 @@ BLOCK = '<!-- evidence: results/t.json -->\n{}<!-- /evidence -->'
 
 def test_update_blocks_replaces_only_the_body():
     text = 'before\n' + BLOCK.format('stale\n') + '\nafter\n'
-    new, changed = update_blocks(text, lambda path: f'table of {path}')
+    new, changed = update_blocks(text, lambda path, details: f'table of {path}')
     assert new == 'before\n' + BLOCK.format('table of results/t.json\n') + '\nafter\n'
     assert changed == ['results/t.json']
-    assert update_blocks(new, lambda path: f'table of {path}') == (new, [])
+    assert update_blocks(new, lambda path, details: f'table of {path}') == (new, [])
     with pytest.raises(ValueError, match='has no `<!-- /evidence -->`'):
         update_blocks('<!-- evidence: results/t.json -->\nno end\n', str)
+
+
+def test_details_blocks_render_a_per_seed_field():
+    results = Results(table='t', metric='AP', baseline='alone', compared=['kd'])
+    results.start_run(dict(PROVENANCE))
+    results.add('alone', 0, 0.3, profile=dict(task=[1.954, 0.9851],
+                                              grad_norm=dict(median=2.0, max=24.34)))
+    results.add('kd', 1, 0.4, profile=dict(task=[2.0, 1.0], kd0=[150.0, 6.742],
+                                           grad_norm=dict(median=372.0, clipped=1.0)))
+    results.add('kd', 0, 0.5)  # no profile: no row
+    assert render_details(results, 'profile').splitlines() == [
+        '| model | seed | profile | grad_norm (median / max / clipped) |',
+        '| --- | --- | --- | --- |',
+        '| alone | 0 | task 1.95→0.985 | 2 / 24.3 / – |',
+        '| kd | 1 | task 2→1 kd0 150→6.74 | 372 / – / 1 |']
+    with pytest.raises(ValueError, match="no record of table 't' has a dict 'losses'"):
+        render_details(results, 'losses')
+    # The block names the field; its body and the changed list say which block it was.
+    text = '<!-- evidence: results/t.json details: profile -->\nold\n<!-- /evidence -->'
+    new, changed = update_blocks(text, lambda path, details: f'{details} of {path}')
+    assert new == ('<!-- evidence: results/t.json details: profile -->\n'
+                   'profile of results/t.json\n<!-- /evidence -->')
+    assert changed == ['results/t.json details: profile']
 
 
 def test_render_evidence_tool(tmp_path):

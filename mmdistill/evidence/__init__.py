@@ -7,11 +7,12 @@ from .recording import add_recording_arguments, publish
 from .results import Record, Results, load_results
 from .summary import (ModelSummary, PairedDifference, mean_std, paired_difference,
                       paired_differences, summarise)
-from .table import render_markdown, render_paired_table, render_table
+from .table import render_details, render_markdown, render_paired_table, render_table
 
 __all__ = [
     'Record', 'Results', 'load_results', 'collect_provenance', 'describe_provenance',
     'ModelSummary', 'PairedDifference', 'mean_std', 'paired_difference', 'paired_differences',
-    'summarise', 'render_table', 'render_paired_table', 'render_markdown', 'render_file_block', 'update_blocks',
+    'summarise', 'render_table', 'render_paired_table', 'render_details', 'render_markdown',
+    'render_file_block', 'update_blocks',
     'add_recording_arguments', 'publish'
 ]

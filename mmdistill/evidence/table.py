@@ -73,6 +73,44 @@ def render_paired_table(results: Results) -> str:
     return '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)
 
 
+def _significant(value) -> str:
+    """A detail value in 3 significant digits; a list (early, late) as ``a→b``."""
+    if isinstance(value, (list, tuple)):
+        return '→'.join(_significant(v) for v in value)
+    return f'{value:.3g}' if isinstance(value, (int, float)) else str(value)
+
+
+def render_details(results: Results, field: str) -> str:
+    """One row per (model, seed) of the records that have the dict ``extra[field]`` (a loss
+    profile, say): its plain entries joined in one column (``key value``, a list as
+    ``early→late``), each entry that is itself a dict in a column of its own (``key (a / b)``,
+    its values in that order)."""
+    records = [r for model in results.models() for r in results.of(model)
+               if isinstance(r.extra.get(field), dict)]
+    if not records:
+        raise ValueError(f'no record of table {results.table!r} has a dict {field!r} among its '
+                         'extra fields: name one its script records')
+    nested = {}  # key -> its sub-keys, in first-seen order
+    for record in records:
+        for key, value in record.extra[field].items():
+            if isinstance(value, dict):
+                nested.setdefault(key, {}).update(dict.fromkeys(value))
+    header = ['model', 'seed', field] + [f'{key} ({" / ".join(subkeys)})'
+                                         for key, subkeys in nested.items()]
+    rows = [header, ['---'] * len(header)]
+    for record in records:
+        detail = record.extra[field]
+        plain = ' '.join(f'{key} {_significant(value)}' for key, value in detail.items()
+                         if not isinstance(value, dict))
+        row = [record.model, str(record.seed), plain]
+        for key, subkeys in nested.items():
+            values = detail.get(key)
+            row.append('–' if values is None else ' / '.join(
+                _significant(values[k]) if k in values else '–' for k in subkeys))
+        rows.append(row)
+    return '\n'.join('| ' + ' | '.join(row) + ' |' for row in rows)
+
+
 def render_provenance(results: Results) -> List[str]:
     """One line per run that produced a record of the table, with the models it produced."""
     lines = []

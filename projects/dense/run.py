@@ -44,7 +44,7 @@ from mmengine.structures import InstanceData
 
 import mmdistill  # noqa: F401
 from mmdistill.evidence import (Results, add_recording_arguments, collect_provenance,
-                                publish)
+                                publish, render_details)
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -330,32 +330,6 @@ def evidence_table(table: str, task: Task, length: int, teacher_length: int,
     return results
 
 
-def profile_rows(name: str, runs: list) -> List[str]:
-    """One row per seed: the student's own loss and each distillation loss, early → late,
-    and the gradient norm before clipping."""
-    rows = []
-    for run in runs:
-        profile = run['profile']
-        terms = ' '.join(f'{key} {value[0]:.3g}→{value[1]:.3g}' for key, value
-                         in profile.items() if key != 'grad_norm')
-        norm = profile.get('grad_norm')
-        norm = (f'{norm["median"]:.3g} / {norm["max"]:.3g} / {norm["clipped"]:.0%}'
-                if norm else '-')
-        rows.append(f'| {name} | {run["seed"]} | {terms} | {norm} |')
-    return rows
-
-
-def print_profiles(runs: Dict[str, list]) -> None:
-    print(f'\nLosses, mean of the first {EARLY} → last {LATE} iterations ("task": the '
-          'student\'s own); gradient norm before clipping: median / largest / share of '
-          'iterations clipped:')
-    print('| model | seed | losses | grad norm |')
-    print('| --- | --- | --- | --- |')
-    for name, model_runs in runs.items():
-        for row in profile_rows(name, model_runs):
-            print(row)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--task', required=True, choices=list(TASKS))
@@ -415,11 +389,13 @@ def main():
             results[method].append(
                 train(task, config, osp.join(work_dir, f'{method}_seed{seed}'), data_root,
                       length, seed, teacher=None if method == 'student' else teachers[0]))
-    print_profiles(results)
     # another schedule is another table (a results file holds one): det, det_24epochs, ...
     table = args.task if length == task.length else f'{args.task}_{length}{task.unit}'
-    publish(evidence_table(table, task, length, teacher_length, results), work_dir, HERE,
-            args.record)
+    evidence = evidence_table(table, task, length, teacher_length, results)
+    publish(evidence, work_dir, HERE, args.record)
+    print(f'\nLosses, mean of the first {EARLY} → last {LATE} iterations ("task": the '
+          'student\'s own); gradient norm before clipping: median, largest, share of '
+          'iterations clipped:\n' + render_details(evidence, 'profile'))
 
 
 if __name__ == '__main__':
