@@ -56,8 +56,9 @@ def sample_ids(data_samples) -> List[tuple]:
 
 class RankProbe(Hook):
     """Records, on one rank: the model wrapper; the student's parameters when training starts
-    (after any resume) and ends; the teacher's state at the end; the ids of the samples of each
-    training batch; each step's logged values and how often the teacher started; and, for a
+    (after any resume) and ends; each teacher's state at the end (by the name its taps start
+    with: ``teacher``, ``teachers.<name>``); the ids of the samples of each training batch; each
+    step's logged values and how often the teachers started, all together; and, for a
     validation run by :func:`train_in_phases`, the metrics, the number of samples this rank
     validated and the number of results the metric computed on."""
 
@@ -75,7 +76,8 @@ class RankProbe(Hook):
             find_unused_parameters=getattr(runner.model, 'find_unused_parameters', None),
             world_size=runner.world_size, start_iter=runner.iter,
             student_at_start=_parameters(distiller.student))
-        distiller.teacher.register_forward_pre_hook(self._count_teacher_call)
+        for teacher in distiller.teachers.values():
+            teacher.model.register_forward_pre_hook(self._count_teacher_call)
 
     def _count_teacher_call(self, *args) -> None:
         self._teacher_calls += 1
@@ -93,7 +95,8 @@ class RankProbe(Hook):
         self.record.update(
             iter=runner.iter, student=_parameters(distiller.student),
             student_buffers={k: v.clone() for k, v in distiller.student.named_buffers()},
-            teacher={k: v.clone() for k, v in distiller.teacher.state_dict().items()})
+            teachers={name: {k: v.clone() for k, v in teacher.model.state_dict().items()}
+                      for name, teacher in distiller.teachers.items()})
 
     def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self.record['val_samples'] += len(outputs)

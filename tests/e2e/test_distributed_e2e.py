@@ -25,6 +25,7 @@ import os.path as osp
 import subprocess
 import sys
 from types import SimpleNamespace
+from typing import Dict, Union
 
 import pytest
 import torch
@@ -40,6 +41,7 @@ from mmdistill.testing.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PROJECTS = osp.join(ROOT, 'projects')
+DIGITS_CONFIGS = osp.join(PROJECTS, 'digits', 'configs')
 WORLD_SIZE = 2
 
 
@@ -75,10 +77,15 @@ def dataset_ids(dataset) -> list:
     return sorted((info.get('img_path'), info.get('id')) for info in infos)
 
 
-def check_scenario(run, teacher_checkpoint: str, first_iters: int, second_iters: int,
-                   single_iters: int, teacher_dtype: torch.dtype = torch.float32):
-    """The assertions that every codebase's two-process run must pass; ``single_iters`` is
-    where the single process's resumed run ends (an epoch there has twice the iterations)."""
+def check_scenario(run, teacher_checkpoint: Union[str, Dict[str, str]], first_iters: int,
+                   second_iters: int, single_iters: int,
+                   teacher_dtype: torch.dtype = torch.float32):
+    """The assertions that every codebase's two-process run must pass; ``teacher_checkpoint``
+    is the single teacher's, or each teacher's by its name (``teachers.<name>``);
+    ``single_iters`` is where the single process's resumed run ends (an epoch there has twice
+    the iterations)."""
+    if isinstance(teacher_checkpoint, str):
+        teacher_checkpoint = {'teacher': teacher_checkpoint}
     first, second = run.first, run.second
     for record in first + second:
         assert record['wrapper'] == 'AnyDeviceDistributedDataParallel'
@@ -95,14 +102,17 @@ def check_scenario(run, teacher_checkpoint: str, first_iters: int, second_iters:
     start, end = first[0]['student_at_start'], first[0]['student']
     assert any(not torch.equal(start[k], end[k]) for k in end)
 
-    # The teacher: on every rank, still what its checkpoint holds (in its dtype).
-    loaded = torch.load(teacher_checkpoint, weights_only=False)['state_dict']
+    # The teachers: on every rank, still what their checkpoints hold (in their dtype).
     for record in first + second:
-        assert set(record['teacher']) == set(loaded)
-        for key, value in loaded.items():
-            if value.is_floating_point():
-                value = value.to(teacher_dtype)
-            torch.testing.assert_close(record['teacher'][key], value, rtol=0, atol=0, msg=key)
+        assert set(record['teachers']) == set(teacher_checkpoint)
+        for name, checkpoint in teacher_checkpoint.items():
+            loaded = torch.load(checkpoint, weights_only=False)['state_dict']
+            assert set(record['teachers'][name]) == set(loaded)
+            for key, value in loaded.items():
+                if value.is_floating_point():
+                    value = value.to(teacher_dtype)
+                torch.testing.assert_close(record['teachers'][name][key], value, rtol=0, atol=0,
+                                           msg=f'{name}.{key}')
 
     # The data: disjoint halves of the training set in the first phase.
     seen = [[i for batch in record['ids'] for i in batch] for record in first]
@@ -125,17 +135,14 @@ def check_scenario(run, teacher_checkpoint: str, first_iters: int, second_iters:
 
 
 # ------------------------------------------------------------------------------ mmpretrain
-def test_kd_digits_from_a_bf16_teacher_in_two_processes(tmp_path):
+def digits_in_two_processes(tmp_path, config: str, options: dict) -> Config:
+    """A digits config of ``projects/digits/configs`` on 32 training and 32 validation
+    images, two iterations an epoch in each of two processes, with ``options``."""
     write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=64)  # 32 train, 32 val
-    configs = osp.join(PROJECTS, 'digits', 'configs')
-    teacher = write_teacher_checkpoint(osp.join(configs, 'teacher_resnet18.py'), {},
-                                       str(tmp_path / 'teacher.pth'))
-    cfg = Config.fromfile(osp.join(configs, 'kd_resnet18_w4_from_resnet18.py'))
+    cfg = Config.fromfile(osp.join(DIGITS_CONFIGS, config))
     cfg.merge_from_dict({
-        'model.teacher.checkpoint': teacher,
-        'model.teacher.dtype': 'bfloat16',
         'train_dataloader.dataset.data_root': root,
         'val_dataloader.dataset.data_root': root,
         'train_dataloader.batch_size': 8,  # per process: 2 iterations an epoch
@@ -143,7 +150,20 @@ def test_kd_digits_from_a_bf16_teacher_in_two_processes(tmp_path):
         'train_cfg.val_begin': 100,  # validated once, after the last phase
         'default_hooks.checkpoint': dict(interval=1, max_keep_ckpts=-1),
         'default_hooks.logger.interval': 1,
+        **options,
     })
+    return cfg
+
+
+def untrained_digits_teacher(tmp_path, name: str = 'teacher') -> str:
+    return write_teacher_checkpoint(osp.join(DIGITS_CONFIGS, 'teacher_resnet18.py'), {},
+                                    str(tmp_path / f'{name}.pth'))
+
+
+def test_kd_digits_from_a_bf16_teacher_in_two_processes(tmp_path):
+    teacher = untrained_digits_teacher(tmp_path)
+    cfg = digits_in_two_processes(tmp_path, 'kd_resnet18_w4_from_resnet18.py', {
+        'model.teacher.checkpoint': teacher, 'model.teacher.dtype': 'bfloat16'})
     run = two_process_scenario(tmp_path, cfg, {'train_cfg.max_epochs': 1},
                                {'train_cfg.max_epochs': 2}, 'epoch_1.pth')
     check_scenario(run, teacher, first_iters=2, second_iters=4, single_iters=6,
@@ -154,19 +174,36 @@ def test_kd_digits_from_a_bf16_teacher_in_two_processes(tmp_path):
     assert 0 <= run.single_metrics['accuracy/top1'] <= 100
 
 
+def test_kd_digits_from_two_teachers_in_two_processes(tmp_path):
+    # Two frozen teachers (the mean of their logits is the target), neither a submodule of
+    # the distiller: DDP wraps the student's parameters only, every rank runs both teachers
+    # once a step, and both stay what their checkpoints hold.
+    torch.manual_seed(0)  # two different sets of untrained weights
+    teachers = {name: untrained_digits_teacher(tmp_path, name) for name in ('a', 'b')}
+    cfg = digits_in_two_processes(tmp_path, 'kd_resnet18_w4_from_two_resnet18.py', {
+        f'model.teachers.{name}.checkpoint': path for name, path in teachers.items()})
+    run = two_process_scenario(tmp_path, cfg, {'train_cfg.max_epochs': 1},
+                               {'train_cfg.max_epochs': 2}, 'epoch_1.pth')
+    check_scenario(run, {f'teachers.{name}': path for name, path in teachers.items()},
+                   first_iters=2, second_iters=4, single_iters=6)
+    for record in run.first:
+        assert record['teacher_calls'] == [2, 2]
+        assert all(log['loss_kd'] > 0 and log['teacher_time_a'] > 0 and
+                   log['teacher_time_b'] > 0 for log in record['logs'])
+
+
 def test_dist_train_script_trains_in_two_cpu_processes(tmp_path):
     """The documented recipe, as a user types it: tools/dist_train.sh CONFIG 2 starts torchrun,
     which starts tools/train.py --launcher pytorch twice; without CUDA they talk over gloo."""
     write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=64)
-    configs = osp.join(PROJECTS, 'digits', 'configs')
-    teacher = write_teacher_checkpoint(osp.join(configs, 'teacher_resnet18.py'), {},
-                                       str(tmp_path / 'teacher.pth'))
+    teacher = untrained_digits_teacher(tmp_path)
     work_dir = str(tmp_path / 'work')
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
     result = subprocess.run(
-        ['bash', 'tools/dist_train.sh', osp.join(configs, 'kd_resnet18_w4_from_resnet18.py'),
+        ['bash', 'tools/dist_train.sh',
+         osp.join(DIGITS_CONFIGS, 'kd_resnet18_w4_from_resnet18.py'),
          '2', '--work-dir', work_dir, '--cfg-options', f'model.teacher.checkpoint={teacher}',
          f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}',
          'train_dataloader.batch_size=16', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
