@@ -105,6 +105,10 @@ def test_further_pairs_get_a_table_of_their_own():
         '| kd + stage 2 − kd | 2 | -0.025 ± 0.106 | -0.100, +0.050 | 1/2 |'])
     assert render_paired_table(results) in render_markdown(results)
     assert render_paired_table(pose_table()) not in render_markdown(pose_table())
+    # A pair of which a model has not run yet: no empty table under the main one.
+    partly = pose_table()
+    partly.also_paired = [['not run', 'kd']]
+    assert '| paired difference |' not in render_markdown(partly)
 
 
 def test_extra_columns_show_the_mean_of_their_field():

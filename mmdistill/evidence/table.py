@@ -127,7 +127,8 @@ def render_markdown(results: Results, source: Optional[str] = None) -> str:
     block shows them."""
     parts = [results.description] if results.description else []
     parts.append(render_table(results))
-    if results.also_paired:
+    present = set(results.models())
+    if any({model, baseline} <= present for model, baseline in results.also_paired):
         parts.append(render_paired_table(results))
     if results.notes:
         parts.append(results.notes)
