@@ -242,8 +242,11 @@ def test_details_blocks_render_a_per_seed_field():
         '| --- | --- | --- | --- |',
         '| alone | 0 | task 1.95→0.985 | 2 / 24.3 / – |',
         '| kd | 1 | task 2→1 kd0 150→6.74 | 372 / – / 1 |']
-    with pytest.raises(ValueError, match="no record of table 't' has a dict 'losses'"):
+    with pytest.raises(ValueError, match="no record of table 't' has 'losses'"):
         render_details(results, 'losses')
+    results.add('kd', 2, 0.6, widths='heads 14, 10')  # text: the one column
+    assert render_details(results, 'widths').splitlines()[1:] == [
+        '| --- | --- | --- |', '| kd | 2 | heads 14, 10 |']
     # The block names the field; its body and the changed list say which block it was.
     text = '<!-- evidence: results/t.json details: profile -->\nold\n<!-- /evidence -->'
     new, changed = update_blocks(text, lambda path, details: f'{details} of {path}')

@@ -81,18 +81,19 @@ def _significant(value) -> str:
 
 
 def render_details(results: Results, field: str) -> str:
-    """One row per (model, seed) of the records that have the dict ``extra[field]`` (a loss
-    profile, say): its plain entries joined in one column (``key value``, a list as
-    ``early→late``), each entry that is itself a dict in a column of its own (``key (a / b)``,
-    its values in that order)."""
+    """One row per (model, seed) of the records that have ``extra[field]``. A dict (a loss
+    profile, say) shows its plain entries joined in one column (``key value``, a list as
+    ``early→late``) and each entry that is itself a dict in a column of its own (``key (a /
+    b)``, its values in that order); any other value (text, a number) fills the one column."""
     records = [r for model in results.models() for r in results.of(model)
-               if isinstance(r.extra.get(field), dict)]
+               if r.extra.get(field) not in (None, '')]
     if not records:
-        raise ValueError(f'no record of table {results.table!r} has a dict {field!r} among its '
-                         'extra fields: name one its script records')
+        raise ValueError(f'no record of table {results.table!r} has {field!r} among its extra '
+                         'fields: name one its script records')
     nested = {}  # key -> its sub-keys, in first-seen order
     for record in records:
-        for key, value in record.extra[field].items():
+        detail = record.extra[field]
+        for key, value in (detail.items() if isinstance(detail, dict) else ()):
             if isinstance(value, dict):
                 nested.setdefault(key, {}).update(dict.fromkeys(value))
     header = ['model', 'seed', field] + [f'{key} ({" / ".join(subkeys)})'
@@ -100,7 +101,9 @@ def render_details(results: Results, field: str) -> str:
     rows = [header, ['---'] * len(header)]
     for record in records:
         detail = record.extra[field]
-        plain = ' '.join(f'{key} {_significant(value)}' for key, value in detail.items()
+        if not isinstance(detail, dict):
+            detail = {'': detail}
+        plain = ' '.join(f'{key} {_significant(value)}'.strip() for key, value in detail.items()
                          if not isinstance(value, dict))
         row = [record.model, str(record.seed), plain]
         for key, subkeys in nested.items():
