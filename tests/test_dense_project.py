@@ -35,6 +35,8 @@ DISTILL_CONFIGS = {
     'mgd_retinanet_r18_from_r50_shapes-160.py':
         ('det', [f'loss_mgd{i}' for i in range(FPN_LEVELS)]),
     'mgd_pspnet_r18_from_r34-d8_shapes-64x64.py': ('seg', ['loss_mgd', 'loss_logit']),
+    'mgd-feature-only_pspnet_r18_from_r34-d8_shapes-64x64.py': ('seg', ['loss_mgd']),
+    'mgd-logit-only_pspnet_r18_from_r34-d8_shapes-64x64.py': ('seg', ['loss_logit']),
 }
 STUDENT_LOSSES = dict(det=('loss_cls', 'loss_bbox'), seg=('decode.loss_ce', 'aux.loss_ce'))
 
@@ -133,6 +135,18 @@ def test_distill_share_averages_the_named_losses_over_the_last_iterations():
     runner = SimpleNamespace(message_hub=hub)
     assert dense_run.distill_share(runner, ['fgd1']) == pytest.approx(3 / 10)
     assert dense_run.distill_share(runner, ['fgd1', 'fgd10']) == pytest.approx(3.5 / 10)
+
+
+def test_the_seg_ablation_keeps_one_term_of_the_recipe_each_as_the_recipe_sets_it():
+    seg = dense_run.TASKS['seg']
+    recipe = project_config(seg.methods['mgd']).model.distill_losses
+    for method, kept in (('mgd_feature_only', 'mgd'), ('mgd_logit_only', 'logit')):
+        assert project_config(seg.methods[method]).model.distill_losses.to_dict() == \
+            {kept: recipe[kept].to_dict()}
+    # run by name only; each also paired with the whole recipe at the same seed
+    assert seg.default_methods == ('student', 'mgd')
+    table = dense_run.evidence_table('seg', seg, 300, 600, dict(student=[], mgd=[]))
+    assert table.also_paired == [['mgd', 'mgd_logit_only'], ['mgd', 'mgd_feature_only']]
 
 
 def test_evidence_table_keeps_each_run_s_provenance_and_pairs_students_by_seed():

@@ -69,6 +69,8 @@ class Task(NamedTuple):
     data_overrides: Callable[[str], dict]
     schedule_overrides: Callable[[int], dict]
     base_losses: tuple  # the student's own losses, in the logs
+    default_methods: tuple = ()  # what --methods defaults to (() for all of ``methods``)
+    also_paired: tuple = ()  # further (model, baseline) pairs, each in its own table
 
 
 # ------------------------------------------------------------------------------ detection
@@ -183,12 +185,17 @@ TASKS = {
                  'trained from scratch with the recipe\'s SGD'),
         teacher='pspnet_r34-d8_shapes-64x64.py',
         methods={'student': 'pspnet_r18-d8_shapes-64x64.py',
-                 'mgd': 'mgd_pspnet_r18_from_r34-d8_shapes-64x64.py'},
+                 'mgd': 'mgd_pspnet_r18_from_r34-d8_shapes-64x64.py',
+                 # the recipe's ablation: each of its two terms alone
+                 'mgd_feature_only': 'mgd-feature-only_pspnet_r18_from_r34-d8_shapes-64x64.py',
+                 'mgd_logit_only': 'mgd-logit-only_pspnet_r18_from_r34-d8_shapes-64x64.py'},
         metric='mIoU', metric_name='mIoU (%)', unit='iters', length=300, teacher_factor=2,
         data_arguments=dict(num_train=SEG_TRAIN, num_val=SEG_VAL, size=SEG_SIZE,
                             num_classes=SEG_CLASSES),
         write_data=write_seg_dataset, data_overrides=seg_data,
-        schedule_overrides=seg_schedule, base_losses=('decode.loss_ce', 'aux.loss_ce')),
+        schedule_overrides=seg_schedule, base_losses=('decode.loss_ce', 'aux.loss_ce'),
+        default_methods=('student', 'mgd'),
+        also_paired=(('mgd', 'mgd_logit_only'), ('mgd', 'mgd_feature_only'))),
 }
 
 
@@ -319,6 +326,7 @@ def evidence_table(table: str, task: Task, length: int, teacher_length: int,
         description=(f'{task.summary}; students {length} {task.unit}, teacher '
                      f'{teacher_length}, the distilled students from the seed-0 teacher.'),
         baseline='student', compared=[m for m in runs if m not in ('teacher', 'student')],
+        also_paired=[list(pair) for pair in task.also_paired],
         columns=[dict(field='distill_share', header='distill share (last '
                       f'{SHARE_WINDOW} it.)', format='{:.3f}')])
     for model, model_runs in runs.items():
@@ -334,8 +342,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--task', required=True, choices=list(TASKS))
     parser.add_argument('--methods', nargs='*',
-                        help='how to train the student (default: all of the task\'s; none '
-                        'to train only teachers)')
+                        help='how to train the student (default: the task\'s main ones, '
+                        'det: student fgd mgd, seg: student mgd; seg also has mgd_feature_only '
+                        'and mgd_logit_only; none to train only teachers)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--teacher-seeds', type=int, nargs='+', default=[0],
                         help='train a teacher per seed (the students distil from seed 0\'s)')
@@ -350,7 +359,8 @@ def main():
     torch.set_num_threads(args.threads)
 
     task = TASKS[args.task]
-    methods = list(task.methods) if args.methods is None else args.methods
+    methods = list(task.default_methods or task.methods) if args.methods is None \
+        else args.methods
     unknown = [m for m in methods if m not in task.methods]
     if unknown:
         parser.error(f'--task {args.task} has methods {list(task.methods)}, not {unknown}')
