@@ -173,6 +173,13 @@ def test_evidence_table_keeps_each_run_s_provenance_and_pairs_students_by_seed()
     assert share == pytest.approx(0.5)
 
 
+def test_each_schedule_has_a_table_of_its_own():
+    det = dense_run.TASKS['det']  # students 12 epochs, teacher twice as long, by default
+    assert [dense_run.table_name('det', det, length, teacher) for length, teacher in
+            ((12, 24), (24, 48), (24, 144), (12, 48))] == [
+        'det', 'det_24epochs', 'det_24epochs_teacher144', 'det_teacher48']
+
+
 def test_run_refuses_a_schedule_length_in_the_other_task_s_unit(monkeypatch, capsys):
     monkeypatch.setattr(sys, 'argv', ['run.py', '--task', 'det', '--iters', '10'])
     with pytest.raises(SystemExit):

@@ -2,7 +2,8 @@
 segmentation data, end to end with the codebases' own datasets, pipelines and metrics.
 
     python projects/dense/run.py --task det|seg [--methods ...] [--seeds 0 1 2]
-        [--teacher-seeds 0 1 2] [--epochs N | --iters N] [--work-dir DIR]
+        [--teacher-seeds 0 1 2] [--epochs N | --iters N] [--teacher-length N]
+        [--work-dir DIR]
 
 1. writes the generated data in the codebase's own format: COCO json + PNG images for mmdet
    (``mmdistill.testing.write_coco_detection``, object scales spread over every FPN level;
@@ -316,6 +317,15 @@ def train(task: Task, config: str, work_dir: str, data_root: str, length: int, s
 
 
 # -------------------------------------------------------------------------------- tables
+def table_name(name: str, task: Task, length: int, teacher_length: int) -> str:
+    """The results table of a schedule: another schedule is another table (a results file holds
+    one): ``det``, ``det_24epochs``, ``det_24epochs_teacher144``..."""
+    table = name if length == task.length else f'{name}_{length}{task.unit}'
+    if teacher_length != task.teacher_factor * length:
+        table += f'_teacher{teacher_length}'
+    return table
+
+
 def evidence_table(table: str, task: Task, length: int, teacher_length: int,
                    runs: Dict[str, list]) -> Results:
     """The evidence table of ``runs`` (model -> its runs, one per seed): each record carries
@@ -350,6 +360,9 @@ def main():
                         help='train a teacher per seed (the students distil from seed 0\'s)')
     parser.add_argument('--epochs', type=int, help='detection schedule length')
     parser.add_argument('--iters', type=int, help='segmentation schedule length')
+    parser.add_argument('--teacher-length', type=int,
+                        help='the teacher\'s schedule, in the task\'s unit (default: twice '
+                        'the students\')')
     parser.add_argument('--work-dir', help='default: work_dirs/dense_<task>')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch CPU threads (default 1: on shared cores, more threads '
@@ -382,7 +395,7 @@ def main():
     if args.task == 'det':
         check_det_levels(student_cfg, data_root)
 
-    teacher_length = task.teacher_factor * length
+    teacher_length = args.teacher_length or task.teacher_factor * length
     teachers = {}
     for seed in sorted(args.teacher_seeds, key=lambda s: s != 0):  # seed 0 first: it teaches
         print(f'\n===== training the teacher ({task.teacher}, seed {seed}, {teacher_length} '
@@ -399,8 +412,7 @@ def main():
             results[method].append(
                 train(task, config, osp.join(work_dir, f'{method}_seed{seed}'), data_root,
                       length, seed, teacher=None if method == 'student' else teachers[0]))
-    # another schedule is another table (a results file holds one): det, det_24epochs, ...
-    table = args.task if length == task.length else f'{args.task}_{length}{task.unit}'
+    table = table_name(args.task, task, length, teacher_length)
     evidence = evidence_table(table, task, length, teacher_length, results)
     publish(evidence, work_dir, HERE, args.record)
     print(f'\nLosses, mean of the first {EARLY} → last {LATE} iterations ("task": the '
