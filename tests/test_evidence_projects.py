@@ -2,7 +2,7 @@
 made-up runs against hand-computed table rows (the runs themselves take an hour each)."""
 from conftest import project_script
 
-from mmdistill.evidence import render_table
+from mmdistill.evidence import render_paired_table, render_table
 
 
 def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
@@ -26,6 +26,9 @@ def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
     assert rows[3].startswith('| dense, retrained | 2 | 88.00 ± 5.66 | 92.00, 84.00 |  |  |'
                               '  | 1,234 |')
     assert results.of('upop p=0.5')[1].extra['widths'] == 'upop p=0.5 1'
+    # UPop against uniform magnitude pruning at the same budget and seed: 91 − 90, 86 − 80
+    assert render_paired_table(results).splitlines()[2] == \
+        '| upop p=0.5 − magnitude p=0.5 | 2 | +3.50 ± 3.54 | +1.00, +6.00 | 2/2 |'
 
 
 def test_crossget_pairs_each_stage_with_the_plain_vit_of_that_stage():

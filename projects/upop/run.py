@@ -91,6 +91,7 @@ def digits_results(budgets) -> Results:
         table='digits', metric='top-1 (%)', precision=2, baseline='dense, retrained',
         compared=[f'{method} p={budget}' for budget in budgets
                   for method in ('upop', 'magnitude')],
+        also_paired=[[f'upop p={budget}', f'magnitude p={budget}'] for budget in budgets],
         columns=[dict(field='params', header='params', format='{:,.0f}'),
                  dict(field='mmacs', header='MACs/image (M)', format='{:.2f}'),
                  dict(field='images_per_s', header='images/s', format='{:.0f}'),
