@@ -2,6 +2,7 @@
 against hand-computed numbers; and the repository's README blocks are what their results
 files render (so a README number is always one a run recorded)."""
 import json
+from dataclasses import replace
 import math
 import os.path as osp
 import subprocess
@@ -105,6 +106,11 @@ def test_further_pairs_get_a_table_of_their_own():
         '| kd + stage 2 − kd | 2 | -0.025 ± 0.106 | -0.100, +0.050 | 1/2 |'])
     assert render_paired_table(results) in render_markdown(results)
     assert render_paired_table(pose_table()) not in render_markdown(pose_table())
+    # A difference that is zero but for rounding is +0.000, not -0.000.
+    even = pose_table()
+    even.add('kd + stage 2', 0, 0.35 - 1e-12)
+    assert '| kd + stage 2 − kd | 1 | +0.000 |' in render_paired_table(
+        replace(even, also_paired=[['kd + stage 2', 'kd']]))
     # A pair of which a model has not run yet: no empty table under the main one.
     partly = pose_table()
     partly.also_paired = [['not run', 'kd']]

@@ -9,6 +9,8 @@ from .summary import paired_difference, paired_differences, summarise
 def _number(value: Optional[float], precision: int, signed: bool = False) -> str:
     if value is None:
         return '–'
+    if abs(value) < 0.5 * 10**-precision:
+        value = 0.0  # no '-0.00' for a rounding error below zero
     return f'{value:+.{precision}f}' if signed else f'{value:.{precision}f}'
 
 
