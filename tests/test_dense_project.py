@@ -159,7 +159,8 @@ def test_evidence_table_keeps_each_run_s_provenance_and_pairs_students_by_seed()
                 student=[run(0, 0.20, 'S0'), run(1, 0.30, 'S1'), run(2, 0.25, 'S2')],
                 mgd=[run(0, 0.26, 'M0', 0.4), run(1, 0.29, 'M1', 0.6), run(2, 0.30, 'M2', 0.5)])
     table = dense_run.evidence_table('det', dense_run.TASKS['det'], 12, 24, runs)
-    assert table.baseline == 'student' and table.compared == ['mgd']
+    # every method of the task is paired, also those this process did not run (fgd)
+    assert table.baseline == 'student' and table.compared == ['fgd', 'mgd']
     assert {r.run: (r.model, r.seed) for r in table.records} == {
         'T0': ('teacher', 0), 'S0': ('student', 0), 'S1': ('student', 1),
         'S2': ('student', 2), 'M0': ('mgd', 0), 'M1': ('mgd', 1), 'M2': ('mgd', 2)}

@@ -335,7 +335,9 @@ def evidence_table(table: str, task: Task, length: int, teacher_length: int,
         table=table, metric=task.metric_name, precision=3 if task.unit == 'epochs' else 2,
         description=(f'{task.summary}; students {length} {task.unit}, teacher '
                      f'{teacher_length}, the distilled students from the seed-0 teacher.'),
-        baseline='student', compared=[m for m in runs if m not in ('teacher', 'student')],
+        # every method of the task, not only those run now: the saved table's metadata is the
+        # last run's, and a run of some methods must not unpair the others already there
+        baseline='student', compared=[m for m in task.methods if m != 'student'],
         also_paired=[list(pair) for pair in task.also_paired],
         columns=[dict(field='distill_share', header='distill share (last '
                       f'{SHARE_WINDOW} it.)', format='{:.3f}')])
