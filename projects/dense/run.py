@@ -9,17 +9,18 @@ segmentation data, end to end with the codebases' own datasets, pipelines and me
    (``mmdistill.testing.write_coco_detection``, object scales spread over every FPN level;
    the positive anchors per level that mmdet's own assigner gives them are printed),
    mmseg's ``img_dir``/``ann_dir`` layout for mmseg (``mmdistill.testing.write_seg_dataset``);
-2. trains the teacher once per teacher seed (a schedule twice as long as the students'), then
+2. trains the teacher once per teacher seed (twice the students' schedule, or
+   ``--teacher-length``), then
    the student alone and with each method, once per seed, distilling from the seed-0 teacher,
    each with MMEngine's Runner and the configs in ``configs/``;
-3. prints each run's loss profile (the student's own loss and each distillation loss, early
-   and late in training, and the gradient norm before clipping), then the evidence table
-   (``mmdistill.evidence``): box mAP (``coco/bbox_mAP``) or mIoU per seed, mean ± sample std,
-   each method's paired per-seed difference from the student alone, the distillation losses'
-   share of the student's total loss over the last iterations, train time and ms per
-   iteration; it is saved to ``<work-dir>/results.json`` and, with ``--record``, to
-   ``projects/dense/results/<table>.json``, which the README renders
-   (``tools/render_evidence.py``).
+3. prints the evidence table (``mmdistill.evidence``): box mAP (``coco/bbox_mAP``) or mIoU
+   per seed, mean ± sample std, each method's paired per-seed difference from the student
+   alone, the distillation losses' share of the student's total loss over the last
+   iterations, train time and ms per iteration; then each run's loss profile (the student's
+   own loss and each distillation loss, early and late in training, and the gradient norm
+   before clipping), which its records carry. It is saved to ``<work-dir>/results.json`` and,
+   with ``--record``, to ``projects/dense/results/<table>.json``, which the README renders
+   (``tools/render_evidence.py``; the profile as a ``details: profile`` block).
 
 Each run leaves ``result.json`` in its work dir, stamped with a fingerprint of its merged
 config (and of its teacher's); a later command that asks for the same run reads it instead of
