@@ -2,7 +2,7 @@
 made-up runs against hand-computed table rows (the runs themselves take an hour each)."""
 from conftest import project_script
 
-from mmdistill.evidence import render_paired_table, render_table
+from mmdistill.evidence import render_details, render_paired_table, render_table
 
 
 def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
@@ -13,7 +13,8 @@ def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
                                  'upop p=0.5': [91.0, 86.0],
                                  'magnitude p=0.5': [90.0, 80.0]}.items()}
     cost = {name: dict(params=params, flops=2.5e6, images_per_s=1000.4, speedup=1.5,
-                       flops_reduction=2.0)
+                       flops_reduction=2.0,
+                       forward_ms=dict(attention=params / 1000, matmul=1.25, other=2.0))
             for name, params in [('dense', 1234), ('upop p=0.5', 600),
                                  ('magnitude p=0.5', 610)]}
     results = upop_run.digits_results([0.5])
@@ -26,6 +27,12 @@ def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
     assert rows[3].startswith('| dense, retrained | 2 | 88.00 ± 5.66 | 92.00, 84.00 |  |  |'
                               '  | 1,234 |')
     assert results.of('upop p=0.5')[1].extra['widths'] == 'upop p=0.5 1'
+    # where the forward time goes: seed 0's models only, the retrained dense one as the dense
+    profile = render_details(results, 'forward_ms').splitlines()
+    assert profile[2:] == ['| dense | 0 | attention 1.23 matmul 1.25 other 2 |',
+                           '| dense, retrained | 0 | attention 1.23 matmul 1.25 other 2 |',
+                           '| upop p=0.5 | 0 | attention 0.6 matmul 1.25 other 2 |',
+                           '| magnitude p=0.5 | 0 | attention 0.61 matmul 1.25 other 2 |']
     # UPop against uniform magnitude pruning at the same budget and seed: 91 − 90, 86 − 80
     assert render_paired_table(results).splitlines()[2] == \
         '| upop p=0.5 − magnitude p=0.5 | 2 | +3.50 ± 3.54 | +1.00, +6.00 | 2/2 |'

@@ -10,7 +10,8 @@ and uniform magnitude pruning (``configs/magnitude-deit-digits.py``), each expor
 :func:`export_pruned` and loaded back with ``mmpretrain.get_model``. Then, on one thread:
 parameters, FLOPs (MACs, attention included), images/s at batch 32 (models interleaved,
 medians; seed 0's models), top-1 (mean ± std over seeds, paired per-seed differences against
-``dense, retrained``) and the per-layer widths UPop chose; the results go to
+``dense, retrained``), where the forward time goes (``forward_ms``: attention, matrix
+products, the rest, from PyTorch's profiler) and the per-layer widths UPop chose; the results go to
 ``<work-dir>/results.json`` (with ``--record`` also ``results/digits.json``, see
 docs/evidence.md).
 """
@@ -27,7 +28,7 @@ from mmpretrain import get_model
 import mmdistill  # noqa: F401
 from mmdistill.evidence import Results, add_recording_arguments, publish
 from projects.digits.run import write_digits
-from projects.upop.benchmark import measure
+from projects.upop.benchmark import measure, time_by_op
 from projects.upop.upop import export_pruned
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -72,7 +73,7 @@ def train(config: str, work_dir: str, data_root: str, seed: int, **overrides) ->
 
 def add_runs(results: Results, runs: dict, cost: dict) -> None:
     """Add each model's runs (seed by seed) to ``results``, with ``cost`` (``measure``'s
-    numbers for seed 0's models; the retrained dense model costs what the dense one does) on
+    numbers and the ``time_by_op`` split for seed 0's models; the retrained dense model costs what the dense one does) on
     the seed-0 records."""
     cost = {'dense, retrained': cost['dense'], **cost}
     for name, seeds in runs.items():
@@ -82,7 +83,8 @@ def add_runs(results: Results, runs: dict, cost: dict) -> None:
                         widths=run['widths'], params=c.get('params'),
                         mmacs=c['flops'] / 1e6 if c else None,
                         images_per_s=c.get('images_per_s'), speedup=c.get('speedup'),
-                        flops_reduction=c.get('flops_reduction'))
+                        flops_reduction=c.get('flops_reduction'),
+                        forward_ms=c.get('forward_ms'))
 
 
 def digits_results(budgets) -> Results:
@@ -146,6 +148,9 @@ def main():
             config, checkpoint = seeds[0]['exported'][1], seeds[0]['exported'][0]
             models[name] = get_model(config, pretrained=checkpoint)
     cost = measure(models, image_size=32, batch=32)
+    torch.manual_seed(0)
+    for name, parts in time_by_op(models, torch.randn(32, 3, 32, 32)).items():
+        cost[name]['forward_ms'] = parts
 
     add_runs(results, runs, cost)
     print('\nPer-layer widths (seed by seed):')
