@@ -2,7 +2,9 @@
 and pipelines, each distillation config distils on such a batch, and run.py's schedule
 scaling, loss-share bookkeeping and table are right."""
 import copy
+import json
 import os.path as osp
+import shutil
 import sys
 from types import SimpleNamespace
 
@@ -219,6 +221,54 @@ def test_write_data_reuses_data_written_with_the_same_arguments(tmp_path):
     dense_run.write_data(changed, root)
     assert len(calls) == 1 and len(list((tmp_path / 'data').rglob('*.png'))) > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ['data']  # no half-written folder left
+
+
+def _stamp(task, config, root, seed=0, teacher=None):
+    """run.py's fingerprint of a run under ``root`` (the layout main() gives a work dir)."""
+    data_root = osp.join(root, 'data')
+    cfg = dense_run.run_config(task, config, osp.join(root, f'run_seed{seed}'), data_root, 24,
+                               seed, teacher)
+    return dense_run.fingerprint(cfg, task, data_root, teacher)
+
+
+def test_a_run_s_fingerprint_leaves_out_where_it_runs_and_keeps_what_it_trains(
+        tmp_path, monkeypatch):
+    det = dense_run.TASKS['det']
+    distilled = det.methods['fgd']
+    teacher = dict(checkpoint='work_dirs/dense_det/teacher_seed0/epoch_48.pth',
+                   fingerprint='0123456789abcdef')
+    here = _stamp(det, distilled, 'work_dirs/dense_det', teacher=teacher)
+    # the same run spelt with an absolute work dir, its teacher's checkpoint there too
+    moved = dict(teacher, checkpoint=str(tmp_path / 'w/teacher_seed0/epoch_48.pth'))
+    assert _stamp(det, distilled, str(tmp_path / 'w'), teacher=moved) == here
+    # ... and from another checkout (the configs, which name the teacher's config, copied)
+    monkeypatch.setattr(dense_run, 'CONFIGS', shutil.copytree(dense_run.CONFIGS,
+                                                              str(tmp_path / 'configs')))
+    assert _stamp(det, distilled, str(tmp_path / 'w'), teacher=moved) == here
+    monkeypatch.undo()
+    # what changes the result changes the stamp: seed, data, teacher, config
+    assert _stamp(det, distilled, 'work_dirs/dense_det', seed=1, teacher=teacher) != here
+    fewer = det._replace(data_arguments=dict(det.data_arguments, num_images=10))
+    assert _stamp(fewer, distilled, 'work_dirs/dense_det', teacher=teacher) != here
+    retrained = dict(teacher, fingerprint='fedcba9876543210')
+    assert _stamp(det, distilled, 'work_dirs/dense_det', teacher=retrained) != here
+    assert _stamp(det, det.methods['mgd'], 'work_dirs/dense_det', teacher=teacher) != here
+
+
+def test_a_cached_run_is_read_from_another_spelling_of_its_work_dir(tmp_path, monkeypatch):
+    """A result.json written under one spelling of the work dir is read (not trained again)
+    under another, and its checkpoint is given as the reading command spells the work dir."""
+    seg = dense_run.TASKS['seg']
+    root = tmp_path / 'w'
+    (root / 'run_seed0').mkdir(parents=True)
+    cached = dict(metric=87.5, fingerprint=_stamp(seg, seg.teacher, 'elsewhere/w'),
+                  checkpoint='elsewhere/w/run_seed0/iter_400.pth')
+    (root / 'run_seed0' / 'result.json').write_text(json.dumps(cached))
+    monkeypatch.delattr(dense_run, 'Runner')  # reading must not build a runner
+    result = dense_run.train(seg, seg.teacher, str(root / 'run_seed0'), str(root / 'data'), 24,
+                             0)
+    assert result['metric'] == 87.5
+    assert result['checkpoint'] == str(root / 'run_seed0' / 'iter_400.pth')
 
 
 def test_scale_spread_shapes_are_log_uniform_in_scale_bounded_in_aspect_largest_first():

@@ -23,8 +23,10 @@ segmentation data, end to end with the codebases' own datasets, pipelines and me
    (``tools/render_evidence.py``; the profile as a ``details: profile`` block).
 
 Each run leaves ``result.json`` in its work dir, stamped with a fingerprint of its merged
-config (and of its teacher's); a later command that asks for the same run reads it instead of
-training again, so a long job can be split over processes and summed up by one more command.
+config, its data's arguments and its teacher's fingerprint (paths left out); a later command
+that asks for the same run, from any checkout and however ``--work-dir`` is spelt, reads it
+instead of training again, so a long job can be split over processes and summed up by one more
+command.
 
 With CI=true the default schedule is a quarter as long (a smoke run, never skipped).
 """
@@ -83,6 +85,7 @@ DET_SCALES, DET_MAX_OBJECTS = (10, 150), 4  # object scales sqrt(w*h), log-unifo
 def det_data(root: str) -> dict:
     root = root.rstrip('/') + '/'
     return {
+        'data_root': root,  # the config's own variable too: the merged config names one root
         'train_dataloader.dataset.data_root': root,
         'val_dataloader.dataset.data_root': root,
         'test_dataloader.dataset.data_root': root,
@@ -149,8 +152,9 @@ SEG_TRAIN, SEG_VAL, SEG_SIZE, SEG_CLASSES = 200, 50, (64, 64), 4
 
 
 def seg_data(root: str) -> dict:
-    return {f'{split}_dataloader.dataset.data_root': root
-            for split in ('train', 'val', 'test')}
+    return {'data_root': root,  # the config's own variable too: the merged config names one root
+            **{f'{split}_dataloader.dataset.data_root': root
+               for split in ('train', 'val', 'test')}}
 
 
 def seg_schedule(iters: int) -> dict:
@@ -266,18 +270,9 @@ def loss_profile(runner: Runner, task: Task, names) -> dict:
     return profile
 
 
-def fingerprint(cfg: Config, teacher: Optional[dict]) -> str:
-    """What a run's result depends on: its merged config and its teacher's fingerprint."""
-    text = cfg.pretty_text + (teacher['fingerprint'] if teacher else '')
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def train(task: Task, config: str, work_dir: str, data_root: str, length: int, seed: int,
-          teacher: Optional[dict] = None, **overrides) -> dict:
-    """Train ``config`` with MMEngine's Runner (distilling from ``teacher``'s checkpoint when
-    given), then validate once; return the metric, timings, the distillation share of the
-    loss, the loss profile and the final checkpoint. A run already made with the same
-    fingerprint is read from its ``result.json`` instead."""
+def run_config(task: Task, config: str, work_dir: str, data_root: str, length: int, seed: int,
+               teacher: Optional[dict] = None, **overrides) -> Config:
+    """``config`` merged with the run's work dir, data, schedule, seed and teacher checkpoint."""
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
@@ -288,14 +283,42 @@ def train(task: Task, config: str, work_dir: str, data_root: str, length: int, s
         **({'model.teacher.checkpoint': teacher['checkpoint']} if teacher else {}),
         **overrides,
     })
-    stamp = fingerprint(cfg, teacher)
+    return cfg
+
+
+def fingerprint(cfg: Config, task: Task, data_root: str, teacher: Optional[dict]) -> str:
+    """What a run's result depends on: its merged config, the arguments its data were written
+    with, and its teacher's fingerprint. Where the run reads and writes is left out (the work
+    dir, the data root and the teacher checkpoint as spelt in the config, this checkout's
+    config directory), so that a cache is found from another checkout and another spelling of
+    ``--work-dir``."""
+    text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)  # no line wrapping
+    places = {**({teacher['checkpoint']: '<teacher checkpoint>'} if teacher else {}),
+              cfg.work_dir: '<work dir>', data_root: '<data root>', CONFIGS: '<configs>'}
+    for path, placeholder in places.items():  # the teacher checkpoint first: the longest
+        text = text.replace(path, placeholder)
+    text += json.dumps(task.data_arguments, sort_keys=True)
+    text += teacher['fingerprint'] if teacher else ''
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def train(task: Task, config: str, work_dir: str, data_root: str, length: int, seed: int,
+          teacher: Optional[dict] = None, **overrides) -> dict:
+    """Train ``config`` with MMEngine's Runner (distilling from ``teacher``'s checkpoint when
+    given), then validate once; return the metric, timings, the distillation share of the
+    loss, the loss profile and the final checkpoint. A run already made with the same
+    fingerprint is read from its ``result.json`` instead."""
+    cfg = run_config(task, config, work_dir, data_root, length, seed, teacher, **overrides)
+    stamp = fingerprint(cfg, task, data_root, teacher)
     result_file = osp.join(work_dir, 'result.json')
     if osp.exists(result_file):
         with open(result_file) as f:
             result = json.load(f)
         if result['fingerprint'] == stamp:
             print(f'(read from {result_file})', flush=True)
-            return result
+            # the checkpoint as this command spells the work dir (it may have been another)
+            return dict(result, checkpoint=osp.join(work_dir,
+                                                    osp.basename(result['checkpoint'])))
     provenance = collect_provenance()
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
