@@ -46,9 +46,9 @@ def test_crossget_pairs_each_stage_with_the_plain_vit_of_that_stage():
     results = crossget_run.classifier_results(
         crossget_run.argparse.Namespace(epochs=30, finetune_epochs=5))
     crossget_run.add_classifier_runs(
-        results, per_seed, flops={n: 0.01 * (5 - i) for i, n in enumerate(names)},
-        speed={n: 100.0 + i for i, n in enumerate(names)},
-        shares={n: dict(matcher=0.1, merge=0.2) for n in names[1:]})
+        results, per_seed, {n: dict(gflops=0.01 * (5 - i), images_per_s=100.0 + i,
+                                    merging_share=dict(matcher=0.1, merge=0.2) if i else None)
+                            for i, n in enumerate(names)})
     rows = {row.split(' | ')[0][2:]: row for row in render_table(results).splitlines()[2:]}
     assert rows['tome r8, off the shelf'] == (
         '| tome r8, off the shelf | 2 | 86.50 ± 0.71 | 87.00, 86.00 | -3.00 ± 0.00 | -3.00, '

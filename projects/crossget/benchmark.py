@@ -1,7 +1,8 @@
 """Speed of token merging on one CPU thread: images/s against FLOPs, and the matching's cost.
 
     python projects/crossget/benchmark.py [--batch 32] [--repeats 15] [--r 4 8]
-        [--config CONFIG --image-size N] [--checkpoint CKPT]
+        [--config CONFIG --image-size N] [--checkpoint CKPT] [--seeds 0 1 2]
+        [--work-dir DIR] [--record]
 
 For a ViT classifier config (default: the digits ViT, ``configs/vit-p4_digits.py``; e.g.
 ``mmpretrain::deit/deit-small_4xb256_in1k.py`` with ``--image-size 224``) without merging
@@ -14,6 +15,11 @@ and with ToMe and CrossGET at each constant r it prints, per configuration:
   their ratio;
 - the share of the transformer layers' time spent choosing the tokens to merge (the matcher)
   and in the whole merging step (matcher + weighted averaging).
+
+Each of ``--seeds`` builds the models with other random weights and measures again (one
+record per variant and seed, so the table shows how far a measurement moves); the table goes
+to ``<work-dir>/results.json`` and, with ``--record``, to
+``results/speed_<config name>_<size>px.json`` (docs/evidence.md).
 """
 import argparse
 import os.path as osp
@@ -21,13 +27,14 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 from mmdistill.apis.complexity import count_flops
+from mmdistill.evidence import Results, add_recording_arguments, publish
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(osp.dirname(HERE)))  # the repository root: projects.crossget
@@ -141,37 +148,58 @@ def relative_gains(flops: Dict[str, float], speed: Dict[str, float],
     return rows
 
 
-def print_table(flops, speed, shares, rows, batch) -> List[str]:
-    lines = [f'| variant | GFLOPs | FLOPs reduction | images/s (batch {batch}, 1 thread) | '
-             'gain promised by FLOPs | measured gain | measured / promised | '
-             'matcher share of layer time | merging step share |',
-             '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    for name in flops:
-        if name in rows:
-            reduction, promised, measured, ratio = rows[name]
-            cells = (f'{100 * reduction:.1f} %', f'{100 * promised:+.1f} %',
-                     f'{100 * measured:+.1f} %', f'{100 * ratio:.0f} %',
-                     f'{100 * shares[name]["matcher"]:.1f} %',
-                     f'{100 * shares[name]["merge"]:.1f} %')
-        else:
-            cells = ('–', ) * 6
-        lines.append(f'| {name} | {flops[name]:.4f} | {cells[0]} | {speed[name]:.1f} | '
-                     + ' | '.join(cells[1:]) + ' |')
-    print('\n'.join(lines), flush=True)
-    return lines
-
-
-def run_benchmark(batch: int = 32, repeats: int = 15, checkpoint: Optional[str] = None,
-                  config: str = BASE_CONFIG, image_size: int = 32,
-                  schedules: Dict[str, object] = SCHEDULES):
-    torch.set_num_threads(1)
-    models = {name: build_classifier(merging, config, checkpoint)
-              for name, merging in variants(schedules).items()}
+def measure(models: Dict[str, torch.nn.Module], batch: int = 32, repeats: int = 15,
+            image_size: int = 32) -> Dict[str, dict]:
+    """Per variant: GFLOPs, images/s (the variants interleaved) and, with merging on, the
+    matcher's and the merging step's shares of the layers' time."""
     flops = {name: gflops(model, image_size) for name, model in models.items()}
     speed = images_per_second(models, batch, repeats, image_size)
-    shares = {name: merging_share(model, batch, repeats, image_size)
-              for name, model in models.items() if name != 'no merging'}
-    return print_table(flops, speed, shares, relative_gains(flops, speed), batch)
+    return {name: dict(gflops=flops[name], images_per_s=speed[name],
+                       merging_share=(None if name == 'no merging' else
+                                      merging_share(model, batch, repeats, image_size)))
+            for name, model in models.items()}
+
+
+def speed_results(config: str, image_size: int, batch: int) -> Results:
+    """The speed table of a classifier config: images/s per variant (one record per weights
+    seed), paired with the model without merging; FLOPs, gains and shares as columns."""
+    stem = osp.splitext(osp.basename(config.split('::')[-1]))[0]
+    return Results(
+        table=f'speed_{stem}_{image_size}px', metric=f'images/s (batch {batch}, 1 thread)',
+        precision=1, baseline='no merging', compared=list(variants())[1:],
+        columns=[dict(field='gflops', header='GFLOPs', format='{:.4f}'),
+                 dict(field='flops_reduction', header='FLOPs reduction', format='{:.1%}'),
+                 dict(field='promised_gain', header='gain promised by FLOPs',
+                      format='{:+.1%}'),
+                 dict(field='measured_gain', header='measured gain', format='{:+.1%}'),
+                 dict(field='measured_over_promised', header='measured / promised',
+                      format='{:.0%}'),
+                 dict(field='matcher_share', header='matcher share of layer time',
+                      format='{:.1%}'),
+                 dict(field='merge_share', header='merging step share', format='{:.1%}')],
+        description=(
+            f'`{config}` at {image_size}×{image_size}, random weights (one record per weights '
+            f'seed; speed does not depend on them), inference, batch {batch}, one thread, the '
+            'variants interleaved, median time over the rounds. Δ: images/s minus those of '
+            'the model without merging, same seed. Gains: images/s over the unmerged '
+            "model's, minus 1; promised: its FLOPs over the variant's, minus 1. Shares: of the "
+            "transformer layers' time."))
+
+
+def add_speed_runs(results: Results, seed: int, measured: Dict[str, dict]) -> None:
+    """Add one measurement (``measure``'s output for the weights of ``seed``)."""
+    flops = {name: m['gflops'] for name, m in measured.items()}
+    speed = {name: m['images_per_s'] for name, m in measured.items()}
+    gains = relative_gains(flops, speed)
+    for name, m in measured.items():
+        extra = dict(gflops=m['gflops'])
+        if name in gains:
+            reduction, promised, gain, ratio = gains[name]
+            extra.update(flops_reduction=reduction, promised_gain=promised,
+                         measured_gain=gain, measured_over_promised=ratio,
+                         matcher_share=m['merging_share']['matcher'],
+                         merge_share=m['merging_share']['merge'])
+        results.add(name, seed, m['images_per_s'], **extra)
 
 
 def main():
@@ -183,9 +211,25 @@ def main():
     parser.add_argument('--config', default=BASE_CONFIG, help='a ViT classifier config')
     parser.add_argument('--image-size', type=int, default=32)
     parser.add_argument('--checkpoint', help='weights for the model (default: random)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0],
+                        help='random weights (and inputs) per measurement, one record each')
+    parser.add_argument('--work-dir', default='work_dirs/crossget_speed',
+                        help='where results.json goes')
+    add_recording_arguments(parser)
     args = parser.parse_args()
-    run_benchmark(args.batch, args.repeats, args.checkpoint, args.config, args.image_size,
-                  {f'r{r}': r for r in args.r})
+    torch.set_num_threads(1)
+    schedules = {f'r{r}': r for r in args.r}
+    results = speed_results(args.config, args.image_size, args.batch)
+    results.compared = list(variants(schedules))[1:]
+    results.start_run()
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        models = {name: build_classifier(merging, args.config, args.checkpoint)
+                  for name, merging in variants(schedules).items()}
+        measured = measure(models, args.batch, args.repeats, args.image_size)
+        add_speed_runs(results, seed, measured)
+        publish(results, args.work_dir, HERE, args.record, echo=False)
+    publish(results, args.work_dir, HERE, args.record)
 
 
 if __name__ == '__main__':

@@ -148,14 +148,14 @@ def classifier_results(args) -> Results:
             "seed-0 weights (benchmark.py)."))
 
 
-def add_classifier_runs(results: Results, per_seed: list, flops: dict, speed: dict,
-                        shares: dict) -> None:
-    """Add each seed's top-1 of every variant and stage, with the cost of seed 0's models on
-    the seed-0 records."""
+def add_classifier_runs(results: Results, per_seed: list, measured: dict) -> None:
+    """Add each seed's top-1 of every variant and stage, with the cost of seed 0's models
+    (``benchmark.measure``'s output) on the seed-0 records."""
     for seed, runs in enumerate(per_seed):
         for name in benchmark.variants():
-            cost = dict(gflops=flops[name], images_per_s=speed[name],
-                        merging_share=shares.get(name)) if seed == 0 else {}
+            cost = dict(gflops=measured[name]['gflops'],
+                        images_per_s=measured[name]['images_per_s'],
+                        merging_share=measured[name]['merging_share']) if seed == 0 else {}
             for stage, key in STAGES.items():
                 results.add(f'{name}, {stage}', seed, runs[name][key], **cost)
 
@@ -204,14 +204,7 @@ def main():
     checkpoint = per_seed[0]['checkpoint']
     models = {name: benchmark.build_classifier(merging, checkpoint=checkpoint)
               for name, merging in benchmark.variants().items()}
-    flops = {name: benchmark.gflops(model) for name, model in models.items()}
-    speed = benchmark.images_per_second(models, 32, args.repeats)
-    shares = {name: benchmark.merging_share(model, 32, args.repeats)
-              for name, model in models.items() if name != 'no merging'}
-
-    print('\nSpeed (benchmark.py, the seed-0 weights):')
-    benchmark.print_table(flops, speed, shares, benchmark.relative_gains(flops, speed), 32)
-    add_classifier_runs(classifier_table, per_seed, flops, speed, shares)
+    add_classifier_runs(classifier_table, per_seed, benchmark.measure(models, 32, args.repeats))
     publish(classifier_table, osp.join(args.work_dir, 'classifier'), HERE, args.record)
     if clip_per_seed:
         add_clip_runs(clip_table, clip_per_seed)
