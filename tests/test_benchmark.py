@@ -232,6 +232,27 @@ def test_overhead_figures_on_hand_made_timings():
     assert benchmark_script.versus_float32_floor(half, None) is None
 
 
+def test_recorded_table_gives_each_config_its_ratio_over_seeds_and_the_modules_run():
+    """Two seeds of one config: ratios 1.2 (180 / 150) and 1.0 (150 / 150): 1.10 ± 0.14; the
+    times are their means; the modules that ran go to the details."""
+    from mmdistill.apis.benchmark import ModuleUsage, OverheadResult
+    from mmdistill.evidence import render_details, render_table
+    benchmark_script = script_module('tools/analysis/benchmark_overhead.py',
+                                     'benchmark_overhead')
+    teacher = ModuleUsage(57, 60, 'backbone.layer4.1.conv2', {'backbone': (57, 57)})
+    student = ModuleUsage(60, 60, 'head.fc', {'backbone': (57, 57), 'head': (3, 3)})
+    table = benchmark_script.overhead_results('cost', [None], warmup=1, iters=2)
+    for seed, distill_ms in enumerate([180.0, 150.0]):
+        result = OverheadResult(100.0, 50.0, distill_ms, (2, 3, 8, 8), teacher, student)
+        benchmark_script.add_record(table, 'configs/kd/x_from_y.py', seed, result, None,
+                                    several_dtypes=False)
+    assert render_table(table).splitlines()[2] == (
+        '| x_from_y @ 2×3×8×8 | 2 | 1.10 ± 0.14 | 1.20, 1.00 | 100.0 | 50.0 | 165.0 |')
+    assert render_details(table, 'modules').splitlines()[2] == (
+        '| x_from_y @ 2×3×8×8 | 0 | teacher 57/60 to backbone.layer4.1.conv2; '
+        'student 60/60 to head.fc |')
+
+
 def test_several_teachers_are_each_counted_where_their_taps_stop(tmp_path, teacher_files):
     """Teacher ``a`` is tapped at its logits, ``b`` after its first stage: one distillation
     step runs all of ``a`` but its loss module, and only the stem and first stage of ``b``."""

@@ -3,7 +3,8 @@
     python tools/analysis/benchmark_overhead.py CONFIG[@BxHxW] [CONFIG[@BxHxW] ...]
         [--batch-size 2] [--input-size 224 224] [--warmup 5] [--iters 20] [--threads N]
         [--data synthetic|train] [--teacher-checkpoint PATH] [--cfg-options k=v ...]
-        [--teacher-dtypes float32 bfloat16 ...] [--json FILE]
+        [--teacher-dtypes float32 bfloat16 ...] [--json FILE] [--seeds 0 1 2]
+        [--record TABLE [--work-dir DIR]]
 
 For each config: the median milliseconds of (a) the student's training step alone, (b) the
 teacher's forward pass as the distiller runs it (no_grad, stopped after its deepest tap) and
@@ -18,21 +19,31 @@ teacher's floor too: ``c / f32 floor = (c / a) / (floor_f32 / a_f32)``, each run
 relative to its own student step (the same network in both runs), so that a change of machine
 load between the runs cancels out. Below 1, distillation costs less than a float32 teacher's
 floor.
+
+``--seeds`` measures each config once per seed (other random weights and inputs), so that the
+spread of a ratio on a shared machine shows. ``--record TABLE`` also saves the numbers as an
+evidence table (one record per config and seed: the ratio, the three times, the modules that
+ran; ``mmdistill.evidence``) to ``<work-dir>/results.json`` and to
+``tools/analysis/results/TABLE.json``, which a README block renders (docs/evidence.md); a second
+command recording into the same table adds its configs to it.
 """
 import argparse
 import json
+import os.path as osp
 import re
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from mmengine.config import DictAction
 
 from mmdistill.apis import benchmark_config
+from mmdistill.evidence import Results, publish
 
 SIZE_SUFFIX = re.compile(r'^(?P<config>.+)@(?P<batch>\d+)x(?P<height>\d+)x(?P<width>\d+)$')
 COLUMNS = ('config', 'input', 'teacher dtype', 'student ms', 'teacher ms', 'distill ms',
            'floor ms', 'ratio', 'overhead', 'c / f32 floor', 'teacher ran', 'student ran')
 TEACHER_DTYPES = ('float32', 'bfloat16', 'float16')
+HERE = osp.dirname(osp.abspath(__file__))
 
 
 def parse_args():
@@ -45,7 +56,8 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
     parser.add_argument('--iters', type=int, default=20, help='timed steps (median reported)')
     parser.add_argument('--threads', type=int, help='torch.set_num_threads (default: torch\'s)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0],
+                        help='measure each config once per seed (random weights and inputs)')
     parser.add_argument('--data', choices=('synthetic', 'train'), default='synthetic',
                         help="random images and labels, or the first batch of the config's "
                         'train_dataloader (its data must exist; --input-size is then unused)')
@@ -57,6 +69,11 @@ def parse_args():
                         help='time each config with its teacher in each of these precisions '
                         '(model.teacher.dtype); float32 first, to compare against its floor')
     parser.add_argument('--json', help='also write the numbers to this JSON file')
+    parser.add_argument('--record', metavar='TABLE',
+                        help='also save an evidence table to <work-dir>/results.json and '
+                        'tools/analysis/results/TABLE.json (rendered in a README)')
+    parser.add_argument('--work-dir', default='work_dirs/benchmark_overhead',
+                        help='where --record writes results.json')
     args = parser.parse_args()
     if args.teacher_checkpoint and len(args.configs) > 1:
         parser.error('--teacher-checkpoint fits one teacher: give one config with it')
@@ -98,6 +115,43 @@ def print_table(rows) -> None:
         print('  '.join(cell.ljust(w) for cell, w in zip(row, widths)))
 
 
+def overhead_results(table: str, dtypes: List[Optional[str]], warmup: int, iters: int) -> Results:
+    """The evidence table of a run: c / (a + b) per config (and teacher precision) and seed."""
+    columns = [dict(field='student_ms', header='student step a (ms)', format='{:.1f}'),
+               dict(field='teacher_ms', header='teacher forward b (ms)', format='{:.1f}'),
+               dict(field='distill_ms', header='distillation step c (ms)', format='{:.1f}')]
+    if len(dtypes) > 1:
+        columns.append(dict(field='versus_float32_floor', header='c / float32 floor',
+                            format='{:.3f}'))
+    return Results(
+        table=table, metric='c / (a + b)', precision=2, columns=columns,
+        description=(
+            f'Median milliseconds of {iters} steps after {warmup} untimed ones, random weights '
+            'and inputs (one record per seed): the student\'s own training step (a), the '
+            "teacher's forward pass as the distiller runs it (b) and the distillation step "
+            '(c); the ratio c / (a + b) is 1 when distilling costs exactly its floor. Each row '
+            'is a config at its input (batch × channels × height × width).'))
+
+
+def modules_run(usage) -> str:
+    """``'132/153 to neck.fpn_convs.4.conv'``: the leaf modules that ran, the last of them."""
+    return 'none' if usage is None else f'{usage} to {usage.last}'
+
+
+def add_record(evidence: Results, config: str, seed: int, result,
+               versus_float32: Optional[float], several_dtypes: bool) -> None:
+    """One config's measurement at ``seed``, named by the config's file name, its input and,
+    when several are timed, the teacher's precision."""
+    name = f'{osp.splitext(osp.basename(config))[0]} @ ' + '×'.join(map(str, result.input_shape))
+    if several_dtypes:
+        name += f', teacher {result.teacher_dtype}'
+    evidence.add(name, seed, result.ratio, student_ms=result.student_step_ms,
+                 teacher_ms=result.teacher_forward_ms, distill_ms=result.distill_step_ms,
+                 versus_float32_floor=versus_float32,
+                 modules=f'teacher {modules_run(result.teacher_modules)}; '
+                         f'student {modules_run(result.student_modules)}')
+
+
 def describe_modules(owner: str, usage) -> str:
     parts = ', '.join(f'{part} {ran}/{total}' for part, (ran, total) in usage.parts.items())
     return f'  {owner} ran {usage.ran}/{usage.total} leaf modules, last {usage.last} ({parts})'
@@ -110,25 +164,32 @@ def main():
     dtypes = sorted(args.teacher_dtypes, key=TEACHER_DTYPES.index) if args.teacher_dtypes \
         else [None]
     results, records = [], []
-    for spec in args.configs:
-        config, batch_size, input_size = split_config(spec, args.batch_size, args.input_size)
-        float32_result = None
-        for dtype in dtypes:
-            options = dict(args.cfg_options or {})
-            if dtype is not None:
-                options['model.teacher.dtype'] = dtype
-            result = benchmark_config(
-                config, batch_size, input_size, data=args.data, cfg_options=options or None,
-                teacher_checkpoint=args.teacher_checkpoint, warmup=args.warmup,
-                iters=args.iters, seed=args.seed)
-            if result.teacher_dtype == 'float32':
-                float32_result = result
-            versus_float32 = versus_float32_floor(result, float32_result)
-            results.append((config.split('/')[-1], result, versus_float32))
-            records.append(dict(config=config, batch_size=batch_size, data=args.data,
-                                warmup=args.warmup, iters=args.iters,
-                                threads=torch.get_num_threads(), **result.to_dict(),
-                                versus_float32_floor=versus_float32))
+    evidence = overhead_results(args.record, dtypes, args.warmup, args.iters) \
+        if args.record else None
+    for seed in args.seeds:
+        for spec in args.configs:
+            config, batch_size, input_size = split_config(spec, args.batch_size,
+                                                          args.input_size)
+            float32_result = None
+            for dtype in dtypes:
+                options = dict(args.cfg_options or {})
+                if dtype is not None:
+                    options['model.teacher.dtype'] = dtype
+                result = benchmark_config(
+                    config, batch_size, input_size, data=args.data,
+                    cfg_options=options or None, teacher_checkpoint=args.teacher_checkpoint,
+                    warmup=args.warmup, iters=args.iters, seed=seed)
+                if result.teacher_dtype == 'float32':
+                    float32_result = result
+                versus_float32 = versus_float32_floor(result, float32_result)
+                results.append((config.split('/')[-1], result, versus_float32))
+                records.append(dict(config=config, batch_size=batch_size, data=args.data,
+                                    warmup=args.warmup, iters=args.iters, seed=seed,
+                                    threads=torch.get_num_threads(), **result.to_dict(),
+                                    versus_float32_floor=versus_float32))
+                if evidence is not None:
+                    add_record(evidence, config, seed, result, versus_float32,
+                               several_dtypes=len(dtypes) > 1)
     print()
     print_table([table_row(*row) for row in results])
     for name, result, _ in results:
@@ -140,6 +201,8 @@ def main():
         with open(args.json, 'w') as f:
             json.dump(records, f, indent=2)
         print(f'numbers written to {args.json}')
+    if evidence is not None:
+        publish(evidence, args.work_dir, HERE, record=True)
 
 
 if __name__ == '__main__':
