@@ -56,3 +56,23 @@ def test_crossget_pairs_each_stage_with_the_plain_vit_of_that_stage():
     assert rows['crossget r4, fine-tuned'] == (
         '| crossget r4, fine-tuned | 2 | 90.00 ± 0.00 | 90.00, 90.00 | -1.00 ± 0.00 | -1.00, '
         '-1.00 | 0/2 | no merging, fine-tuned | 0.0300 | 102.0 |')
+
+
+def test_crossget_speed_table_gives_each_variant_its_gain_against_the_unmerged_model():
+    """GFLOPs 4 → 3 (25 % fewer, +33.3 % promised); images/s 10 → 12 at seed 0 and 10 → 13 at
+    seed 1 (+20 %, +30 %: measured / promised 60 %, 90 %, mean 75 %)."""
+    benchmark = project_script('crossget', 'benchmark')
+    results = benchmark.speed_results('mmpretrain::deit/deit-small_4xb256_in1k.py', 224, 32,
+                                      {'r8': 8})
+    assert results.table == 'speed_deit-small_4xb256_in1k_224px'
+    for seed, fast in enumerate([12.0, 13.0]):
+        benchmark.add_speed_runs(results, seed, {
+            'no merging': dict(gflops=4.0, images_per_s=10.0, merging_share=None),
+            'tome r8': dict(gflops=3.0, images_per_s=fast,
+                            merging_share=dict(matcher=0.01, merge=0.05)),
+            'crossget r8': dict(gflops=3.0, images_per_s=10.0,
+                                merging_share=dict(matcher=0.04, merge=0.1))})
+    rows = render_table(results).splitlines()
+    assert rows[3] == ('| tome r8 | 2 | 12.5 ± 0.7 | 12.0, 13.0 | +2.5 ± 0.7 | +2.0, +3.0 | 2/2 '
+                       '| 3.0000 | 25.0% | +33.3% | +25.0% | 75% | 1.0% | 5.0% |')
+    assert rows[2].endswith('| 4.0000 | – | – | – | – | – | – |')

@@ -160,13 +160,14 @@ def measure(models: Dict[str, torch.nn.Module], batch: int = 32, repeats: int = 
             for name, model in models.items()}
 
 
-def speed_results(config: str, image_size: int, batch: int) -> Results:
+def speed_results(config: str, image_size: int, batch: int,
+                  schedules: Dict[str, object] = SCHEDULES) -> Results:
     """The speed table of a classifier config: images/s per variant (one record per weights
     seed), paired with the model without merging; FLOPs, gains and shares as columns."""
     stem = osp.splitext(osp.basename(config.split('::')[-1]))[0]
     return Results(
         table=f'speed_{stem}_{image_size}px', metric=f'images/s (batch {batch}, 1 thread)',
-        precision=1, baseline='no merging', compared=list(variants())[1:],
+        precision=1, baseline='no merging', compared=list(variants(schedules))[1:],
         columns=[dict(field='gflops', header='GFLOPs', format='{:.4f}'),
                  dict(field='flops_reduction', header='FLOPs reduction', format='{:.1%}'),
                  dict(field='promised_gain', header='gain promised by FLOPs',
@@ -219,8 +220,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     schedules = {f'r{r}': r for r in args.r}
-    results = speed_results(args.config, args.image_size, args.batch)
-    results.compared = list(variants(schedules))[1:]
+    results = speed_results(args.config, args.image_size, args.batch, schedules)
     results.start_run()
     for seed in args.seeds:
         torch.manual_seed(seed)

@@ -11,8 +11,8 @@ and uniform magnitude pruning (``configs/magnitude-deit-digits.py``), each expor
 parameters, FLOPs (MACs, attention included), images/s at batch 32 (models interleaved,
 medians; seed 0's models), top-1 (mean ± std over seeds, paired per-seed differences against
 ``dense, retrained``), where the forward time goes (``forward_ms``: attention, matrix
-products, the rest, from PyTorch's profiler) and the per-layer widths UPop chose; the results go to
-``<work-dir>/results.json`` (with ``--record`` also ``results/digits.json``, see
+products, the rest, from PyTorch's profiler) and the per-layer widths UPop chose; the results
+go to ``<work-dir>/results.json`` (with ``--record`` also ``results/digits.json``, see
 docs/evidence.md).
 """
 import argparse
@@ -73,8 +73,8 @@ def train(config: str, work_dir: str, data_root: str, seed: int, **overrides) ->
 
 def add_runs(results: Results, runs: dict, cost: dict) -> None:
     """Add each model's runs (seed by seed) to ``results``, with ``cost`` (``measure``'s
-    numbers and the ``time_by_op`` split for seed 0's models; the retrained dense model costs what the dense one does) on
-    the seed-0 records."""
+    numbers and the ``time_by_op`` split for seed 0's models; the retrained dense model costs
+    what the dense one does) on the seed-0 records."""
     cost = {'dense, retrained': cost['dense'], **cost}
     for name, seeds in runs.items():
         for seed, run in enumerate(seeds):
