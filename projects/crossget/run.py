@@ -153,9 +153,7 @@ def add_classifier_runs(results: Results, per_seed: list, measured: dict) -> Non
     (``benchmark.measure``'s output) on the seed-0 records."""
     for seed, runs in enumerate(per_seed):
         for name in benchmark.variants():
-            cost = dict(gflops=measured[name]['gflops'],
-                        images_per_s=measured[name]['images_per_s'],
-                        merging_share=measured[name]['merging_share']) if seed == 0 else {}
+            cost = measured[name] if seed == 0 else {}  # gflops, images_per_s, merging_share
             for stage, key in STAGES.items():
                 results.add(f'{name}, {stage}', seed, runs[name][key], **cost)
 

@@ -45,11 +45,16 @@ def time_models(models: Dict[str, nn.Module], images: torch.Tensor, rounds: int 
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def seeded_batch(image_size: int, batch: int) -> torch.Tensor:
+    """The batch every measurement here runs on: ``batch`` random images, seed 0."""
+    torch.manual_seed(0)
+    return torch.randn(batch, 3, image_size, image_size)
+
+
 def measure(models: Dict[str, nn.Module], image_size: int = 32, batch: int = 32,
             rounds: int = 15, repeats: int = 3) -> Dict[str, dict]:
     """Parameters, MACs per image, images/s; the first model is the reference for the ratios."""
-    torch.manual_seed(0)
-    images = torch.randn(batch, 3, image_size, image_size)
+    images = seeded_batch(image_size, batch)
     seconds = time_models(models, images, rounds, repeats)
     reference = next(iter(models))
     results = {}
@@ -63,12 +68,13 @@ def measure(models: Dict[str, nn.Module], image_size: int = 32, batch: int = 32,
     return results
 
 
-def time_by_op(models: Dict[str, nn.Module], images: torch.Tensor,
+def time_by_op(models: Dict[str, nn.Module], image_size: int = 32, batch: int = 32,
                repeats: int = 20) -> Dict[str, Dict[str, float]]:
     """Milliseconds per forward pass spent in attention (``scaled_dot_product_attention``),
     in matrix products (``addmm``/``mm``/``bmm``) and in everything else, from PyTorch's
-    profiler (self time)."""
+    profiler (self time), on the same seeded batch as :func:`measure`."""
     from torch.profiler import ProfilerActivity, profile
+    images = seeded_batch(image_size, batch)
     split = {}
     with torch.no_grad():
         for name, model in models.items():
@@ -117,11 +123,9 @@ def main():
         models[name] = get_model(config, pretrained=checkpoint)
     print_table(measure(models, args.image_size, args.batch, args.rounds, args.repeats))
     if args.by_op:
-        torch.manual_seed(0)
-        images = torch.randn(args.batch, 3, args.image_size, args.image_size)
         print('\n| model | attention (ms) | matrix products (ms) | other (ms) |')
         print('| --- | --- | --- | --- |')
-        for name, parts in time_by_op(models, images).items():
+        for name, parts in time_by_op(models, args.image_size, args.batch).items():
             print(f'| {name} | {parts["attention"]:.2f} | {parts["matmul"]:.2f} | '
                   f'{parts["other"]:.2f} |')
 

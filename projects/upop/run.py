@@ -148,8 +148,7 @@ def main():
             config, checkpoint = seeds[0]['exported'][1], seeds[0]['exported'][0]
             models[name] = get_model(config, pretrained=checkpoint)
     cost = measure(models, image_size=32, batch=32)
-    torch.manual_seed(0)
-    for name, parts in time_by_op(models, torch.randn(32, 3, 32, 32)).items():
+    for name, parts in time_by_op(models, image_size=32, batch=32).items():
         cost[name]['forward_ms'] = parts
 
     add_runs(results, runs, cost)

@@ -157,6 +157,24 @@ def describe_modules(owner: str, usage) -> str:
     return f'  {owner} ran {usage.ran}/{usage.total} leaf modules, last {usage.last} ({parts})'
 
 
+def time_config(args, spec: str, seed: int, dtypes: List[Optional[str]]):
+    """Time one config at ``seed`` with its teacher in each of ``dtypes``; yield the config
+    path, its batch size, each result and that result against the float32 teacher's floor."""
+    config, batch_size, input_size = split_config(spec, args.batch_size, args.input_size)
+    float32_result = None
+    for dtype in dtypes:
+        options = dict(args.cfg_options or {})
+        if dtype is not None:
+            options['model.teacher.dtype'] = dtype
+        result = benchmark_config(
+            config, batch_size, input_size, data=args.data, cfg_options=options or None,
+            teacher_checkpoint=args.teacher_checkpoint, warmup=args.warmup,
+            iters=args.iters, seed=seed)
+        if result.teacher_dtype == 'float32':
+            float32_result = result
+        yield config, batch_size, result, versus_float32_floor(result, float32_result)
+
+
 def main():
     args = parse_args()
     if args.threads:
@@ -168,20 +186,8 @@ def main():
         if args.record else None
     for seed in args.seeds:
         for spec in args.configs:
-            config, batch_size, input_size = split_config(spec, args.batch_size,
-                                                          args.input_size)
-            float32_result = None
-            for dtype in dtypes:
-                options = dict(args.cfg_options or {})
-                if dtype is not None:
-                    options['model.teacher.dtype'] = dtype
-                result = benchmark_config(
-                    config, batch_size, input_size, data=args.data,
-                    cfg_options=options or None, teacher_checkpoint=args.teacher_checkpoint,
-                    warmup=args.warmup, iters=args.iters, seed=seed)
-                if result.teacher_dtype == 'float32':
-                    float32_result = result
-                versus_float32 = versus_float32_floor(result, float32_result)
+            for config, batch_size, result, versus_float32 in time_config(args, spec, seed,
+                                                                          dtypes):
                 results.append((config.split('/')[-1], result, versus_float32))
                 records.append(dict(config=config, batch_size=batch_size, data=args.data,
                                     warmup=args.warmup, iters=args.iters, seed=seed,
