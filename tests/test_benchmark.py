@@ -116,7 +116,7 @@ def test_train_data_gives_the_batch_the_config_pipeline_makes(tmp_path):
     write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=40)
-    config = osp.join(ROOT, 'projects', 'digits', 'configs', 'kd_resnet18_w4_from_resnet18.py')
+    config = osp.join(ROOT, 'benchmarks', 'digits', 'configs', 'kd_resnet18_w4_from_resnet18.py')
     result = benchmark_config(config, batch_size=4, data='train', warmup=1, iters=1,
                               cfg_options={'train_dataloader.dataset.data_root': root})
     # The digits pipeline crops 32x32 images; the default input_size (224, 224) is unused,
@@ -236,7 +236,7 @@ def test_recorded_table_gives_each_config_its_ratio_over_seeds_and_the_modules_r
     """Two seeds of one config: ratios 1.2 (180 / 150) and 1.0 (150 / 150): 1.10 ± 0.14; the
     times are their means; the modules that ran go to the details."""
     from mmdistill.apis.benchmark import ModuleUsage, OverheadResult
-    from mmdistill.evidence import render_details, render_table
+    from benchmarks.evidence import render_details, render_table
     benchmark_script = script_module('tools/analysis/benchmark_overhead.py',
                                      'benchmark_overhead')
     teacher = ModuleUsage(57, 60, 'backbone.layer4.1.conv2', {'backbone': (57, 57)})
@@ -256,7 +256,7 @@ def test_recorded_table_gives_each_config_its_ratio_over_seeds_and_the_modules_r
 def test_several_teachers_are_each_counted_where_their_taps_stop(tmp_path, teacher_files):
     """Teacher ``a`` is tapped at its logits, ``b`` after its first stage: one distillation
     step runs all of ``a`` but its loss module, and only the stem and first stage of ``b``."""
-    from mmdistill.testing.offline import offline_options
+    from mmdistill.apis.offline import offline_options
     config, checkpoint = teacher_files
     kd = dict(KD_ON_LOGITS, inputs=dict(student_logits='student.head.fc',
                                         teacher_logits='teachers.a.head.fc'))

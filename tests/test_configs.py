@@ -23,8 +23,8 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 
-from mmdistill.testing.offline import offline_options
-from mmdistill.testing.rtmpose import small_head
+from mmdistill.apis.offline import offline_options
+from tests.helpers.rtmpose import small_head
 from mmdistill.apis import synthetic_batch
 from mmdistill.distillers import Distiller, Tap
 from mmdistill.distillers.taps import find_submodule
@@ -37,10 +37,10 @@ CONFIGS = sorted(path for path in glob.glob(osp.join(ROOT, 'configs', '**', '*.p
                                             recursive=True)
                  if '_base_' not in osp.relpath(path, ROOT).split(osp.sep))
 # The digits project's single-teacher and teacher-free distillation configs
-# (projects/digits/configs/*; students alone and teachers left out) build and distil the same
+# (benchmarks/digits/configs/*; students alone and teachers left out) build and distil the same
 # way; the method-values table covers only configs/. Its two-teacher config is built in
 # tests/test_teacher_own_inputs_and_tap_check.py.
-DIGITS_CONFIGS = sorted(path for path in glob.glob(osp.join(ROOT, 'projects', 'digits',
+DIGITS_CONFIGS = sorted(path for path in glob.glob(osp.join(ROOT, 'benchmarks', 'digits',
                                                             'configs', '*.py'))
                         if 'distill_losses' in open(path).read() and
                         'teachers=' not in open(path).read())

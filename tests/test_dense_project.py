@@ -1,4 +1,4 @@
-"""projects/dense: its configs read the generated data through mmdet's / mmseg's own datasets
+"""benchmarks/dense: its configs read the generated data through mmdet's / mmseg's own datasets
 and pipelines, each distillation config distils on such a batch, and run.py's schedule
 scaling, loss-share bookkeeping and table are right."""
 import copy
@@ -18,14 +18,14 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 from conftest import project_script
-from mmdistill.evidence import paired_differences, summarise
-from mmdistill.testing.runner import write_teacher_checkpoint
+from benchmarks.evidence import paired_differences, summarise
+from tests.helpers.runner import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 from mmdistill.testing.shapes import scale_spread_shapes
 from mmdistill.utils import model_cfg_of
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PROJECT = osp.join(ROOT, 'projects', 'dense')
+PROJECT = osp.join(ROOT, 'benchmarks', 'dense')
 dense_run = project_script('dense')
 
 FPN_LEVELS = 5

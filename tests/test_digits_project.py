@@ -1,4 +1,4 @@
-"""projects/digits/run.py's parts: the few-shot subset, schedules stretched to any length, and
+"""benchmarks/digits/run.py's parts: the few-shot subset, schedules stretched to any length, and
 the pairing of its table's rows with their students alone."""
 import glob
 import os.path as osp
@@ -42,7 +42,7 @@ def test_schedules_stretch_to_the_epochs_asked_for():
 
 
 def test_tables_pair_each_method_with_its_own_student_alone_at_the_same_seed():
-    from mmdistill.evidence import paired_differences
+    from benchmarks.evidence import paired_differences
     assert [digits_run.table_of('few', m) for m in ('student', 'kd', 'deit_student', 'vitkd')] \
         == ['few', 'few', 'few_vit', 'few_vit']
     resnet, vit = digits_run.new_table('few'), digits_run.new_table('few_vit')

@@ -1,4 +1,4 @@
-"""mmdistill.evidence: results files, paired summaries, rendered README blocks — checked
+"""benchmarks.evidence: results files, paired summaries, rendered README blocks — checked
 against hand-computed numbers; and the repository's README blocks are what their results
 files render (so a README number is always one a run recorded)."""
 import json
@@ -11,10 +11,10 @@ import mmengine
 import pytest
 import torch
 
-from mmdistill.evidence import (Results, collect_provenance, load_results, mean_std,
+from benchmarks.evidence import (Results, collect_provenance, load_results, mean_std,
                                 paired_difference, publish, render_details, render_markdown,
                                 render_paired_table, render_table, summarise, update_blocks)
-from mmdistill.evidence.provenance import cpu_model, git_state
+from benchmarks.evidence.provenance import cpu_model, git_state
 
 from conftest import ROOT, script_module
 
@@ -262,7 +262,7 @@ def test_details_blocks_render_a_per_seed_field():
 
 
 def test_render_evidence_tool(tmp_path):
-    tool = script_module(osp.join('tools', 'render_evidence.py'), 'render_evidence')
+    tool = script_module(osp.join('benchmarks', 'render.py'), 'render_evidence')
     pose_table().save(str(tmp_path / 'results' / 't.json'))
     readme = tmp_path / 'README.md'
     readme.write_text('# T\n\n' + BLOCK.format('typed by hand\n'))
@@ -286,10 +286,10 @@ def test_render_evidence_tool(tmp_path):
 
 
 def test_repository_readmes_are_rendered_from_their_results():
-    tool = script_module(osp.join('tools', 'render_evidence.py'), 'render_evidence')
+    tool = script_module(osp.join('benchmarks', 'render.py'), 'render_evidence')
     stale = tool.render(tool.markdown_files(ROOT), ROOT, check=True)
     assert stale == [], ('README blocks differ from their results files: run '
-                         f'PYTHONPATH=. python tools/render_evidence.py ({stale})')
+                         f'python -m benchmarks.render ({stale})')
 
 
 def test_each_compared_model_may_have_its_own_baseline():

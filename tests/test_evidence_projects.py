@@ -1,8 +1,8 @@
-"""The projects' run.py scripts turn their runs into mmdistill.evidence records: checked on
+"""The projects' run.py scripts turn their runs into benchmarks.evidence records: checked on
 made-up runs against hand-computed table rows (the runs themselves take an hour each)."""
 from conftest import project_script
 
-from mmdistill.evidence import render_details, render_paired_table, render_table
+from benchmarks.evidence import render_details, render_paired_table, render_table
 
 
 def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():

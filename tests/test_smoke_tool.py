@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from mmdistill.testing.smoke import smoke_test
+from mmdistill.apis.smoke import smoke_test
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DIGITS_KD = osp.join(ROOT, 'projects', 'digits', 'configs', 'kd_resnet18_w4_from_resnet18.py')
+DIGITS_KD = osp.join(ROOT, 'benchmarks', 'digits', 'configs', 'kd_resnet18_w4_from_resnet18.py')
 HEATMAP_KD = osp.join(ROOT, 'configs', 'kd',
                       'fpd_hrnet-w32_from_hrnet-w48_8xb64-210e_coco-256x192.py')
 

@@ -162,7 +162,7 @@ def test_check_taps_names_same_size_teacher_modules_for_a_resized_teacher(tmp_pa
 
 def test_print_taps_shows_shapes_and_marks_the_taps_of_a_digits_config(capsys):
     print_taps = script_module('tools/analysis/print_taps.py', 'print_taps')
-    status = print_taps.main(['projects/digits/configs/kd_resnet18_w4_from_two_resnet18.py',
+    status = print_taps.main(['benchmarks/digits/configs/kd_resnet18_w4_from_two_resnet18.py',
                               '--input-size', '32', '32'])
     out = capsys.readouterr().out
     assert status == 0

@@ -20,7 +20,7 @@ import tempfile
 from mmengine.config import DictAction
 
 import mmdistill  # noqa: F401  (registers mmdistill's modules, fixes resume on torch>=2.6)
-from mmdistill.testing.smoke import problems, smoke_test
+from mmdistill.apis.smoke import problems, smoke_test
 
 
 def parse_args():

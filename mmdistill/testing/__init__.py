@@ -1,6 +1,5 @@
-"""Synthetic datasets (coloured shapes on noise) in each codebase's own layout, for the
-end-to-end tests, small evidence runs and ``tools/smoke_test.py``
-(:mod:`mmdistill.testing.smoke`)."""
+"""Synthetic datasets (coloured shapes on noise, stick figures) in each codebase's own layout,
+for ``tools/smoke_test.py`` (:mod:`mmdistill.apis.smoke`), the tests and the evidence runs."""
 from .classification import write_classification_dataset
 from .detection import write_coco_detection
 from .pose import write_coco_keypoints

@@ -34,7 +34,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 from mmdistill.apis.complexity import count_flops
-from mmdistill.evidence import Results, add_recording_arguments, publish
+from benchmarks.evidence import Results, add_recording_arguments, publish
 
 HERE = osp.dirname(osp.abspath(__file__))
 sys.path.insert(0, osp.dirname(osp.dirname(HERE)))  # the repository root: projects.crossget

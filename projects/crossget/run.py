@@ -3,7 +3,7 @@
     python projects/crossget/run.py [--seeds N] [--epochs N] [--finetune-epochs N]
                                     [--clip-epochs N] [--skip-clip] [--record]
 
-1. writes the digits as projects/digits does (32×32 PNGs, half train, half validation);
+1. writes the digits as benchmarks/digits does (32×32 PNGs, half train, half validation);
 2. per seed, trains the digits ViT (patch 4, 65 tokens) without merging, then for ToMe and
    CrossGET at each r schedule evaluates it off the shelf (the same weights, merging on) and
    after a short fine-tuning with merging on (the plain ViT gets the same extra epochs, as
@@ -13,13 +13,12 @@
    merging guided by the class token, and with cross guidance (cross tokens in both towers
    and the cross-token loss), and evaluates image->text top-1 among the ten prompts;
 4. runs the speed benchmark (``benchmark.py``) on the trained ViT;
-5. saves the results (``mmdistill.evidence``: ``<work-dir>/{classifier,clip}/results.json``,
+5. saves the results (``benchmarks.evidence``: ``<work-dir>/{classifier,clip}/results.json``,
    with ``--record`` also ``results/{classifier,clip}.json``; see docs/evidence.md) and prints
    them as markdown: top-1 per seed, mean ± std, and the paired per-seed differences against
    the model without merging treated the same way.
 """
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -34,13 +33,10 @@ ROOT = osp.dirname(osp.dirname(HERE))
 sys.path.insert(0, ROOT)
 CONFIGS = osp.join(HERE, 'configs')
 
-from mmdistill.evidence import Results, add_recording_arguments, publish  # noqa: E402
+from benchmarks.evidence import Results, add_recording_arguments, publish  # noqa: E402
+from benchmarks.digits import run as digits_run  # noqa: E402
 from projects.crossget import benchmark  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location(
-    'digits_run', osp.join(ROOT, 'projects', 'digits', 'run.py'))
-digits_run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(digits_run)
 
 VIT = osp.join(CONFIGS, 'vit-p4_digits.py')
 MERGING_VIT = osp.join(CONFIGS, 'crossget_vit-p4_digits.py')

@@ -20,7 +20,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmdistill.utils import build_model_in_scope, model_cfg_of
 from projects.upop.benchmark import measure, print_table
 from projects.upop.upop import find_structures
-from projects.upop.upop.structures import PrunableStructure
+from mmdistill.pruning.structures import PrunableStructure
 
 
 def load_narrowed(cfg: Config, checkpoint: str):

@@ -26,8 +26,8 @@ from mmengine.runner import Runner
 from mmpretrain import get_model
 
 import mmdistill  # noqa: F401
-from mmdistill.evidence import Results, add_recording_arguments, publish
-from projects.digits.run import write_digits
+from benchmarks.evidence import Results, add_recording_arguments, publish
+from benchmarks.digits.run import write_digits
 from projects.upop.benchmark import measure, time_by_op
 from projects.upop.upop import export_pruned
 

@@ -9,10 +9,10 @@ import sys
 import torch
 
 from conftest import project_script
-from mmdistill.testing.runner import write_teacher_checkpoint
+from tests.helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DIGITS = osp.join(ROOT, 'projects', 'digits')
+DIGITS = osp.join(ROOT, 'benchmarks', 'digits')
 KD_CONFIG = osp.join(DIGITS, 'configs', 'kd_resnet18_w4_from_resnet18.py')
 
 

@@ -36,12 +36,12 @@ from conftest import project_script
 from e2e.dist_utils import (RankProbe, free_port, load_records, run_in_processes,
                             train_in_phases)
 from mmdistill.testing import write_coco_detection, write_coco_keypoints, write_seg_dataset
-from mmdistill.testing.rtmpose import loader
-from mmdistill.testing.runner import write_teacher_checkpoint
+from tests.helpers.rtmpose import loader
+from tests.helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-PROJECTS = osp.join(ROOT, 'projects')
-DIGITS_CONFIGS = osp.join(PROJECTS, 'digits', 'configs')
+BENCHMARKS = osp.join(ROOT, 'benchmarks')
+DIGITS_CONFIGS = osp.join(BENCHMARKS, 'digits', 'configs')
 WORLD_SIZE = 2
 
 
@@ -136,7 +136,7 @@ def check_scenario(run, teacher_checkpoint: Union[str, Dict[str, str]], first_it
 
 # ------------------------------------------------------------------------------ mmpretrain
 def digits_in_two_processes(tmp_path, config: str, options: dict) -> Config:
-    """A digits config of ``projects/digits/configs`` on 32 training and 32 validation
+    """A digits config of ``benchmarks/digits/configs`` on 32 training and 32 validation
     images, two iterations an epoch in each of two processes, with ``options``."""
     write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
@@ -224,7 +224,7 @@ def test_dist_train_script_trains_in_two_cpu_processes(tmp_path):
 
 # ----------------------------------------------------------------------------------- mmdet
 def test_fgd_retinanet_in_two_processes(tmp_path):
-    dense = osp.join(PROJECTS, 'dense', 'configs')
+    dense = osp.join(BENCHMARKS, 'dense', 'configs')
     root = str(tmp_path / 'coco')
     write_coco_detection(root, num_images=12, size=(128, 128), num_classes=3, num_val=4)
     teacher = write_teacher_checkpoint(osp.join(dense, 'retinanet_r50_fpn_shapes-160.py'), {},
@@ -252,7 +252,7 @@ def test_fgd_retinanet_in_two_processes(tmp_path):
 
 # ----------------------------------------------------------------------------------- mmseg
 def test_mgd_pspnet_in_two_processes_stopping_distillation(tmp_path):
-    dense = osp.join(PROJECTS, 'dense', 'configs')
+    dense = osp.join(BENCHMARKS, 'dense', 'configs')
     root = str(tmp_path / 'shapes')
     write_seg_dataset(root, num_train=8, num_val=4, size=(64, 64), num_classes=4)
     teacher = write_teacher_checkpoint(osp.join(dense, 'pspnet_r34-d8_shapes-64x64.py'), {},
@@ -316,7 +316,7 @@ def stick_figures(tmp_path_factory):
 
 @pytest.mark.parametrize('stage', ['s1_dwpose_s-to-t', 's2_dwpose_t'])
 def test_dwpose_stage_in_two_processes(stage, stick_figures, tmp_path):
-    configs = osp.join(PROJECTS, 'dwpose', 'configs')
+    configs = osp.join(BENCHMARKS, 'dwpose', 'configs')
     cfg = Config.fromfile(osp.join(configs, f'{stage}_stick-figures-64x96.py'))
     teacher = write_teacher_checkpoint(cfg.model.teacher.config, {},
                                        str(tmp_path / 'teacher.pth'))

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from conftest import project_script
-from mmdistill.testing.runner import write_teacher_checkpoint
+from tests.helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DIGITS = osp.join(ROOT, 'projects', 'digits')
+DIGITS = osp.join(ROOT, 'benchmarks', 'digits')
 KD_CONFIG = osp.join(DIGITS, 'configs', 'kd_resnet18_w4_from_resnet18.py')
 BIN = Path(sys.executable).parent
 TREE_TRAIN = osp.join(ROOT, 'mmdistill', '.mim', 'tools', 'train.py')

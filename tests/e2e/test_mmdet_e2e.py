@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmdistill.testing.runner import (checkpoint_keys, latest_checkpoint, logged_history,
+from tests.helpers.runner import (checkpoint_keys, latest_checkpoint, logged_history,
                                       logged_loss_terms, set_in_pipeline, train,
                                       write_teacher_checkpoint)
 from mmdistill.apis import export_student

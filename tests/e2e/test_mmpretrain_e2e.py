@@ -7,11 +7,11 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from conftest import project_script
-from mmdistill.testing.runner import checkpoint_keys, latest_checkpoint, logged_loss_terms, train
+from tests.helpers.runner import checkpoint_keys, latest_checkpoint, logged_loss_terms, train
 from mmdistill.apis import export_student
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DIGITS = osp.join(ROOT, 'projects', 'digits')
+DIGITS = osp.join(ROOT, 'benchmarks', 'digits')
 KD_CONFIG = osp.join(DIGITS, 'configs', 'kd_resnet18_w4_from_resnet18.py')
 
 

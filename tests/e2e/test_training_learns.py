@@ -11,11 +11,11 @@ import os.path as osp
 from mmengine.config import Config
 
 from conftest import project_script
-from mmdistill.testing.runner import validate_before_and_after_training, write_teacher_checkpoint
+from tests.helpers.runner import validate_before_and_after_training, write_teacher_checkpoint
 from .test_mmseg_e2e import tiny_seg_kd_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DIGITS_CONFIGS = osp.join(ROOT, 'projects', 'digits', 'configs')
+DIGITS_CONFIGS = osp.join(ROOT, 'benchmarks', 'digits', 'configs')
 
 
 def test_classification_student_beats_chance_on_the_digits_it_trained_on(tmp_path):

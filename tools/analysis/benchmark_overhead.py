@@ -23,21 +23,25 @@ floor.
 ``--seeds`` measures each config once per seed (other random weights and inputs), so that the
 spread of a ratio on a shared machine shows. ``--record TABLE`` also saves the numbers as an
 evidence table (one record per config and seed: the ratio, the three times, the modules that
-ran; ``mmdistill.evidence``) to ``<work-dir>/results.json`` and to
-``tools/analysis/results/TABLE.json``, which a README block renders (docs/evidence.md); a second
+ran; ``benchmarks.evidence``) to ``<work-dir>/results.json`` and to
+``benchmarks/cost/results/TABLE.json``, which a README block renders (docs/evidence.md); a second
 command recording into the same table adds its configs to it.
 """
 import argparse
 import json
 import os.path as osp
+import sys
 import re
 from typing import List, Optional
 
 import torch
 from mmengine.config import DictAction
 
+if __package__ in (None, ''):  # run as a file: the repository's packages are importable
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
 from mmdistill.apis import benchmark_config
-from mmdistill.evidence import Results, publish
+from benchmarks.evidence import Results, publish
 
 SIZE_SUFFIX = re.compile(r'^(?P<config>.+)@(?P<batch>\d+)x(?P<height>\d+)x(?P<width>\d+)$')
 COLUMNS = ('config', 'input', 'teacher dtype', 'student ms', 'teacher ms', 'distill ms',
@@ -71,7 +75,7 @@ def parse_args():
     parser.add_argument('--json', help='also write the numbers to this JSON file')
     parser.add_argument('--record', metavar='TABLE',
                         help='also save an evidence table to <work-dir>/results.json and '
-                        'tools/analysis/results/TABLE.json (rendered in a README)')
+                        'benchmarks/cost/results/TABLE.json (rendered in a README)')
     parser.add_argument('--work-dir', default='work_dirs/benchmark_overhead',
                         help='where --record writes results.json')
     args = parser.parse_args()

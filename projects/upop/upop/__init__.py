@@ -2,16 +2,17 @@
 
 Configs bring it in with ``custom_imports = dict(imports=['projects.upop.upop'])`` (run from
 the repository root, or with it on ``PYTHONPATH``); importing it registers, in mmdistill's
-registries (children of MMEngine's): ``UPopHook``, ``UniformMagnitudePruningHook`` and
-``UPopPrunedBackbone``.
+registries (children of MMEngine's): ``UPopHook`` and ``UniformMagnitudePruningHook``. What a
+pruned model needs to load (its prunable structures and ``UPopPrunedBackbone``) lives in the
+installed package, :mod:`mmdistill.pruning`, so that an exported model loads without this
+project.
 """
-from .attention import HeadPrunableSelfAttention
+from mmdistill.pruning import (AttentionHeadDims, HeadPrunableSelfAttention, MLPHiddenUnits,
+                               TextAttentionHeadDims, TextMLPHiddenUnits, UPopPrunedBackbone,
+                               find_structures, shrink_attention)
 from .export import export_pruned, pruned_model_config
 from .hooks import StructuredPruningHook, UniformMagnitudePruningHook, UPopHook
-from .pruned_backbone import UPopPrunedBackbone
 from .search import progressive_share, select_units
-from .structures import (AttentionHeadDims, MLPHiddenUnits, TextAttentionHeadDims,
-                         TextMLPHiddenUnits, find_structures, shrink_attention)
 
 __all__ = [
     'AttentionHeadDims', 'HeadPrunableSelfAttention', 'MLPHiddenUnits', 'StructuredPruningHook',

@@ -15,9 +15,11 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmdistill.apis.export import KEPT_META, student_config, student_state_dict
 from mmdistill.utils import build_model_in_scope, model_cfg_of
-from .structures import AttentionHeadDims, find_structures
+from mmdistill.pruning.structures import AttentionHeadDims, find_structures
 
-PROJECT_MODULE = 'projects.upop.upop'
+# What the exported config imports instead of this project: the installed module that
+# registers UPopPrunedBackbone (the pruning hooks, this project's part, are dropped).
+LOADER_MODULE = 'mmdistill.pruning'
 PRUNING_HOOKS = ('UPopHook', 'UniformMagnitudePruningHook')
 
 
@@ -78,9 +80,10 @@ def export_pruned(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str]
     plain model or of the student of an ``mmdistill.Distiller``).
 
     The config is the run's own without its pruning hooks, with the pruned widths
-    (:func:`pruned_model_config`) and ``custom_imports`` of this project (for
-    ``mmdistill.UPopPrunedBackbone``); ``mmpretrain.get_model(config, pretrained=checkpoint)``
-    and ``init_model`` load it (run from the repository root or with it on ``PYTHONPATH``).
+    (:func:`pruned_model_config`) and ``custom_imports`` of :mod:`mmdistill.pruning` (for
+    ``mmdistill.UPopPrunedBackbone``) in place of this project's;
+    ``mmpretrain.get_model(config, pretrained=checkpoint)`` and ``init_model`` load it wherever
+    mmdistill is installed.
 
     Returns:
         The paths of the checkpoint and the config.
@@ -104,8 +107,8 @@ def export_pruned(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str]
     out.custom_hooks = [h for h in out.get('custom_hooks', [])
                         if str(h.get('type', '')).split('.')[-1] not in PRUNING_HOOKS]
     imports = [m for m in out.get('custom_imports', {}).get('imports', [])
-               if m != PROJECT_MODULE]
-    out.custom_imports = dict(imports=imports + [PROJECT_MODULE], allow_failed_imports=False)
+               if m != LOADER_MODULE and not m.startswith(__package__)]
+    out.custom_imports = dict(imports=imports + [LOADER_MODULE], allow_failed_imports=False)
     out.load_from = None
     out.resume = False
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from mmdistill.registry import HOOKS
 from .search import check_budget, progressive_share, select_units
-from .structures import MASK, PrunableStructure, find_structures
+from mmdistill.pruning.structures import MASK, PrunableStructure, find_structures
 
 
 class StructuredPruningHook(Hook):

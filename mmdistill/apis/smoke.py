@@ -1,0 +1,201 @@
+"""Smoke-testing a config: a few training iterations on generated data, then validation and
+export, through MMEngine's Runner, with everything else the config says left as it is.
+
+The config's datasets are replaced, leaf by leaf (wrappers such as ``RepeatDataset``,
+``MultiImageMixDataset`` or mmpose's ``CombinedDataset`` are kept, and so is every pipeline),
+by data written with :mod:`mmdistill.testing` in the student codebase's generic format:
+
+- mmpretrain: ``CustomDataset`` (one folder per class), one coloured shape per image;
+- mmdet: ``CocoDataset``, coloured shapes with their boxes;
+- mmseg: ``BaseSegDataset``, coloured shapes with their label maps;
+- mmpose: ``CocoDataset``, stick figures with the 17 COCO body keypoints.
+
+The models keep their own class counts (the generated labels are the first few classes).
+The schedule is cut to ``iters`` iterations (one epoch of ``iters`` batches, or ``iters``
+iterations of an iteration-based loop) followed by one validation; hooks, optimizer,
+learning-rate schedulers and input sizes stay the config's.
+"""
+import copy
+import math
+import os.path as osp
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import find_latest_checkpoint
+
+from mmdistill.testing import (write_classification_dataset, write_coco_detection,
+                               write_coco_keypoints, write_seg_dataset)
+from .export import export_student
+from .offline import offline_options
+
+CODEBASES = ('mmpretrain', 'mmdet', 'mmseg', 'mmpose')
+# What a leaf dataset keeps of the config's own: how it transforms and reads its samples.
+KEPT_DATASET_KEYS = ('pipeline', 'data_mode', 'test_mode')
+LEAF_DATA_KEYS = ('data_root', 'ann_file', 'data_prefix')
+TIMING_KEYS = ('val/time', 'val/data_time')  # logged beside the metrics, not metrics
+
+
+@dataclass
+class SmokeResult:
+    """What a smoke test saw: the last logged training losses, the validation metrics, the
+    run's last checkpoint, the exported student, and whether the teacher stayed as built."""
+    losses: Dict[str, float]
+    metrics: Dict[str, float]
+    checkpoint: str
+    exported: Tuple[str, str] = ()
+    teacher_unchanged: Optional[bool] = None
+    runner: Runner = field(default=None, repr=False)
+
+
+def write_smoke_data(codebase: str, root: str, num_train: int, num_val: int,
+                     size: Tuple[int, int]) -> Dict[str, dict]:
+    """Generate a dataset for ``codebase`` under ``root``; return, per split (``train``,
+    ``val``), the fields of a leaf dataset dict that reads it, and ``ann_file`` for the
+    evaluators that need one (COCO metrics), ``None`` otherwise."""
+    if codebase == 'mmpretrain':
+        write_classification_dataset(root, num_train, num_val, size)
+        return dict(ann_file=None, **{split: dict(type='mmpretrain.CustomDataset',
+                                                  data_root=root, data_prefix=split)
+                                      for split in ('train', 'val')})
+    if codebase == 'mmdet':
+        metainfo = write_coco_detection(root, num_train + num_val, size, num_val=num_val)
+        return dict(ann_file=osp.join(root, 'annotations', 'val.json'), **{
+            split: dict(type='mmdet.CocoDataset', data_root=root, metainfo=metainfo,
+                        ann_file=f'annotations/{split}.json', data_prefix=dict(img='images/'),
+                        filter_cfg=dict(filter_empty_gt=False))
+            for split in ('train', 'val')})
+    if codebase == 'mmseg':
+        metainfo = write_seg_dataset(root, num_train, num_val, size)
+        return dict(ann_file=None, **{
+            split: dict(type='mmseg.BaseSegDataset', data_root=root, metainfo=metainfo,
+                        data_prefix=dict(img_path=f'img_dir/{split}',
+                                         seg_map_path=f'ann_dir/{split}'),
+                        img_suffix='.png', seg_map_suffix='.png')
+            for split in ('train', 'val')})
+    if codebase == 'mmpose':
+        paths = write_coco_keypoints(root, num_train + num_val, size, num_val=num_val)
+        return dict(ann_file=paths['val'], **{
+            split: dict(type='mmpose.CocoDataset', data_root=root,
+                        ann_file=f'annotations/{split}.json', data_prefix=dict(img='images/'))
+            for split in ('train', 'val')})
+    raise ValueError(f"no generated data for a '{codebase}' student (known: {CODEBASES}): "
+                     "set default_scope in the config, or smoke-test on the config's own data")
+
+
+def _replace_leaves(dataset, generated: dict):
+    """A copy of the dataset dict with every leaf dataset (one that reads files) reading the
+    generated data instead, its pipeline kept; wrappers are kept as they are."""
+    if isinstance(dataset, list):
+        return [_replace_leaves(item, generated) for item in dataset]
+    if not isinstance(dataset, dict):
+        return dataset
+    if 'pipeline' in dataset and any(key in dataset for key in LEAF_DATA_KEYS):
+        return dict(generated, **{k: copy.deepcopy(dataset[k]) for k in KEPT_DATASET_KEYS
+                                  if k in dataset})
+    return {key: _replace_leaves(value, generated) for key, value in dataset.items()}
+
+
+def _evaluators_reading(evaluator, ann_file: Optional[str]):
+    """The evaluator config(s) with ``ann_file`` pointing at the generated annotations."""
+    if isinstance(evaluator, list):
+        return [_evaluators_reading(item, ann_file) for item in evaluator]
+    if isinstance(evaluator, dict) and 'ann_file' in evaluator and ann_file is not None:
+        return dict(evaluator, ann_file=ann_file)
+    return evaluator
+
+
+def shrink_to_generated_data(cfg: Config, generated: dict, iters: int,
+                             batch_size: int) -> None:
+    """Make ``cfg`` train ``iters`` iterations on the generated data and validate once:
+    its dataloaders and evaluators are replaced (not merged into: a leaf keeps none of its
+    own file settings, such as mmpose's detected-box file), its loop, checkpoint and logging
+    intervals set."""
+
+    def loader(name: str, split: str) -> dict:
+        return dict(cfg[name], batch_size=batch_size, num_workers=0, persistent_workers=False,
+                    dataset=_replace_leaves(cfg[name]['dataset'], generated[split]))
+
+    cfg.train_dataloader = loader('train_dataloader', 'train')
+    for split in ('val', 'test'):
+        if cfg.get(f'{split}_dataloader') is not None:
+            cfg[f'{split}_dataloader'] = loader(f'{split}_dataloader', 'val')
+            cfg[f'{split}_evaluator'] = _evaluators_reading(cfg[f'{split}_evaluator'],
+                                                            generated['ann_file'])
+    by_iteration = 'max_iters' in cfg.train_cfg
+    options = {'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters} \
+        if by_iteration else {'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1}
+    if 'val_begin' in cfg.train_cfg:
+        options['train_cfg.val_begin'] = 1
+    options.update({'default_hooks.logger.interval': 1,
+                    'default_hooks.checkpoint.interval': iters if by_iteration else 1})
+    cfg.merge_from_dict(options)
+
+
+def _teacher_state(runner: Runner) -> Optional[dict]:
+    teacher = getattr(runner.model, 'teacher', None)
+    if teacher is None:
+        return None
+    return {k: v.detach().clone() for k, v in teacher.state_dict().items()}
+
+
+def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
+               image_size: Tuple[int, int] = (128, 128), offline: bool = False,
+               cfg_options: Optional[dict] = None, export: bool = True) -> SmokeResult:
+    """Train ``config`` for ``iters`` iterations on generated data in ``work_dir``, validate
+    once, and (for a distillation config) export the student.
+
+    Args:
+        config: the config file.
+        work_dir: where the data, logs, checkpoints and the export go.
+        iters: training iterations.
+        batch_size: training and validation batch size.
+        image_size: (H, W) of the generated images (pipelines resize them as they would
+            real images).
+        offline: no downloads: the teacher gets random weights, neither model loads
+            pretrained weights.
+        cfg_options: further overrides, applied first (as ``--cfg-options``).
+        export: export the student of a distillation config when done.
+    """
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    codebase = cfg.get('default_scope')
+    generated = write_smoke_data(codebase, osp.join(work_dir, 'data'), iters * batch_size,
+                                 batch_size, image_size)
+    is_distiller = 'student' in cfg.model
+    if is_distiller and offline:
+        cfg.merge_from_dict(offline_options(cfg))
+    shrink_to_generated_data(cfg, generated, iters, batch_size)
+    cfg.work_dir = work_dir
+    cfg.launcher = 'none'
+
+    runner = Runner.from_cfg(cfg)
+    before = _teacher_state(runner)
+    runner.train()
+    losses = {key[len('train/'):]: buffer.current()
+              for key, buffer in runner.message_hub.log_scalars.items()
+              if key.startswith('train/') and 'loss' in key}
+    metrics = {key[len('val/'):]: buffer.current()
+               for key, buffer in runner.message_hub.log_scalars.items()
+               if key.startswith('val/') and key not in TIMING_KEYS}
+    after = _teacher_state(runner)
+    checkpoint = find_latest_checkpoint(work_dir)
+    result = SmokeResult(losses=losses, metrics=metrics, checkpoint=checkpoint, runner=runner)
+    if before is not None:
+        result.teacher_unchanged = all(torch.equal(before[k], after[k]) for k in before)
+    if is_distiller and export:
+        run_config = osp.join(work_dir, osp.basename(config))
+        result.exported = export_student(run_config, checkpoint, osp.join(work_dir, 'export'))
+    return result
+
+
+def problems(result: SmokeResult) -> list:
+    """What is wrong in a smoke test's result: non-finite losses, a teacher that changed."""
+    found = [f'{key} is {value}' for key, value in result.losses.items()
+             if not math.isfinite(value)]
+    if result.teacher_unchanged is False:
+        found.append('the teacher changed during training')
+    return found

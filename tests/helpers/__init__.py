@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: running configs on small data, small RTMPose set-ups."""
