@@ -9,7 +9,8 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from conftest import project_script, script_module, tiny_classifier, write_config
+from benchmarks.digits.run import write_digits
+from conftest import script_module, tiny_classifier, write_config
 from mmdistill.apis import benchmark_config, benchmark_overhead, synthetic_batch
 from mmdistill.apis.benchmark import build_distiller
 from mmdistill.utils import build_model_in_scope, load_config
@@ -113,7 +114,6 @@ def test_the_teacher_checkpoint_is_replaced(tmp_path, teacher_files):
 
 
 def test_train_data_gives_the_batch_the_config_pipeline_makes(tmp_path):
-    write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=40)
     config = osp.join(ROOT, 'benchmarks', 'digits', 'configs', 'kd_resnet18_w4_from_resnet18.py')

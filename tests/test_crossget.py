@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
-from conftest import project_script
+from benchmarks.digits.run import write_digits
 from mmdistill.apis.complexity import flop_analyzer
 from tests.helpers.runner import write_teacher_checkpoint
 from projects.crossget.crossget import (ImageTextDualEncoder, apply_token_merging,
@@ -282,7 +282,7 @@ def test_dual_encoder_predicts_like_a_classifier():
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('digits'))
-    project_script('digits').write_digits(root, limit=100)
+    write_digits(root, limit=100)
     return root
 
 

@@ -17,7 +17,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
-from conftest import project_script
+from benchmarks.dense import run as dense_run
 from benchmarks.evidence import paired_differences, summarise
 from tests.helpers.runner import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_seg_dataset
@@ -26,7 +26,6 @@ from mmdistill.utils import model_cfg_of
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROJECT = osp.join(ROOT, 'benchmarks', 'dense')
-dense_run = project_script('dense')
 
 FPN_LEVELS = 5
 FGD_PARTS = ('fg', 'bg', 'attention', 'global')

@@ -6,9 +6,7 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
-from conftest import project_script
-
-digits_run = project_script('digits')
+from benchmarks.digits import run as digits_run
 
 
 def files_by_class(folder):

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from conftest import project_script
+from benchmarks.digits.run import write_digits
 from tests.helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -27,7 +27,7 @@ def run_tool(args, cwd):
 def digits_and_teacher(tmp_path):
     """40 digits (20 to train on) and an untrained teacher checkpoint of the KD config."""
     data_root = str(tmp_path / 'digits')
-    project_script('digits').write_digits(data_root, limit=40)
+    write_digits(data_root, limit=40)
     teacher = write_teacher_checkpoint(osp.join(DIGITS, 'configs', 'teacher_resnet18.py'), {},
                                        str(tmp_path / 'teacher.pth'))
     return data_root, teacher

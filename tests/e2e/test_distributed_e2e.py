@@ -32,7 +32,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conftest import project_script
+from benchmarks.digits.run import write_digits
 from e2e.dist_utils import (RankProbe, free_port, load_records, run_in_processes,
                             train_in_phases)
 from mmdistill.testing import write_coco_detection, write_coco_keypoints, write_seg_dataset
@@ -138,7 +138,6 @@ def check_scenario(run, teacher_checkpoint: Union[str, Dict[str, str]], first_it
 def digits_in_two_processes(tmp_path, config: str, options: dict) -> Config:
     """A digits config of ``benchmarks/digits/configs`` on 32 training and 32 validation
     images, two iterations an epoch in each of two processes, with ``options``."""
-    write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=64)  # 32 train, 32 val
     cfg = Config.fromfile(osp.join(DIGITS_CONFIGS, config))
@@ -195,7 +194,6 @@ def test_kd_digits_from_two_teachers_in_two_processes(tmp_path):
 def test_dist_train_script_trains_in_two_cpu_processes(tmp_path):
     """The documented recipe, as a user types it: tools/dist_train.sh CONFIG 2 starts torchrun,
     which starts tools/train.py --launcher pytorch twice; without CUDA they talk over gloo."""
-    write_digits = project_script('digits').write_digits
     root = str(tmp_path / 'digits')
     write_digits(root, limit=64)
     teacher = untrained_digits_teacher(tmp_path)

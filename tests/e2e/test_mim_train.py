@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import project_script
+from benchmarks.digits.run import write_digits
 from tests.helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -34,8 +34,6 @@ def test_mim_train_runs_a_distillation_config(tmp_path):
     with open(TREE_TRAIN) as copy, open(osp.join(ROOT, 'tools', 'train.py')) as source:
         assert copy.read() == source.read(), \
             f'{TREE_TRAIN} is older than tools/train.py: run bash tools/setup.sh again'
-    write_digits = project_script('digits').write_digits
-
     data_root = str(tmp_path / 'digits')
     write_digits(data_root, limit=60)
     teacher_ckpt = write_teacher_checkpoint(osp.join(DIGITS, 'configs', 'teacher_resnet18.py'),

@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from conftest import project_script
+from benchmarks.digits.run import write_digits
 from tests.helpers.runner import checkpoint_keys, latest_checkpoint, logged_loss_terms, train
 from mmdistill.apis import export_student
 
@@ -18,7 +18,6 @@ KD_CONFIG = osp.join(DIGITS, 'configs', 'kd_resnet18_w4_from_resnet18.py')
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
     """A small slice of scikit-learn's digits in mmpretrain's CustomDataset layout."""
-    write_digits = project_script('digits').write_digits
     root = str(tmp_path_factory.mktemp('digits'))
     write_digits(root, limit=120)
     return root

@@ -10,7 +10,7 @@ import os.path as osp
 
 from mmengine.config import Config
 
-from conftest import project_script
+from benchmarks.digits.run import write_digits
 from tests.helpers.runner import validate_before_and_after_training, write_teacher_checkpoint
 from .test_mmseg_e2e import tiny_seg_kd_config
 
@@ -23,7 +23,7 @@ def test_classification_student_beats_chance_on_the_digits_it_trained_on(tmp_pat
     (10 %); 15 epochs of KD from a random teacher (with the student's own loss) take it to
     about 27 % here."""
     root = str(tmp_path / 'digits')
-    project_script('digits').write_digits(root, limit=60)
+    write_digits(root, limit=60)
     teacher = write_teacher_checkpoint(osp.join(DIGITS_CONFIGS, 'teacher_resnet18.py'), {},
                                        str(tmp_path / 'teacher.pth'))
     epochs = 15

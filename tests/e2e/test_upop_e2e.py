@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from conftest import project_script
+from benchmarks.digits.run import write_digits
 from tests.helpers.runner import train
 from projects.upop.upop import export_pruned
 
@@ -21,7 +21,7 @@ BUDGET = 0.5
 @pytest.fixture(scope='module')
 def digits_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('digits'))
-    project_script('digits').write_digits(root, limit=40)  # 20 train, 20 val
+    write_digits(root, limit=40)  # 20 train, 20 val
     return root
 
 
