@@ -52,7 +52,8 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
         python_requires='>=3.11,<3.12',
-        packages=find_packages(exclude=('tests', 'tests.*', 'benchmarks', 'benchmarks.*', 'configs', 'tools')),
+        packages=find_packages(
+            exclude=('tests', 'tests.*', 'benchmarks', 'benchmarks.*', 'configs', 'tools')),
         include_package_data=True,
         package_data={'mmdistill': ['.mim/**/*']},
         install_requires=read_requirements('torch.txt') + [

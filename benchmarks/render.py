@@ -1,13 +1,14 @@
 """Render the evidence tables in the READMEs from the results files the runs recorded.
 
-    python -m benchmarks.render           # rewrite the blocks
-    python -m benchmarks.render --check   # exit 1 naming stale blocks
+    python benchmarks/render.py           # rewrite the blocks
+    python benchmarks/render.py --check   # exit 1 naming stale blocks
 
 A block is the text between ``<!-- evidence: <folder>/results/<table>.json -->`` and
 ``<!-- /evidence -->`` in the READMEs of the repository, ``benchmarks/`` and its folders, and
-``projects/*`` (or the files given); it becomes the table rendered from that results file by :mod:`benchmarks.evidence`, with the provenance of
-each run that produced it. ``tests/test_evidence.py`` runs the check, so a number in a README
-is always one a run recorded. How a ``run.py`` records: docs/evidence.md.
+``projects/*`` (or the files given); it becomes the table rendered from that results file by
+:mod:`benchmarks.evidence`, with the provenance of each run that produced it.
+``tests/test_evidence.py`` runs the check, so a number in a README is always one a run
+recorded. How a ``run.py`` records: docs/evidence.md.
 """
 import argparse
 import glob
@@ -57,7 +58,7 @@ def main() -> int:
     for block in stale:
         print(f'{"out of date" if args.check else "rendered"}: {block}')
     if args.check and stale:
-        print('run: python -m benchmarks.render', file=sys.stderr)
+        print('run: python benchmarks/render.py', file=sys.stderr)
         return 1
     return 0
 

@@ -19,10 +19,10 @@ from mmengine.runner import Runner
 
 from benchmarks.dense import run as dense_run
 from benchmarks.evidence import paired_differences, summarise
-from tests.helpers.runner import write_teacher_checkpoint
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 from mmdistill.testing.shapes import scale_spread_shapes
 from mmdistill.utils import model_cfg_of
+from tests.helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROJECT = osp.join(ROOT, 'benchmarks', 'dense')
@@ -103,7 +103,8 @@ def test_distillation_config_distils_on_a_batch_of_the_generated_data(config, da
     assert all(p.grad is None for p in model.teacher.parameters())
 
 
-@pytest.mark.parametrize('epochs, milestones', [(12, [8, 11]), (6, [4, 5]), (3, [2, 2]), (1, [1, 1])])
+@pytest.mark.parametrize('epochs, milestones',
+                         [(12, [8, 11]), (6, [4, 5]), (3, [2, 2]), (1, [1, 1])])
 def test_det_schedule_scales_the_1x_milestones(epochs, milestones):
     cfg = project_config('retinanet_r18_fpn_shapes-160.py')
     cfg.merge_from_dict(dense_run.det_schedule(epochs))

@@ -2,20 +2,19 @@
 against hand-computed numbers; and the repository's README blocks are what their results
 files render (so a README number is always one a run recorded)."""
 import json
-from dataclasses import replace
 import math
 import os.path as osp
 import subprocess
+from dataclasses import replace
 
 import mmengine
 import pytest
 import torch
 
 from benchmarks.evidence import (Results, collect_provenance, load_results, mean_std,
-                                paired_difference, publish, render_details, render_markdown,
-                                render_paired_table, render_table, summarise, update_blocks)
-from benchmarks.evidence.provenance import cpu_model, git_state
-
+                                 paired_difference, publish, render_details, render_markdown,
+                                 render_paired_table, render_table, summarise, update_blocks)
+from benchmarks.evidence.provenance import cpu_model, git_state, portable_argument
 from conftest import ROOT, script_module
 
 PROVENANCE = dict(commit='0123456789abcdef', dirty=False, cpu='Test CPU', cpu_count=2,
@@ -222,6 +221,20 @@ def test_provenance(tmp_path):
     assert provenance['versions']['mmengine'] == mmengine.__version__
 
 
+def test_recorded_commands_name_no_machine_path(tmp_path):
+    repository = str(tmp_path / 'checkout')
+    inside = osp.join(repository, 'benchmarks', 'digits', 'run.py')
+    assert portable_argument(inside, repository) == 'benchmarks/digits/run.py'
+    assert portable_argument('/scratch/ann/detlong', repository) == '<outside>/detlong'
+    assert portable_argument('/scratch/ann/detlong/', repository) == '<outside>/detlong'
+    assert portable_argument(f'--work-dir={repository}/work_dirs/a', repository) == \
+        '--work-dir=work_dirs/a'
+    assert portable_argument('--record', repository) == '--record'
+    assert portable_argument('work_dirs/a', repository) == 'work_dirs/a'
+    command = collect_provenance(['run.py', '--work-dir', '/scratch/ann/wd'])['command']
+    assert command == 'python run.py --work-dir <outside>/wd'
+
+
 BLOCK = '<!-- evidence: results/t.json -->\n{}<!-- /evidence -->'
 
 
@@ -289,7 +302,7 @@ def test_repository_readmes_are_rendered_from_their_results():
     tool = script_module(osp.join('benchmarks', 'render.py'), 'render_evidence')
     stale = tool.render(tool.markdown_files(ROOT), ROOT, check=True)
     assert stale == [], ('README blocks differ from their results files: run '
-                         f'python -m benchmarks.render ({stale})')
+                         f'python benchmarks/render.py ({stale})')
 
 
 def test_each_compared_model_may_have_its_own_baseline():

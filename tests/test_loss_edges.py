@@ -1,6 +1,6 @@
 """The losses at the edges of what they accept: the ends of documented ranges, token inputs,
-labels at the class count. (Mutation testing found these unchecked; see README, "Mutation
-testing".)"""
+labels at the class count. (Mutation testing found these unchecked; see
+docs/contributing.md, "Mutation testing".)"""
 import math
 
 import pytest

@@ -9,7 +9,8 @@
    writes a fixed subset of 10 training images per class;
 2. trains each teacher the methods need (ResNet-18 width 16, or a ViT of width 64) on all 898
    training images at each teacher seed and at each seed a method distils from (seeds 0 and 1
-   for ``kd_two_teachers``), reusing a teacher checkpoint the work dir already holds, then the student (ResNet-18 width 4, or a ViT of width 32) alone and with each
+   for ``kd_two_teachers``), reusing a teacher checkpoint the work dir already holds, then the
+   student (ResNet-18 width 4, or a ViT of width 32) alone and with each
    distillation method asked for, at each seed, distilling from the seed-0 teacher (or from the
    seed-0 and seed-1 teachers at once), each with
    MMEngine's Runner and the configs in ``configs/``;
@@ -108,7 +109,8 @@ TABLES = {
     '898 training images for only 10 epochs, alone and with each method' + _RESNET_TEACHER +
     '; top-1 on the 899 validation images (one image is 0.11 points), each method paired with '
     'the student alone at the same seed.',
-    'full': 'The quick example at 30 epochs: the student ResNet-18 width 4 (45 k parameters) trained on all '
+    'full': 'The quick example at 30 epochs: the student ResNet-18 width 4 (45 k parameters) '
+    'trained on all '
     '898 training images, alone and with each method' + _RESNET_TEACHER + _TWO_TEACHERS +
     '; top-1 on the 899 validation images (one image is 0.11 points), each method paired with '
     'the student alone at the same seed.',

@@ -18,7 +18,7 @@ def add_recording_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--record', action='store_true',
         help='also write the results to <folder>/results/<table>.json, the committed '
-        'file the README renders (python -m benchmarks.render); records of other (model, seed) '
+        'file the README renders (benchmarks/render.py); records of other (model, seed) '
         'pairs already there are kept')
 
 
@@ -42,5 +42,5 @@ def publish(results: Results, work_dir: str, project_dir: Optional[str] = None,
     if echo:
         print('\n' + render_markdown(saved, source=osp.join(work_dir, 'results.json')))
         if record:
-            print(f'\nrecorded in {path}: run python -m benchmarks.render to update the READMEs')
+            print(f'\nrecorded in {path}: run python benchmarks/render.py to update the READMEs')
     return saved

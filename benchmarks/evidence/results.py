@@ -35,9 +35,9 @@ class Results:
     paired with (``compared`` may instead map each model to its own baseline), ``columns``
     extra fields shown as columns (``{'field', 'header', 'format'}``, the mean over the seeds
     that have the field), ``also_paired`` further ``[model, baseline]`` pairs shown in a
-    table of their own (stage 2 against stage 1, say), ``notes`` text shown under the table. ``runs`` maps a run's key to
-    its provenance; records added after :meth:`start_run` point at it, so records merged from
-    several runs keep their own.
+    table of their own (stage 2 against stage 1, say), ``notes`` text shown under the table.
+    ``runs`` maps a run's key to its provenance; records added after :meth:`start_run` point
+    at it, so records merged from several runs keep their own.
     """
     table: str
     metric: str

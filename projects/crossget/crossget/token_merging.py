@@ -10,8 +10,8 @@ tower), applied to a built model without editing mmpretrain.
   ``log(size)`` to the logits and to record the keys and the guide token's query;
 - with ``cross_token=True`` a cross token, learnable per layer (zeros), is appended.
 
-The state dict keeps mmpretrain's keys (plus ``layers.i.cross_token`` when enabled), so checkpoints of
-the plain model load into the merging one and back.
+The state dict keeps mmpretrain's keys (plus ``layers.i.cross_token`` when enabled), so
+checkpoints of the plain model load into the merging one and back.
 """
 from typing import List, Optional, Sequence, Union
 
