@@ -18,7 +18,7 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
 from benchmarks.dense import run as dense_run
-from benchmarks.evidence import paired_differences, summarise
+from benchmarks.evidence import paired_differences, summarise, training
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 from mmdistill.testing.shapes import scale_spread_shapes
 from mmdistill.utils import model_cfg_of
@@ -264,7 +264,7 @@ def test_a_cached_run_is_read_from_another_spelling_of_its_work_dir(tmp_path, mo
     cached = dict(metric=87.5, fingerprint=_stamp(seg, seg.teacher, 'elsewhere/w'),
                   checkpoint='elsewhere/w/run_seed0/iter_400.pth')
     (root / 'run_seed0' / 'result.json').write_text(json.dumps(cached))
-    monkeypatch.delattr(dense_run, 'Runner')  # reading must not build a runner
+    monkeypatch.delattr(training, 'Runner')  # reading must not build a runner
     result = dense_run.train(seg, seg.teacher, str(root / 'run_seed0'), str(root / 'data'), 24,
                              0)
     assert result['metric'] == 87.5

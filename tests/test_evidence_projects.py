@@ -7,7 +7,7 @@ from benchmarks.evidence import render_details, render_paired_table, render_tabl
 
 def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
     upop_run = project_script('upop')
-    runs = {name: [dict(top1=top1, seconds=10.0 * (seed + 1), widths=f'{name} {seed}')
+    runs = {name: [dict(metric=top1, seconds=10.0 * (seed + 1), widths=f'{name} {seed}')
                    for seed, top1 in enumerate(values)]
             for name, values in {'dense': [90.0, 80.0], 'dense, retrained': [92.0, 84.0],
                                  'upop p=0.5': [91.0, 86.0],

@@ -31,13 +31,11 @@ command.
 With CI=true the default schedule is a quarter as long (a smoke run, never skipped).
 """
 import argparse
-import hashlib
 import json
 import os
 import os.path as osp
 import shutil
 import sys
-import time
 from typing import Callable, Dict, List, NamedTuple, Optional
 
 import numpy as np
@@ -51,8 +49,8 @@ if __package__ in (None, ''):  # run as a file: the repository's packages are im
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import mmdistill  # noqa: F401
-from benchmarks.evidence import (Results, add_recording_arguments, collect_provenance,
-                                publish, render_details)
+from benchmarks.evidence import (Results, add_recording_arguments, publish, render_details,
+                                 run_fingerprint, train_and_validate)
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -282,7 +280,6 @@ def run_config(task: Task, config: str, work_dir: str, data_root: str, length: i
     cfg.merge_from_dict({
         **task.data_overrides(data_root),
         **task.schedule_overrides(length),
-        'train_cfg.val_begin': length + 1,  # no validation inside train(): timed apart
         'randomness.seed': seed,
         **({'model.teacher.checkpoint': teacher['checkpoint']} if teacher else {}),
         **overrides,
@@ -296,52 +293,30 @@ def fingerprint(cfg: Config, task: Task, data_root: str, teacher: Optional[dict]
     dir, the data root and the teacher checkpoint as spelt in the config, this checkout's
     config directory), so that a cache is found from another checkout and another spelling of
     ``--work-dir``."""
-    text = json.dumps(cfg.to_dict(), sort_keys=True, default=repr)  # no line wrapping
     places = {**({teacher['checkpoint']: '<teacher checkpoint>'} if teacher else {}),
               cfg.work_dir: '<work dir>', data_root: '<data root>', CONFIGS: '<configs>'}
-    for path, placeholder in places.items():  # the teacher checkpoint first: the longest
-        text = text.replace(path, placeholder)
-    text += json.dumps(task.data_arguments, sort_keys=True)
-    text += teacher['fingerprint'] if teacher else ''
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return run_fingerprint(cfg, places, [json.dumps(task.data_arguments, sort_keys=True),
+                                         teacher['fingerprint'] if teacher else ''])
 
 
 def train(task: Task, config: str, work_dir: str, data_root: str, length: int, seed: int,
           teacher: Optional[dict] = None, **overrides) -> dict:
-    """Train ``config`` with MMEngine's Runner (distilling from ``teacher``'s checkpoint when
-    given), then validate once; return the metric, timings, the distillation share of the
-    loss, the loss profile and the final checkpoint. A run already made with the same
-    fingerprint is read from its ``result.json`` instead."""
+    """Train ``config`` (distilling from ``teacher``'s checkpoint when given) and validate once
+    (:func:`~benchmarks.evidence.train_and_validate`, which reads a run already made with the
+    same fingerprint from its ``result.json``); return the metric, timings, the distillation
+    share of the loss, the loss profile and the final checkpoint."""
     cfg = run_config(task, config, work_dir, data_root, length, seed, teacher, **overrides)
-    stamp = fingerprint(cfg, task, data_root, teacher)
-    result_file = osp.join(work_dir, 'result.json')
-    if osp.exists(result_file):
-        with open(result_file) as f:
-            result = json.load(f)
-        if result['fingerprint'] == stamp:
-            print(f'(read from {result_file})', flush=True)
-            # the checkpoint as this command spells the work dir (it may have been another)
-            return dict(result, checkpoint=osp.join(work_dir,
-                                                    osp.basename(result['checkpoint'])))
-    provenance = collect_provenance()
-    runner = Runner.from_cfg(cfg)
-    start = time.perf_counter()
-    runner.train()
-    seconds = time.perf_counter() - start
-    metrics = runner.val_loop.run()
-    if not metrics and task.metric.startswith('coco/'):
-        metrics = {task.metric: 0.0}  # CocoMetric returns nothing when no box passes score_thr
     losses = list(cfg.model.get('distill_losses') or {})
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
-    result = dict(config=config, seed=seed, fingerprint=stamp, provenance=provenance,
-                  metric=float(metrics[task.metric]), seconds=seconds,
-                  ms_per_iter=1000 * seconds / runner.iter,
-                  share=distill_share(runner, losses) if losses else 0.0,
-                  profile=loss_profile(runner, task, losses), checkpoint=checkpoint)
-    with open(result_file, 'w') as f:
-        json.dump(result, f, indent=1)
-    return result
+
+    def summarise(runner: Runner) -> dict:
+        return dict(config=config, seed=seed,
+                    share=distill_share(runner, losses) if losses else 0.0,
+                    profile=loss_profile(runner, task, losses))
+
+    return train_and_validate(
+        cfg, task.metric, fingerprint(cfg, task, data_root, teacher), summarise,
+        # mmdet's CocoMetric returns nothing when no box passes its score threshold
+        missing_metric=0.0 if task.metric.startswith('coco/') else None)
 
 
 # -------------------------------------------------------------------------------- tables

@@ -9,11 +9,11 @@
    writes a fixed subset of 10 training images per class;
 2. trains each teacher the methods need (ResNet-18 width 16, or a ViT of width 64) on all 898
    training images at each teacher seed and at each seed a method distils from (seeds 0 and 1
-   for ``kd_two_teachers``), reusing a teacher checkpoint the work dir already holds, then the
-   student (ResNet-18 width 4, or a ViT of width 32) alone and with each
-   distillation method asked for, at each seed, distilling from the seed-0 teacher (or from the
-   seed-0 and seed-1 teachers at once), each with
-   MMEngine's Runner and the configs in ``configs/``;
+   for ``kd_two_teachers``), then the student (ResNet-18 width 4, or a ViT of width 32) alone
+   and with each distillation method asked for, at each seed, distilling from the seed-0
+   teacher (or from the seed-0 and seed-1 teachers at once), each with MMEngine's Runner and
+   the configs in ``configs/`` (``benchmarks.evidence.train_and_validate``: a run the work dir
+   already holds, with the same fingerprint, is read instead of trained again);
 3. saves every run with its provenance (``benchmarks.evidence``) to
    ``<work-dir>/<table>/results.json`` (with ``--record`` also to the committed
    ``benchmarks/digits/results/<table>.json`` that the README renders): tables ``teachers``,
@@ -31,19 +31,18 @@ import os
 import os.path as osp
 import shutil
 import sys
-import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 if __package__ in (None, ''):  # run as a file: the repository's packages are importable
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import mmdistill  # noqa: F401
-from benchmarks.evidence import Results, add_recording_arguments, publish
+from benchmarks.evidence import (Results, add_recording_arguments, publish, run_fingerprint,
+                                 train_and_validate)
 
 HERE = osp.dirname(osp.abspath(__file__))
 CONFIGS = osp.join(HERE, 'configs')
@@ -180,8 +179,11 @@ def schedule_overrides(cfg: Config, epochs: int) -> dict:
 
 
 def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
-          **overrides) -> dict:
-    """Train ``config`` with MMEngine's Runner, then validate; return accuracy and timings."""
+          teachers: Sequence[dict] = (), retrain: bool = False, **overrides) -> dict:
+    """Train ``config`` for ``epochs`` and validate once with
+    :func:`~benchmarks.evidence.train_and_validate` (a run of the same fingerprint is read from
+    its work dir unless ``retrain``); ``teachers`` are the runs of the teachers whose
+    checkpoints ``overrides`` give it. Returns top-1 (``metric``), timings and the checkpoint."""
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
@@ -189,20 +191,15 @@ def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
         'val_dataloader.dataset.data_root': data_root,
         'test_dataloader.dataset.data_root': data_root,
         'train_cfg.max_epochs': epochs,
-        'train_cfg.val_interval': epochs,
         'default_hooks.checkpoint.interval': epochs,
         'randomness.seed': seed,
         **schedule_overrides(cfg, epochs),
         **overrides,
     })
-    runner = Runner.from_cfg(cfg)
-    start = time.perf_counter()
-    runner.train()
-    seconds = time.perf_counter() - start
-    metrics = runner.val_loop.run()
-    return dict(top1=metrics['accuracy/top1'], seconds=seconds,
-                ms_per_iter=1000 * seconds / runner.iter,
-                checkpoint=osp.join(work_dir, f'epoch_{epochs}.pth'))
+    places = {work_dir: '<work dir>', data_root: '<data root>', CONFIGS: '<configs>',
+              **{run['checkpoint']: f'<teacher {i}>' for i, run in enumerate(teachers)}}
+    stamp = run_fingerprint(cfg, places, [run['fingerprint'] for run in teachers])
+    return train_and_validate(cfg, 'accuracy/top1', stamp, retrain=retrain)
 
 
 def table_of(setup: str, method: str) -> str:
@@ -283,35 +280,35 @@ def main():
 
     def record(table: str, model: str, seed: int, run: dict, **extra) -> None:
         results = tables[table]
-        results.add(model, seed, run['top1'], train_seconds=run['seconds'],
+        results.add(model, seed, run['metric'], train_seconds=run['seconds'],
                     ms_per_iter=run['ms_per_iter'], **extra)
         publish(results, osp.join(args.work_dir, table), HERE, args.record, echo=False)
 
-    teachers = {}  # (architecture, seed) -> checkpoint
+    teachers = {}  # (architecture, seed) -> the teacher's run
     for name, seeds in teachers_to_train(args.methods, args.teacher_seeds).items():
         teacher_epochs = TEACHER_EPOCHS[name] or full_epochs
         for seed in seeds:
             work_dir = osp.join(args.work_dir, TEACHER_DIRS[name] + ('' if seed == 0 else
                                                                      f'_seed{seed}'))
-            checkpoint = osp.join(work_dir, f'epoch_{teacher_epochs}.pth')
             print(f'\n===== the teacher ({TEACHERS[name]}, seed {seed}, {teacher_epochs} '
                   'epochs, all training images) =====', flush=True)
-            if osp.isfile(checkpoint) and not args.retrain_teachers:
-                print(f'(reusing {checkpoint})')
-            else:
-                run = train(TEACHERS[name], work_dir, data_root, teacher_epochs, seed)
+            run = train(TEACHERS[name], work_dir, data_root, teacher_epochs, seed,
+                        retrain=args.retrain_teachers)
+            if not run['cached']:  # a teacher read from its work dir was recorded when trained
                 record('teachers', f'teacher_{name}', seed, run, epochs=teacher_epochs)
-            teachers[name, seed] = checkpoint
+            teachers[name, seed] = run
 
     for method in args.methods:
+        checkpoints = teacher_checkpoint_overrides(
+            method, {key: run['checkpoint'] for key, run in teachers.items()})
+        used = [run for run in teachers.values() if run['checkpoint'] in checkpoints.values()]
         overrides = {'train_dataloader.dataset.data_prefix': setup['train_prefix'],
-                     **OPTIONS.get(method, {})}
-        overrides.update(teacher_checkpoint_overrides(method, teachers))
+                     **OPTIONS.get(method, {}), **checkpoints}
         for seed in args.seeds:
             print(f'\n===== training the student: {method} ({METHODS[method]}, seed {seed}, '
                   f'{epochs} epochs, set-up {args.setup}) =====', flush=True)
             work_dir = osp.join(args.work_dir, f'{args.setup}_{method}_seed{seed}')
-            run = train(METHODS[method], work_dir, data_root, epochs, seed, **overrides)
+            run = train(METHODS[method], work_dir, data_root, epochs, seed, used, **overrides)
             record(table_of(args.setup, method), method, seed, run, epochs=epochs)
 
     for results in tables.values():

@@ -22,18 +22,18 @@ import argparse
 import os
 import os.path as osp
 import sys
+from typing import Optional
 
-import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
 if __package__ in (None, ''):  # run as a file: the repository's packages are importable
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import mmdistill  # noqa: F401
 from mmdistill.apis import export_student
-from benchmarks.evidence import Results, add_recording_arguments, publish
+from benchmarks.evidence import (Results, add_recording_arguments, file_fingerprint, publish,
+                                 run_fingerprint, train_and_validate)
 from mmdistill.testing import write_coco_keypoints
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -59,39 +59,33 @@ def schedule(cfg: Config, epochs: int) -> dict:
 
 
 def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
-          **overrides) -> dict:
-    """Train ``config`` for ``epochs`` with MMEngine's Runner, validating after the last
-    epoch; return COCO AP, the training time (the sum of the iteration times that
-    ``IterTimerHook`` measures, data loading included, validation and checkpoints not), the
-    mean time per iteration (the first, warm-up one left out) and the checkpoint."""
+          teacher: Optional[dict] = None, **overrides) -> dict:
+    """Train ``config`` for ``epochs`` (distilling from ``teacher``: a run's ``checkpoint`` and
+    ``fingerprint``) and validate once with :func:`~benchmarks.evidence.train_and_validate` (a
+    run of the same fingerprint is read from its work dir); return COCO AP (``metric``),
+    timings and the checkpoint."""
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
         **schedule(cfg, epochs),
-        'train_cfg.val_interval': epochs,
         'default_hooks.checkpoint.interval': epochs,
         'train_dataloader.dataset.data_root': data_root,
         'val_dataloader.dataset.data_root': data_root,
         'test_dataloader.dataset.data_root': data_root,
         'val_evaluator.ann_file': osp.join(data_root, 'annotations', 'val.json'),
         'randomness.seed': seed,
+        **({'model.teacher.checkpoint': teacher['checkpoint']} if teacher else {}),
         **overrides,
     })
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    iter_times = runner.message_hub.get_scalar('train/time').data[0]
-    max_epochs = cfg.train_cfg.max_epochs
-    return dict(ap=runner.message_hub.get_scalar('val/coco/AP').current(),
-                seconds=float(np.sum(iter_times)),
-                ms_per_iter=1000 * float(np.mean(iter_times[1:] if len(iter_times) > 1
-                                                 else iter_times)),
-                checkpoint=osp.join(work_dir, f'epoch_{max_epochs}.pth'),
-                config=osp.join(work_dir, config))
+    places = {work_dir: '<work dir>', data_root: '<data root>', CONFIGS: '<configs>',
+              **({teacher['checkpoint']: '<teacher checkpoint>'} if teacher else {})}
+    stamp = run_fingerprint(cfg, places, [teacher['fingerprint']] if teacher else [])
+    return train_and_validate(cfg, 'coco/AP', stamp)
 
 
 def add(results: Results, model: str, seed: int, run: dict, **extra) -> None:
     """Add one training run of ``train`` to ``results``."""
-    results.add(model, seed, run['ap'], train_seconds=run['seconds'],
+    results.add(model, seed, run['metric'], train_seconds=run['seconds'],
                 ms_per_iter=run['ms_per_iter'], **extra)
 
 
@@ -131,23 +125,27 @@ def main():
             f'stage 2 {stage2_epochs} more on top of stage 1); stage 1 distils from the '
             f'seed-{args.teacher_seeds[0]} teacher. Stage-2 row: AP after stage 2, time of '
             'stage 2 alone. Δ: the row minus the student alone at the same seed (second table: '
-            'stage 2 against the stage-1 model it starts from). Train time: the sum '
-            'of the iteration times (validation and checkpoints left out).'))
+            'stage 2 against the stage-1 model it starts from). Train time: the wall time of '
+            'training, checkpoints included, validation left out (records made before '
+            '2026-12-06: the sum of the iteration times, checkpoints left out too).'))
     results.start_run()
 
     data_root = osp.join(args.work_dir, 'data')
     if not osp.isfile(osp.join(data_root, 'annotations', 'val.json')):
         write_coco_keypoints(data_root, num_images=NUM_IMAGES, num_val=NUM_VAL,
                              size=IMAGE_SIZE, seed=0)
-    teacher_checkpoint = args.teacher_checkpoint
-    if teacher_checkpoint is None:
+    teacher = None  # the run (checkpoint, fingerprint) the students distil from
+    if args.teacher_checkpoint:
+        teacher = dict(checkpoint=args.teacher_checkpoint,
+                       fingerprint=file_fingerprint(args.teacher_checkpoint))
+    else:
         for seed in args.teacher_seeds:
             print(f'\n===== teacher ({TEACHER}, {teacher_epochs} epochs, seed {seed}) =====',
                   flush=True)
-            teacher = train(TEACHER, osp.join(args.work_dir, f'teacher_seed{seed}'), data_root,
-                            teacher_epochs, seed)
-            add(results, TEACHER_ROW, seed, teacher, epochs=teacher_epochs)
-            teacher_checkpoint = teacher_checkpoint or teacher['checkpoint']
+            run = train(TEACHER, osp.join(args.work_dir, f'teacher_seed{seed}'), data_root,
+                        teacher_epochs, seed)
+            add(results, TEACHER_ROW, seed, run, epochs=teacher_epochs)
+            teacher = teacher or run
             publish(results, args.work_dir, HERE, args.record, echo=False)
     for seed in args.seeds:
         print(f'\n===== student alone ({STUDENT}, seed {seed}) =====', flush=True)
@@ -156,20 +154,22 @@ def main():
             seed), epochs=args.epochs)
         print(f'\n===== stage 1 ({STAGE1}, seed {seed}) =====', flush=True)
         work_dir = osp.join(args.work_dir, f's1_seed{seed}')
-        stage1 = train(STAGE1, work_dir, data_root, args.epochs, seed,
-                       **{'model.teacher.checkpoint': teacher_checkpoint})
-        add(results, STAGE1_ROW, seed, stage1, epochs=args.epochs, teacher=teacher_checkpoint)
-        exported, _ = export_student(stage1['config'], stage1['checkpoint'],
+        stage1 = train(STAGE1, work_dir, data_root, args.epochs, seed, teacher)
+        add(results, STAGE1_ROW, seed, stage1, epochs=args.epochs,
+            teacher=teacher['checkpoint'])
+        exported, _ = export_student(osp.join(work_dir, STAGE1), stage1['checkpoint'],
                                      osp.join(work_dir, 'export'))
         print(f'\n===== stage 2 ({STAGE2}, seed {seed}, {stage2_epochs} epochs) =====',
               flush=True)
         # Stage 2 keeps the student's schedule (epochs) cut short to stage2_epochs, as
         # DWPose's stage-2 configs do.
+        # The stage-1 student is stage 2's teacher: its export stands for the stage-1 run.
+        stage1_student = dict(checkpoint=exported, fingerprint=stage1['fingerprint'])
         add(results, STAGE2_ROW, seed, train(
             STAGE2, osp.join(args.work_dir, f's2_seed{seed}'), data_root, args.epochs, seed,
-            **{'model.teacher.checkpoint': exported, 'train_cfg.max_epochs': stage2_epochs,
-               'train_cfg.val_interval': stage2_epochs,
-               'default_hooks.checkpoint.interval': stage2_epochs}), epochs=stage2_epochs)
+            stage1_student, **{'train_cfg.max_epochs': stage2_epochs,
+                               'default_hooks.checkpoint.interval': stage2_epochs}),
+            epochs=stage2_epochs)
         # saved after every seed, so an interrupted run keeps what it finished
         publish(results, args.work_dir, HERE, args.record, echo=False)
     publish(results, args.work_dir, HERE, args.record)

@@ -16,9 +16,8 @@ go to ``<work-dir>/results.json`` (with ``--record`` also ``results/digits.json`
 docs/evidence.md).
 """
 import argparse
-import json
 import os.path as osp
-import time
+from typing import Optional
 
 import torch
 from mmengine.config import Config
@@ -26,7 +25,8 @@ from mmengine.runner import Runner
 from mmpretrain import get_model
 
 import mmdistill  # noqa: F401
-from benchmarks.evidence import Results, add_recording_arguments, publish
+from benchmarks.evidence import (Results, add_recording_arguments, publish, run_fingerprint,
+                                 train_and_validate)
 from benchmarks.digits.run import write_digits
 from projects.upop.benchmark import measure, time_by_op
 from projects.upop.upop import export_pruned
@@ -39,14 +39,12 @@ CONFIGS = {
 }
 
 
-def train(config: str, work_dir: str, data_root: str, seed: int, **overrides) -> dict:
-    """Train with MMEngine's Runner, validate; return top-1, time and the last checkpoint.
-
-    A finished run leaves ``result.json`` in its work dir and is not trained again."""
-    done = osp.join(work_dir, 'result.json')
-    if osp.isfile(done):
-        with open(done) as f:
-            return json.load(f)
+def train(config: str, work_dir: str, data_root: str, seed: int,
+          start_from: Optional[dict] = None, **overrides) -> dict:
+    """Train (from ``start_from``'s checkpoint: a run's ``checkpoint`` and ``fingerprint``) and
+    validate once with :func:`~benchmarks.evidence.train_and_validate` (a run of the same
+    fingerprint is read from its work dir); return top-1 (``metric``), time, the checkpoint,
+    the run's config and the per-layer widths it pruned to."""
     cfg = Config.fromfile(osp.join(HERE, 'configs', config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
@@ -54,21 +52,19 @@ def train(config: str, work_dir: str, data_root: str, seed: int, **overrides) ->
         'val_dataloader.dataset.data_root': data_root,
         'test_dataloader.dataset.data_root': data_root,
         'randomness.seed': seed,
+        **({'load_from': start_from['checkpoint']} if start_from else {}),
         **overrides,
     })
-    runner = Runner.from_cfg(cfg)
-    start = time.perf_counter()
-    runner.train()
-    seconds = time.perf_counter() - start
-    top1 = runner.val_loop.run()['accuracy/top1']
-    checkpoint = osp.join(work_dir, f'epoch_{cfg.train_cfg.max_epochs}.pth')
-    widths = next((h.describe_widths() for h in runner.hooks if hasattr(h, 'describe_widths')),
-                  '')
-    result = dict(top1=top1, seconds=seconds, checkpoint=checkpoint,
-                  config=osp.join(HERE, 'configs', config), widths=widths)
-    with open(done, 'w') as f:
-        json.dump(result, f)
-    return result
+    places = {work_dir: '<work dir>', data_root: '<data root>', HERE: '<project>',
+              **({start_from['checkpoint']: '<start>'} if start_from else {})}
+    stamp = run_fingerprint(cfg, places, [start_from['fingerprint']] if start_from else [])
+
+    def widths(runner: Runner) -> dict:
+        return dict(widths=next((h.describe_widths() for h in runner.hooks
+                                 if hasattr(h, 'describe_widths')), ''))
+
+    return dict(train_and_validate(cfg, 'accuracy/top1', stamp, widths),
+                config=osp.join(HERE, 'configs', config))
 
 
 def add_runs(results: Results, runs: dict, cost: dict) -> None:
@@ -79,7 +75,7 @@ def add_runs(results: Results, runs: dict, cost: dict) -> None:
     for name, seeds in runs.items():
         for seed, run in enumerate(seeds):
             c = cost[name] if seed == 0 else {}
-            results.add(name, seed, run['top1'], train_seconds=run['seconds'],
+            results.add(name, seed, run['metric'], train_seconds=run['seconds'],
                         widths=run['widths'], params=c.get('params'),
                         mmacs=c['flops'] / 1e6 if c else None,
                         images_per_s=c.get('images_per_s'), speedup=c.get('speedup'),
@@ -103,7 +99,8 @@ def digits_results(budgets) -> Results:
             'Digits 32×32 (898 train / 899 val), small DeiT (patch 4, 4 layers, 64 dims, 4 '
             'heads, MLP 256). Δ: the row minus the dense model retrained as long (same seed). '
             'Params, MACs, images/s (one thread, batch 32, models interleaved, medians), '
-            "speed-up and FLOPs reduction: seed 0's models. Train time: the whole run."))
+            "speed-up and FLOPs reduction: seed 0's models. Train time: the wall time of "
+            'training, validation left out (records made before 2026-12-06: the whole run).'))
 
 
 def main():
@@ -128,13 +125,12 @@ def main():
         # control: the dense model trained as long again as the pruned ones, same schedule
         runs.setdefault('dense, retrained', []).append(
             train(CONFIGS['upop'], osp.join(args.work_dir, f'dense-retrained_seed{seed}'),
-                  data_root, seed, load_from=dense['checkpoint'], custom_hooks=[]))
+                  data_root, seed, dense, custom_hooks=[]))
         for budget in args.budgets:
             for method in ('upop', 'magnitude'):
                 name = f'{method} p={budget}'
                 work_dir = osp.join(args.work_dir, f'{method}_p{budget}_seed{seed}')
-                run = train(CONFIGS[method], work_dir, data_root, seed,
-                            load_from=dense['checkpoint'],
+                run = train(CONFIGS[method], work_dir, data_root, seed, dense,
                             **{'custom_hooks.0.budget': budget})
                 run['exported'] = export_pruned(run['config'], run['checkpoint'],
                                                 osp.join(work_dir, 'exported'))
