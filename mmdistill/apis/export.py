@@ -16,10 +16,18 @@ KEPT_META = ('dataset_meta', 'epoch', 'iter', 'seed', 'experiment_name', 'mmengi
 _DROPPED = object()  # what plain_meta returns for a value it leaves out
 
 
+DISTILLER_TYPES = ('mmdistill.Distiller', 'Distiller')
+
+
+def is_distiller_config(cfg: Config) -> bool:
+    """Whether ``cfg`` trains an mmdistill ``Distiller`` (rather than a model on its own)."""
+    return cfg.model.get('type') in DISTILLER_TYPES
+
+
 def student_config(cfg: Config) -> Config:
     """The distillation config with ``model`` replaced by the student and mmdistill's parts
     (its custom import and hooks) removed: a config the student codebase runs on its own."""
-    if cfg.model.get('type') not in ('mmdistill.Distiller', 'Distiller'):
+    if not is_distiller_config(cfg):
         raise ValueError(f"config model type is {cfg.model.get('type')}, not a distiller")
     student = copy.deepcopy(cfg.model.student)
     if cfg.model.get('data_preprocessor') is not None:

@@ -1,11 +1,14 @@
 """The command lines the README shows: ``tools/train.py`` trains, ``--resume`` continues from the
-latest checkpoint, ``tools/export_student.py`` writes the student alone; run as a user runs them
-(subprocesses, this tree's mmdistill first on ``PYTHONPATH``)."""
+latest checkpoint, ``tools/export_student.py`` writes the student alone, ``tools/test.py`` tests
+it; run as a user runs them (subprocesses, this tree's mmdistill first on ``PYTHONPATH``)."""
+import json
+import glob
 import os
 import os.path as osp
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from benchmarks.digits.run import write_digits
@@ -22,6 +25,17 @@ def run_tool(args, cwd):
                           text=True, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done.stdout + done.stderr
+
+
+def validate_exported(out_dir: str, data_root: str) -> float:
+    """Top-1 of the exported student on the validation digits, through a Runner here."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(osp.join(out_dir, 'student_config.py'))
+    cfg.merge_from_dict({'test_dataloader.dataset.data_root': data_root,
+                         'work_dir': osp.join(out_dir, 'validated'),
+                         'load_from': osp.join(out_dir, 'student.pth')})
+    return Runner.from_cfg(cfg).test()['accuracy/top1']
 
 
 def digits_and_teacher(tmp_path):
@@ -62,6 +76,23 @@ def test_train_resume_and_export_from_the_command_line(tmp_path):
     assert exported.keys() == student.keys()
     assert all(torch.equal(exported[k], v) for k, v in student.items())
     assert osp.isfile(osp.join(out_dir, 'student_config.py'))
+
+    # tools/test.py tests the student alone: the teacher checkpoint is gone and not needed
+    os.remove(teacher)
+    test_dir = str(tmp_path / 'test')
+    printed = run_tool([osp.join(ROOT, 'tools', 'test.py'), KD_CONFIG,
+                        osp.join(work_dir, 'epoch_2.pth'), '--work-dir', test_dir,
+                        '--cfg-options', f'test_dataloader.dataset.data_root={data_root}'],
+                       str(tmp_path))
+    assert f'testing the student: {osp.join(test_dir, "student", "student_config.py")}' \
+        in printed
+    tested = torch.load(osp.join(test_dir, 'student', 'student.pth'), weights_only=True)
+    assert all(torch.equal(tested['state_dict'][k], v) for k, v in exported.items())
+    (metrics_file, ) = glob.glob(osp.join(test_dir, '*', '*.json'))
+    with open(metrics_file) as f:
+        top1 = json.load(f)['accuracy/top1']
+    # the same student validated in this process gives the same top-1 on the same 20 images
+    assert top1 == pytest.approx(validate_exported(out_dir, data_root), abs=1e-6)
 
 
 def test_the_student_codebase_s_own_train_script_brings_mmdistill_in(tmp_path):

@@ -13,7 +13,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from mmdistill.apis.export import KEPT_META, student_config, student_state_dict
+from mmdistill.apis.export import (KEPT_META, is_distiller_config, student_config,
+                                   student_state_dict)
 from mmdistill.utils import build_model_in_scope, model_cfg_of
 from mmdistill.pruning.structures import AttentionHeadDims, find_structures
 
@@ -90,7 +91,7 @@ def export_pruned(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str]
     """
     cfg = Config.fromfile(config)
     loaded = _load_checkpoint(checkpoint, map_location='cpu')
-    if cfg.model.get('type') in ('mmdistill.Distiller', 'Distiller'):
+    if is_distiller_config(cfg):
         cfg = student_config(cfg)
         state_dict = student_state_dict(loaded, checkpoint)
     else:
