@@ -47,9 +47,10 @@ else
   pip install -q --no-build-isolation --no-binary xtcocotools --no-deps --force-reinstall xtcocotools
   pip install -q --no-deps "$(grep '^openmim' "$req/mim.txt")"
   pip install -q $(grep -Ev '^(#|openmim|$)' "$req/mim.txt")
-  pip install -q -r "$req/tests.txt"
   "$py" "$repo/tools/check_env.py" || { log "the environment is still not right (see above)"; exit 1; }
 fi
+# What the tests need on top of the stack (pytest, ruff): a no-op when it is there already.
+pip install -q -r "$req/tests.txt"
 
 # mmdistill itself: a regular (not editable) install, so that mmdistill/.mim/ is built and
 # `mim train mmdistill CONFIG` finds tools/train.py the way it does for OpenMMLab packages.
