@@ -1,8 +1,9 @@
 """Packaging for mmdistill.
 
-Like the OpenMMLab packages, the wheel ships ``tools/`` and ``configs/`` as package data under
-``mmdistill/.mim/`` so that ``mim train mmdistill CONFIG`` finds ``tools/train.py`` and
-``mmdistill::kd/...`` config paths resolve.
+Like the OpenMMLab packages, the wheel ships ``tools/``, ``configs/`` and ``model-index.yml`` as
+package data under ``mmdistill/.mim/`` so that ``mim train mmdistill CONFIG`` finds
+``tools/train.py``, ``mmdistill::kd/...`` config paths resolve and ``mim search mmdistill``
+lists the configs.
 """
 import os
 import os.path as osp
@@ -11,7 +12,7 @@ import shutil
 from setuptools import find_packages, setup
 
 ROOT = osp.dirname(osp.abspath(__file__))
-MIM_DIRS = ('tools', 'configs')
+MIM_ITEMS = ('tools', 'configs', 'model-index.yml')
 
 
 def read_requirements(name):
@@ -22,16 +23,20 @@ def read_requirements(name):
 
 
 def copy_mim_extension():
-    """Copy tools/ and configs/ into mmdistill/.mim/ (package data of the wheel)."""
+    """Copy tools/, configs/ and model-index.yml into mmdistill/.mim/ (package data)."""
     mim_root = osp.join(ROOT, 'mmdistill', '.mim')
-    for name in MIM_DIRS:
+    for name in MIM_ITEMS:
         target = osp.join(mim_root, name)
         if osp.islink(target) or osp.isfile(target):
             os.remove(target)
         elif osp.isdir(target):
             shutil.rmtree(target)
-        shutil.copytree(osp.join(ROOT, name), target,
-                        ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        source = osp.join(ROOT, name)
+        if osp.isdir(source):
+            shutil.copytree(source, target,
+                            ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(source, target)
 
 
 def get_version():
