@@ -30,15 +30,16 @@ command recording into the same table adds its configs to it.
 import argparse
 import json
 import os.path as osp
-import sys
 import re
+import sys
 from typing import List, Optional
 
 import torch
 from mmengine.config import DictAction
 
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if __package__ in (None, ''):  # run as a file: the repository's packages are importable
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    sys.path.insert(0, ROOT)
 
 from mmdistill.apis import benchmark_config
 from benchmarks.evidence import Results, publish
@@ -47,7 +48,7 @@ SIZE_SUFFIX = re.compile(r'^(?P<config>.+)@(?P<batch>\d+)x(?P<height>\d+)x(?P<wi
 COLUMNS = ('config', 'input', 'teacher dtype', 'student ms', 'teacher ms', 'distill ms',
            'floor ms', 'ratio', 'overhead', 'c / f32 floor', 'teacher ran', 'student ran')
 TEACHER_DTYPES = ('float32', 'bfloat16', 'float16')
-HERE = osp.dirname(osp.abspath(__file__))
+RECORDS = osp.join(ROOT, 'benchmarks', 'cost')  # --record TABLE: RECORDS/results/TABLE.json
 
 
 def parse_args():
@@ -212,7 +213,7 @@ def main():
             json.dump(records, f, indent=2)
         print(f'numbers written to {args.json}')
     if evidence is not None:
-        publish(evidence, args.work_dir, HERE, record=True)
+        publish(evidence, args.work_dir, RECORDS, record=True)
 
 
 if __name__ == '__main__':

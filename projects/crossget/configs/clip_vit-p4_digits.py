@@ -1,7 +1,7 @@
 # A small CLIP-style dual encoder on the digits: the image tower is mmpretrain's ViT (the
 # digits ViT's arch), the text tower mmpretrain's CLIP text transformer; it is trained
 # contrastively against one prompt per class and predicts by image->text retrieval.
-_base_ = ['../../digits/configs/_base_digits.py']
+_base_ = ['../../../benchmarks/digits/configs/_base_digits.py']
 custom_imports = dict(imports=['projects.crossget.crossget'], allow_failed_imports=False)
 
 NAMES = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine']

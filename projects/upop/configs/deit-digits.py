@@ -1,7 +1,7 @@
 # The dense model: a small DeiT (mmpretrain's VisionTransformer + VisionTransformerClsHead) with
 # 4×4 patches on the 32×32 digits that benchmarks/digits/run.py writes (8×8 patches + class token),
 # trained from scratch. Data, pipeline and metric are the digits project's, untouched.
-_base_ = ['../../digits/configs/_base_digits.py']
+_base_ = ['../../../benchmarks/digits/configs/_base_digits.py']
 
 model = dict(
     type='ImageClassifier',
