@@ -64,6 +64,17 @@ def test_linear_by_iteration_without_names_scales_every_loss(teacher_files, tmp_
     assert runner.model.loss_scales == pytest.approx({'kd': 0.2, 'fea': 0.2})
 
 
+def test_schedule_config_by_iteration(teacher_files, tmp_path):
+    # schedule=dict(type=...) instead of policy=, built while mmpretrain is the default scope.
+    runner = make_runner(teacher_files, tmp_path,
+                         dict(schedule=dict(type='Step', milestones=[2, 4], gamma=0.5),
+                              by='iter', losses=['kd']),
+                         train_cfg=dict(by_epoch=False, max_iters=5))
+    runner.train()
+    assert history(runner, 'train/kd_scale') == [1.0, 1.0, 0.5, 0.5, 0.25]
+    assert runner.model.loss_scales == {'kd': 0.25, 'fea': 1.0}
+
+
 def test_unknown_loss_name_fails_before_the_first_step(teacher_files, tmp_path):
     runner = make_runner(teacher_files, tmp_path, dict(policy='stop', at=1, losses=['fgd']))
     with pytest.raises(KeyError, match=r"names losses \['fgd'\]; the distiller has "

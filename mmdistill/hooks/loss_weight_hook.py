@@ -4,71 +4,63 @@ from typing import Optional, Sequence
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from mmdistill.registry import HOOKS
-
-POLICIES = ('constant', 'linear', 'step', 'stop')
-
-
-def schedule_factor(policy: str, t: int, t_max: int, value: float = 1.0,
-                    start: float = 1.0, end: float = 0.0, begin: int = 0,
-                    end_at: Optional[int] = None, milestones: Sequence[int] = (),
-                    gamma: float = 0.1, at: Optional[int] = None) -> float:
-    """The scale s(t) of a distillation loss at step ``t`` (epoch or iteration, 0-based).
-
-    - ``constant``: ``s = value``.
-    - ``linear``: ``s = start + (end - start) · clip((t - begin) / (end_at - begin), 0, 1)``,
-      ``end_at`` defaulting to ``t_max``; ``start=1, end=0`` by epoch is DWPose's
-      ``1 − epoch / max_epochs``.
-    - ``step``: ``s = value · gamma^k``, k the number of milestones ``≤ t``.
-    - ``stop``: ``s = value`` before ``at``, 0 from ``at`` on (the distiller then skips the loss
-      and, if no loss needs it, the teacher).
-    """
-    if policy == 'constant':
-        return value
-    if policy == 'linear':
-        end_at = t_max if end_at is None else end_at
-        if end_at <= begin:
-            raise ValueError(f'linear schedule needs end_at > begin, got {begin}..{end_at}')
-        progress = min(max((t - begin) / (end_at - begin), 0.0), 1.0)
-        return start + (end - start) * progress
-    if policy == 'step':
-        return value * gamma**sum(1 for m in milestones if t >= m)
-    if policy == 'stop':
-        if at is None:
-            raise ValueError("the 'stop' schedule needs at=<epoch or iteration>")
-        return value if t < at else 0.0
-    raise ValueError(f"unknown schedule policy '{policy}'; choose one of {POLICIES}")
+from mmdistill.registry import HOOKS, WEIGHT_SCHEDULES
+from .weight_schedules import WeightSchedule
 
 
 @HOOKS.register_module()
 class DistillLossWeightHook(Hook):
-    """Scale distillation losses by a schedule: ``L_k ← s(t) · L_k`` (see
-    :func:`schedule_factor`). The current scale is logged as ``<loss name>_scale``.
+    """Scale distillation losses by a schedule: ``L_k ← s(t) · L_k``, ``s`` a weight schedule
+    of :data:`~mmdistill.registry.WEIGHT_SCHEDULES` (:mod:`mmdistill.hooks.weight_schedules`:
+    ``Constant``, ``Linear``, ``Step``, ``Stop``). The current scale is logged as
+    ``<loss name>_scale``.
 
     Example (DWPose's linear decay of both stage-1 losses)::
 
         custom_hooks = [dict(type='mmdistill.DistillLossWeightHook', policy='linear',
                              by='epoch', start=1.0, end=0.0, losses=['fea', 'logit'])]
 
+    or, the same, ``schedule=dict(type='Linear', start=1.0, end=0.0)`` instead of ``policy``
+    and its arguments.
+
     Args:
-        policy: ``constant``, ``linear``, ``step`` or ``stop``.
+        policy: the schedule's registered name in lower case (``constant``, ``linear``,
+            ``step``, ``stop``); ``constant`` if neither it nor ``schedule`` is given.
         by: ``'epoch'`` (scale constant within an epoch) or ``'iter'``.
         losses: names of the distiller's losses to scale; ``None`` for all of them.
-        **policy_args: the policy's arguments (``value``, ``start``, ``end``, ``begin``,
-            ``end_at``, ``milestones``, ``gamma``, ``at``).
+        schedule: the schedule's config, ``dict(type=..., **its arguments)``, instead of
+            ``policy`` and ``policy_args``.
+        **policy_args: the arguments of ``policy``'s schedule, and only those (``value`` of
+            ``constant``; ``start``, ``end``, ``begin``, ``end_at`` of ``linear``;
+            ``milestones``, ``gamma``, ``value`` of ``step``; ``at``, ``value`` of ``stop``).
     """
 
     priority = 'NORMAL'
 
-    def __init__(self, policy: str = 'constant', by: str = 'epoch',
-                 losses: Optional[Sequence[str]] = None, **policy_args):
+    def __init__(self, policy: Optional[str] = None, by: str = 'epoch',
+                 losses: Optional[Sequence[str]] = None, schedule: Optional[dict] = None,
+                 **policy_args):
         if by not in ('epoch', 'iter'):
             raise ValueError(f"by must be 'epoch' or 'iter', got '{by}'")
-        schedule_factor(policy, 0, 1, **policy_args)  # a wrong policy fails at build time
-        self.policy = policy
+        if schedule is None:
+            policy = 'constant' if policy is None else policy
+            schedule = dict(type=self.schedule_type(policy), **policy_args)
+        elif policy is not None or policy_args:
+            raise TypeError('DistillLossWeightHook takes either policy= with its arguments or '
+                            f'schedule=dict(type=...), got schedule={schedule}, policy={policy}, '
+                            f'{policy_args}')
+        self.schedule: WeightSchedule = WEIGHT_SCHEDULES.build(schedule)
         self.by = by
         self.losses = list(losses) if losses is not None else None
-        self.policy_args = policy_args
+
+    @staticmethod
+    def schedule_type(policy: str) -> str:
+        """The registered schedule whose name is ``policy`` in lower case."""
+        types = {name.lower(): name for name in WEIGHT_SCHEDULES.module_dict}
+        if policy not in types:
+            raise ValueError(f"unknown schedule policy '{policy}'; choose one of "
+                             f'{sorted(types)}')
+        return types[policy]
 
     def before_train(self, runner) -> None:
         distiller = self._distiller(runner)
@@ -84,7 +76,7 @@ class DistillLossWeightHook(Hook):
         distiller = self._distiller(runner)
         t, t_max = ((runner.epoch, runner.max_epochs) if self.by == 'epoch' else
                     (runner.iter, runner.max_iters))
-        scale = schedule_factor(self.policy, t, t_max, **self.policy_args)
+        scale = self.schedule(t, t_max)
         names = self.losses if self.losses is not None else list(distiller.loss_scales)
         for name in names:
             distiller.set_loss_scale(name, scale)
