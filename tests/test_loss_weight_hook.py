@@ -1,7 +1,6 @@
 """DistillLossWeightHook in a real (tiny) mmengine Runner: which losses it scales, by epoch or
 by iteration, and the errors it raises before training starts."""
 import pytest
-import torch
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 

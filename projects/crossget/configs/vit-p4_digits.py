@@ -1,6 +1,7 @@
 # The no-merging baseline: a small ViT (patch 4, 65 tokens) on the digits at 32×32, from scratch.
 # The model is mmpretrain's ViT config with a small arch; data and schedule are the digits'.
-_base_ = ['mmpretrain::_base_/models/vit-base-p16.py', '../../../benchmarks/digits/configs/_base_digits.py']
+_base_ = ['mmpretrain::_base_/models/vit-base-p16.py',
+          '../../../benchmarks/digits/configs/_base_digits.py']
 
 model = dict(
     backbone=dict(
