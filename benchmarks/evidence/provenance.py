@@ -80,7 +80,7 @@ def load_average() -> Optional[float]:
 
 def portable_argument(argument: str, repository: str = REPOSITORY) -> str:
     """``argument`` as a committed file may show it: an absolute path (alone or after
-    ``--option=``) inside ``repository`` relative to it, anywhere else ``<outside>/<its last
+    ``--option=``) inside ``repository`` relative to it, anywhere else ``.../<its last
     part>``; a results file never names the machine that wrote it."""
     option, sep, value = ('', '', argument)
     if argument.startswith('--'):
@@ -89,7 +89,7 @@ def portable_argument(argument: str, repository: str = REPOSITORY) -> str:
         return argument
     relative = osp.relpath(value, repository)
     if relative.startswith(os.pardir):
-        relative = osp.join('<outside>', osp.basename(value.rstrip(os.sep)))
+        relative = osp.join('...', osp.basename(value.rstrip(os.sep)))
     return option + sep + relative
 
 
