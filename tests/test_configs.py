@@ -24,7 +24,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, DefaultScope
 
 from mmdistill.apis.offline import offline_options
-from tests.helpers.rtmpose import small_head
+from helpers.rtmpose import small_head
 from mmdistill.apis import synthetic_batch
 from mmdistill.distillers import Distiller, Tap
 from mmdistill.distillers.taps import find_submodule

@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 
 from benchmarks.digits.run import write_digits
 from mmdistill.apis.complexity import flop_analyzer
-from tests.helpers.runner import write_teacher_checkpoint
+from helpers.runner import write_teacher_checkpoint
 from projects.crossget.crossget import (ImageTextDualEncoder, apply_token_merging,
                                         bipartite_soft_matching, complete_graph_soft_matching,
                                         cross_token_js_loss, merge_tokens)

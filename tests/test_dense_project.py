@@ -22,7 +22,7 @@ from benchmarks.evidence import paired_differences, summarise, training
 from mmdistill.testing import write_coco_detection, write_seg_dataset
 from mmdistill.testing.shapes import scale_spread_shapes
 from mmdistill.utils import model_cfg_of
-from tests.helpers.runner import write_teacher_checkpoint
+from helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROJECT = osp.join(ROOT, 'benchmarks', 'dense')

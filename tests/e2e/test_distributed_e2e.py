@@ -36,8 +36,8 @@ from benchmarks.digits.run import write_digits
 from e2e.dist_utils import (RankProbe, free_port, load_records, run_in_processes,
                             train_in_phases)
 from mmdistill.testing import write_coco_detection, write_coco_keypoints, write_seg_dataset
-from tests.helpers.rtmpose import loader
-from tests.helpers.runner import write_teacher_checkpoint
+from helpers.rtmpose import loader
+from helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BENCHMARKS = osp.join(ROOT, 'benchmarks')

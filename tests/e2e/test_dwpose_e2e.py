@@ -5,7 +5,7 @@ CocoMetric, export. Stage 2 (``s2_dwpose_t_coco-256x192.py``): the stage-1 expor
 teacher; a fresh head learns from its logits on its shared, frozen backbone, without the
 ground-truth loss; the export is stage 1's backbone plus the new head and loads with mmpose's
 ``init_model``. Both models run at a 64×96 input on synthetic stick figures (see
-``tests.helpers.rtmpose``); the teacher checkpoint of stage 1 is an untrained RTMPose-l.
+``helpers.rtmpose``); the teacher checkpoint of stage 1 is an untrained RTMPose-l.
 """
 import copy
 import os.path as osp
@@ -19,8 +19,8 @@ from mmengine.hooks import Hook
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
-from tests.helpers.rtmpose import loader, small_head, small_pipeline
-from tests.helpers.runner import (latest_checkpoint, logged_history, logged_loss_terms,
+from helpers.rtmpose import loader, small_head, small_pipeline
+from helpers.runner import (latest_checkpoint, logged_history, logged_loss_terms,
                                       predict_per_image, train, write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_keypoints

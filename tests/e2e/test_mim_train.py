@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from benchmarks.digits.run import write_digits
-from tests.helpers.runner import write_teacher_checkpoint
+from helpers.runner import write_teacher_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIGITS = osp.join(ROOT, 'benchmarks', 'digits')

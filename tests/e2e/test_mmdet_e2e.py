@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tests.helpers.runner import (checkpoint_keys, latest_checkpoint, logged_history,
+from helpers.runner import (checkpoint_keys, latest_checkpoint, logged_history,
                                       logged_loss_terms, set_in_pipeline, train,
                                       write_teacher_checkpoint)
 from mmdistill.apis import export_student

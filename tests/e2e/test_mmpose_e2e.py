@@ -13,8 +13,8 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from tests.helpers.rtmpose import loader, small_head, small_pipeline
-from tests.helpers.runner import (latest_checkpoint, logged_loss_terms,
+from helpers.rtmpose import loader, small_head, small_pipeline
+from helpers.runner import (latest_checkpoint, logged_loss_terms,
                                       predict_per_image, train, write_teacher_checkpoint)
 from mmdistill.apis import export_student
 from mmdistill.testing import write_coco_keypoints

@@ -7,7 +7,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from benchmarks.digits.run import write_digits
-from tests.helpers.runner import checkpoint_keys, latest_checkpoint, logged_loss_terms, train
+from helpers.runner import checkpoint_keys, latest_checkpoint, logged_loss_terms, train
 from mmdistill.apis import export_student
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from torch import nn
 
-from tests.helpers.runner import (checkpoint_keys, latest_checkpoint, logged_history,
+from helpers.runner import (checkpoint_keys, latest_checkpoint, logged_history,
                                       logged_loss_terms, set_in_pipeline, train,
                                       write_teacher_checkpoint)
 from mmdistill.apis import export_student

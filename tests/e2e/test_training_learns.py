@@ -11,7 +11,7 @@ import os.path as osp
 from mmengine.config import Config
 
 from benchmarks.digits.run import write_digits
-from tests.helpers.runner import validate_before_and_after_training, write_teacher_checkpoint
+from helpers.runner import validate_before_and_after_training, write_teacher_checkpoint
 from .test_mmseg_e2e import tiny_seg_kd_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

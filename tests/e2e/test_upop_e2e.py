@@ -9,7 +9,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from benchmarks.digits.run import write_digits
-from tests.helpers.runner import train
+from helpers.runner import train
 from projects.upop.upop import export_pruned
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
