@@ -14,7 +14,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from mmengine.logging import MessageHub, print_log
 from mmengine.optim import OptimWrapper
@@ -23,13 +22,11 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, set_random_seed
 from torch import nn
 
+from mmdistill.codebases import get_codebase
 from mmdistill.distillers import Distiller
 from mmdistill.utils import load_config, model_cfg_of
 
 STEPS = ('student_step', 'teacher_forward', 'distill_step')
-BOXES_PER_IMAGE = 3
-CODEC_MAPPING_TABLES = ('field_mapping_table', 'instance_mapping_table',
-                        'label_mapping_table')
 SGD_LR = 1e-4  # small: random weights must not diverge to NaN within the timed steps
 
 
@@ -241,95 +238,13 @@ def _joined_usage(usages: Dict[str, ModuleUsage]) -> Optional[ModuleUsage]:
 
 
 # ---------------------------------------------------------------------- synthetic batches
-def _num_classes(model: nn.Module) -> int:
-    """The largest ``num_classes`` a module of ``model`` declares (an RPN's 1 loses to the
-    ROI head's 80)."""
-    declared = [m.num_classes for m in model.modules()
-                if isinstance(getattr(m, 'num_classes', None), int)]
-    if not declared:
-        raise ValueError(f'{type(model).__name__} declares no num_classes: cannot draw labels')
-    return max(declared)
-
-
-def _classification_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
-    from mmpretrain.structures import DataSample
-    label = int(torch.randint(_num_classes(model), (1, ), generator=gen))
-    return DataSample().set_gt_label(label)
-
-
-def _detection_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
-    height, width = image.shape[-2:]
-    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-    centre = 0.2 + 0.6 * torch.rand(BOXES_PER_IMAGE, 2, generator=gen)
-    half_size = 0.05 + 0.15 * torch.rand(BOXES_PER_IMAGE, 2, generator=gen)
-    boxes = torch.cat([centre - half_size, centre + half_size], dim=1) * scale
-    labels = torch.randint(_num_classes(model), (BOXES_PER_IMAGE, ), generator=gen)
-    sample = DetDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width),
-                                         scale_factor=(1.0, 1.0)))
-    sample.gt_instances = InstanceData(bboxes=boxes, labels=labels,
-                                       masks=_box_masks(boxes, height, width))
-    return sample
-
-
-def _box_masks(boxes: torch.Tensor, height: int, width: int):
-    """Instance masks filling each box, for detectors with mask heads (Mask R-CNN, SOLO)."""
-    from mmdet.structures.mask import BitmapMasks
-    rows = torch.arange(height).view(1, -1, 1)
-    cols = torch.arange(width).view(1, 1, -1)
-    x1, y1, x2, y2 = (boxes[:, i].view(-1, 1, 1) for i in range(4))
-    masks = (cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2)
-    return BitmapMasks(masks.numpy().astype('uint8'), height, width)
-
-
-def _segmentation_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    height, width = image.shape[-2:]
-    sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width)))
-    sample.gt_sem_seg = PixelData(
-        data=torch.randint(_num_classes(model), (1, height, width), generator=gen))
-    return sample
-
-
-def _pose_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
-    """Random keypoints, encoded by the head's own codec into the targets its loss reads."""
-    from mmpose.datasets.transforms import PackPoseInputs
-    height, width = image.shape[-2:]
-    codec, num_keypoints = model.head.decoder, model.head.out_channels
-    if tuple(codec.input_size) != (width, height):
-        raise ValueError(f'the pose head expects {codec.input_size[1]}x{codec.input_size[0]} '
-                         f'(HxW) inputs (its codec input_size), not {height}x{width}: pass '
-                         f'--input-size {codec.input_size[1]} {codec.input_size[0]}')
-    keypoints = (torch.rand(1, num_keypoints, 2, generator=gen) *
-                 torch.tensor([width, height])).numpy()
-    visible = np.ones((1, num_keypoints), dtype=np.float32)
-    results = dict(img=image.permute(1, 2, 0).numpy(), keypoints=keypoints,
-                   keypoints_visible=visible, bbox=np.array([[0, 0, width, height]], np.float32),
-                   img_shape=(height, width), ori_shape=(height, width),
-                   input_size=(width, height))
-    # What mmpose's GenerateTarget does with one encoder: the targets, and where to pack them.
-    results.update(codec.encode(keypoints, visible,
-                                **{key: results.get(key) for key in codec.auxiliary_encode_keys}))
-    results.update({table: getattr(codec, table) for table in CODEC_MAPPING_TABLES
-                    if getattr(codec, table)})
-    return PackPoseInputs()(results)['data_samples']
-
-
-SAMPLE_SYNTHESIZERS = dict(mmpretrain=_classification_sample, mmdet=_detection_sample,
-                           mmseg=_segmentation_sample, mmpose=_pose_sample)
-
-
 def synthetic_batch(model: nn.Module, scope: str, batch_size: int,
                     input_size: Tuple[int, int], seed: int = 0) -> dict:
     """A batch as the ``scope`` codebase's dataloader yields it: random uint8 images of
-    ``input_size`` (H, W) and data samples with what the model's loss reads (class labels;
-    boxes and labels; a label map; keypoints encoded by the head's codec)."""
-    if scope not in SAMPLE_SYNTHESIZERS:
-        raise ValueError(f"no synthetic batch for a '{scope}' student (known: "
-                         f'{sorted(SAMPLE_SYNTHESIZERS)}); use the config\'s own data '
-                         "(data='train', --data train) instead")
+    ``input_size`` (H, W) and data samples with what the model's loss reads, drawn by the
+    codebase's ``data_sample`` (:mod:`mmdistill.codebases`: class labels; boxes and labels; a
+    label map; keypoints encoded by the head's codec)."""
+    codebase = get_codebase(scope, "use the config's own data (data='train', --data train)")
     # Batch augments such as YOLOX's random resize read the iteration a Runner would set.
     message_hub = MessageHub.get_current_instance()
     if message_hub.get_info('iter') is None:
@@ -337,8 +252,8 @@ def synthetic_batch(model: nn.Module, scope: str, batch_size: int,
     gen = torch.Generator().manual_seed(seed)
     images = [torch.randint(0, 256, (3, *input_size), generator=gen, dtype=torch.uint8)
               for _ in range(batch_size)]
-    make_sample = SAMPLE_SYNTHESIZERS[scope]
-    return dict(inputs=images, data_samples=[make_sample(model, image, gen) for image in images])
+    return dict(inputs=images,
+                data_samples=[codebase.data_sample(model, image, gen) for image in images])
 
 
 def train_batch(cfg, batch_size: int, seed: int = 0) -> dict:
