@@ -11,8 +11,9 @@ from mmengine.registry import DefaultScope
 
 from benchmarks.digits.run import write_digits
 from conftest import script_module, tiny_classifier, write_config
-from mmdistill.apis import benchmark_config, benchmark_overhead, synthetic_batch
-from mmdistill.apis.benchmark import build_distiller
+from mmdistill.apis import (benchmark_config, benchmark_overhead, build_distiller,
+                            synthetic_batch)
+from mmdistill.benchmarking import ModuleUsage, OverheadResult
 from mmdistill.utils import build_model_in_scope, load_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -219,7 +220,6 @@ def test_overhead_figures_on_hand_made_timings():
     150 ms, the step 1.2 times it, 20 % over. A bfloat16 run of the same pair (student step
     80 ms, distillation step 120 ms) is 1.5 student steps, against the float32 floor's 1.5
     student steps (150 / 100): 1.0 times the float32 floor."""
-    from mmdistill.apis.benchmark import OverheadResult
     benchmark_script = script_module('tools/analysis/benchmark_overhead.py',
                                      'benchmark_overhead')
     float32 = OverheadResult(100.0, 50.0, 180.0, (2, 3, 8, 8), None, None)
@@ -235,7 +235,6 @@ def test_overhead_figures_on_hand_made_timings():
 def test_recorded_table_gives_each_config_its_ratio_over_seeds_and_the_modules_run():
     """Two seeds of one config: ratios 1.2 (180 / 150) and 1.0 (150 / 150): 1.10 ± 0.14; the
     times are their means; the modules that ran go to the details."""
-    from mmdistill.apis.benchmark import ModuleUsage, OverheadResult
     from benchmarks.evidence import render_details, render_table
     benchmark_script = script_module('tools/analysis/benchmark_overhead.py',
                                      'benchmark_overhead')

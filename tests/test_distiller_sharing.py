@@ -88,9 +88,3 @@ def test_modules_of_different_shapes_cannot_be_shared_or_inherited(teacher_files
             build(teacher_files, student_width=4, **{option: ['head']})
     with pytest.raises(KeyError, match="student has no module 'backbon'"):
         build(teacher_files, shared_modules=['backbon'])
-
-
-def test_mmdet_hooks_find_the_student_as_the_detector(teacher_files):
-    distiller = build(teacher_files)
-    assert distiller.detector is distiller.student
-    assert 'detector' not in dict(distiller.named_children())  # an alias, not a second copy

@@ -7,9 +7,9 @@ import shlex
 import subprocess
 import sys
 from importlib import metadata
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
-PACKAGES = ('mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain', 'mmpose')
+FOUNDATION_PACKAGES = ('mmengine', 'mmcv')
 REPOSITORY = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -53,17 +53,23 @@ def cpu_model(cpuinfo: str = '/proc/cpuinfo') -> str:
     return platform.processor() or 'unknown'
 
 
-def package_versions(packages: Sequence[str] = PACKAGES) -> dict:
+def package_versions(packages: Optional[Dict[str, str]] = None) -> dict:
     """Python's, torch's (with its build, ``2.4.1+cpu``) and this mmdistill's versions, and
-    the installed versions of ``packages`` read from their metadata (nothing is imported)."""
+    the installed versions of ``packages`` (name -> distribution) read from their metadata
+    (nothing is imported); by default mmengine's, mmcv's and each codebase's of
+    :mod:`mmdistill.codebases`, by its scope (``mmseg``: the ``mmsegmentation`` package)."""
     import torch
 
     from mmdistill import __version__
+    from mmdistill.codebases import CODEBASES
+    if packages is None:
+        packages = {name: name for name in FOUNDATION_PACKAGES}
+        packages.update({scope: codebase.package for scope, codebase in CODEBASES.items()})
     versions = dict(python=platform.python_version(), torch=torch.__version__,
                     mmdistill=__version__)
-    for name in packages:
+    for name, distribution in packages.items():
         try:
-            versions[name] = metadata.version(name)
+            versions[name] = metadata.version(distribution)
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions

@@ -1,8 +1,8 @@
 # FGD (Yang et al., CVPR 2022): YOLOX-m student <- YOLOX-l teacher, COCO, the student's own
 # 300-epoch recipe. Taps: the three output convs of YOLOXPAFPN (conv + BN + Swish), 192 student
 # channels mapped to the teacher's 256 by the loss's 1x1 align conv. No inheriting (the widths
-# differ), no gradient clipping (as the reference). Known problem: the recipe's
-# YOLOXModeSwitchHook sets model.bbox_head.use_l1, which the distiller lacks (see README.md).
+# differ), no gradient clipping (as the reference). The recipe's YOLOXModeSwitchHook finds
+# the student as model.detector (see README.md).
 _base_ = 'mmdet::yolox/yolox_m_8xb8-300e_coco.py'
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 

@@ -3,12 +3,9 @@ export, through MMEngine's Runner, with everything else the config says left as 
 
 The config's datasets are replaced, leaf by leaf (wrappers such as ``RepeatDataset``,
 ``MultiImageMixDataset`` or mmpose's ``CombinedDataset`` are kept, and so is every pipeline),
-by data written with :mod:`mmdistill.testing` in the student codebase's generic format:
-
-- mmpretrain: ``CustomDataset`` (one folder per class), one coloured shape per image;
-- mmdet: ``CocoDataset``, coloured shapes with their boxes;
-- mmseg: ``BaseSegDataset``, coloured shapes with their label maps;
-- mmpose: ``CocoDataset``, stick figures with the 17 COCO body keypoints.
+by data that the student codebase's ``smoke_data`` (:mod:`mmdistill.codebases`) writes with
+:mod:`mmdistill.testing` in the codebase's generic format (a ``CustomDataset`` of coloured
+shapes for mmpretrain, a ``CocoDataset`` of stick figures for mmpose...).
 
 The models keep their own class counts (the generated labels are the first few classes).
 The schedule is cut to ``iters`` iterations (one epoch of ``iters`` batches, or ``iters``
@@ -26,12 +23,10 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from mmdistill.testing import (write_classification_dataset, write_coco_detection,
-                               write_coco_keypoints, write_seg_dataset)
+from mmdistill.codebases import SmokeData, get_codebase
 from .export import export_student
 from .offline import offline_options
 
-CODEBASES = ('mmpretrain', 'mmdet', 'mmseg', 'mmpose')
 # What a leaf dataset keeps of the config's own: how it transforms and reads its samples.
 KEPT_DATASET_KEYS = ('pipeline', 'data_mode', 'test_mode')
 LEAF_DATA_KEYS = ('data_root', 'ann_file', 'data_prefix')
@@ -48,41 +43,6 @@ class SmokeResult:
     exported: Tuple[str, str] = ()
     teacher_unchanged: Optional[bool] = None
     runner: Runner = field(default=None, repr=False)
-
-
-def write_smoke_data(codebase: str, root: str, num_train: int, num_val: int,
-                     size: Tuple[int, int]) -> Dict[str, dict]:
-    """Generate a dataset for ``codebase`` under ``root``; return, per split (``train``,
-    ``val``), the fields of a leaf dataset dict that reads it, and ``ann_file`` for the
-    evaluators that need one (COCO metrics), ``None`` otherwise."""
-    if codebase == 'mmpretrain':
-        write_classification_dataset(root, num_train, num_val, size)
-        return dict(ann_file=None, **{split: dict(type='mmpretrain.CustomDataset',
-                                                  data_root=root, data_prefix=split)
-                                      for split in ('train', 'val')})
-    if codebase == 'mmdet':
-        metainfo = write_coco_detection(root, num_train + num_val, size, num_val=num_val)
-        return dict(ann_file=osp.join(root, 'annotations', 'val.json'), **{
-            split: dict(type='mmdet.CocoDataset', data_root=root, metainfo=metainfo,
-                        ann_file=f'annotations/{split}.json', data_prefix=dict(img='images/'),
-                        filter_cfg=dict(filter_empty_gt=False))
-            for split in ('train', 'val')})
-    if codebase == 'mmseg':
-        metainfo = write_seg_dataset(root, num_train, num_val, size)
-        return dict(ann_file=None, **{
-            split: dict(type='mmseg.BaseSegDataset', data_root=root, metainfo=metainfo,
-                        data_prefix=dict(img_path=f'img_dir/{split}',
-                                         seg_map_path=f'ann_dir/{split}'),
-                        img_suffix='.png', seg_map_suffix='.png')
-            for split in ('train', 'val')})
-    if codebase == 'mmpose':
-        paths = write_coco_keypoints(root, num_train + num_val, size, num_val=num_val)
-        return dict(ann_file=paths['val'], **{
-            split: dict(type='mmpose.CocoDataset', data_root=root,
-                        ann_file=f'annotations/{split}.json', data_prefix=dict(img='images/'))
-            for split in ('train', 'val')})
-    raise ValueError(f"no generated data for a '{codebase}' student (known: {CODEBASES}): "
-                     "set default_scope in the config, or smoke-test on the config's own data")
 
 
 def _replace_leaves(dataset, generated: dict):
@@ -107,7 +67,7 @@ def _evaluators_reading(evaluator, ann_file: Optional[str]):
     return evaluator
 
 
-def shrink_to_generated_data(cfg: Config, generated: dict, iters: int,
+def shrink_to_generated_data(cfg: Config, generated: SmokeData, iters: int,
                              batch_size: int) -> None:
     """Make ``cfg`` train ``iters`` iterations on the generated data and validate once:
     its dataloaders and evaluators are replaced (not merged into: a leaf keeps none of its
@@ -116,14 +76,15 @@ def shrink_to_generated_data(cfg: Config, generated: dict, iters: int,
 
     def loader(name: str, split: str) -> dict:
         return dict(cfg[name], batch_size=batch_size, num_workers=0, persistent_workers=False,
-                    dataset=_replace_leaves(cfg[name]['dataset'], generated[split]))
+                    dataset=_replace_leaves(cfg[name]['dataset'],
+                                            generated.datasets[split]))
 
     cfg.train_dataloader = loader('train_dataloader', 'train')
     for split in ('val', 'test'):
         if cfg.get(f'{split}_dataloader') is not None:
             cfg[f'{split}_dataloader'] = loader(f'{split}_dataloader', 'val')
             cfg[f'{split}_evaluator'] = _evaluators_reading(cfg[f'{split}_evaluator'],
-                                                            generated['ann_file'])
+                                                            generated.ann_file)
     by_iteration = 'max_iters' in cfg.train_cfg
     options = {'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters} \
         if by_iteration else {'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1}
@@ -162,9 +123,9 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    codebase = cfg.get('default_scope')
-    generated = write_smoke_data(codebase, osp.join(work_dir, 'data'), iters * batch_size,
-                                 batch_size, image_size)
+    codebase = get_codebase(cfg.get('default_scope'), "smoke-test on the config's own data")
+    generated = codebase.smoke_data(osp.join(work_dir, 'data'), iters * batch_size, batch_size,
+                                    image_size)
     is_distiller = 'student' in cfg.model
     if is_distiller and offline:
         cfg.merge_from_dict(offline_options(cfg))

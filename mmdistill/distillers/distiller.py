@@ -9,6 +9,7 @@ import torch
 from mmengine.model import BaseModel
 from torch import nn
 
+from mmdistill.codebases import CODEBASES
 from mmdistill.registry import MODELS
 from mmdistill.utils import build_model_in_scope, current_scope
 from .module_sharing import TeacherModules
@@ -146,6 +147,8 @@ class Distiller(BaseModel):
             student.setdefault('data_preprocessor', data_preprocessor)
         self.student_scope = student.pop('_scope_', None) or current_scope()
         self.student = build_model_in_scope(student, self.student_scope)
+        codebase = CODEBASES.get(self.student_scope)
+        self.student_aliases = codebase.model_aliases if codebase is not None else ()
         # The student's own preprocessor (with its Mixup/CutMix batch augments) feeds both models.
         self.data_preprocessor = self.student.data_preprocessor
 
@@ -310,11 +313,16 @@ class Distiller(BaseModel):
                            f'{list(self.loss_scales)}')
         self.loss_scales[name] = float(scale)
 
-    @property
-    def detector(self) -> nn.Module:
-        """The student, under the name mmdet's hooks look for in a model that wraps a detector
-        (``YOLOXModeSwitchHook`` switches ``model.detector.bbox_head`` to its L1 loss)."""
-        return self.student
+    def __getattr__(self, name: str):
+        """The student under the names its codebase's hooks look for in a model that wraps
+        one (the ``model_aliases`` of :mod:`mmdistill.codebases`: ``detector`` for mmdet, whose
+        ``YOLOXModeSwitchHook`` switches ``model.detector.bbox_head`` to its L1 loss)."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in self.__dict__.get('student_aliases', ()):
+                return self.student
+            raise
 
     # ------------------------------------------------------------------------------ forward
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):

@@ -1,16 +1,12 @@
 """Giving a teacher the inputs its own data preprocessor would have prepared.
 
 The distiller's data preprocessor is the student's: it prepares one batch, which the student
-sees as it is. The four codebases' image preprocessors all prepare a batch the same way, per
+sees as it is. The codebases' image preprocessors all prepare a batch the same way, per
 channel: reverse the channel order (BGR <-> RGB) if asked, then ``(x - mean) / std`` if a mean
-is given. They name the colour switch differently:
-
-- ``_channel_conversion``: mmengine's ``ImgDataPreprocessor`` and its subclasses, mmdet's
-  ``DetDataPreprocessor`` and mmpose's ``PoseDataPreprocessor``;
-- ``channel_conversion``: mmseg's ``SegDataPreProcessor``;
-- ``to_rgb``: mmpretrain's ``ClsDataPreprocessor``;
-
-and all keep ``_enable_normalize`` and the ``mean``/``std`` buffers (C×1×1).
+is given. They name the colour switch differently (``_channel_conversion`` in mmengine's
+``ImgDataPreprocessor`` and its subclasses; each codebase's name is its ``colour_flag`` in
+:mod:`mmdistill.codebases`: ``channel_conversion`` for mmseg, ``to_rgb`` for mmpretrain), and
+all keep ``_enable_normalize`` and the ``mean``/``std`` buffers (C×1×1).
 
 Each teacher says what it gets with ``inputs`` (:class:`TeacherInputs`):
 
@@ -35,9 +31,13 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import nn
 
+from mmdistill.codebases import CODEBASES
+
 INPUT_MODES = ('auto', 'own', 'student')
 
-COLOUR_FLAGS = ('_channel_conversion', 'channel_conversion', 'to_rgb')
+# mmengine's ImgDataPreprocessor's own colour switch first, then those of the codebases.
+COLOUR_FLAGS = tuple(dict.fromkeys(
+    ['_channel_conversion', *(codebase.colour_flag for codebase in CODEBASES.values())]))
 
 
 class Preparation(NamedTuple):
@@ -142,7 +142,7 @@ class TeacherInputs:
                 f"{owner}.inputs='own' needs to undo the student's image preparation and apply "
                 f"the teacher's, but {' and '.join(unknown)} is not an image data preprocessor "
                 'whose colour order, mean and std can be read (and inverted): mmengine\'s '
-                'ImgDataPreprocessor and those of mmdet, mmseg, mmpretrain and mmpose can. '
+                f'ImgDataPreprocessor and those of {", ".join(CODEBASES)} can. '
                 "Use inputs='student' and give both models the same preparation.")
         self.converts = mode != 'student' and not unknown and not same_preparation(mine, theirs)
         if mode == 'auto' and unknown:

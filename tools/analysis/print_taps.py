@@ -18,7 +18,7 @@ import sys
 from mmengine.config import DictAction
 
 import mmdistill  # noqa: F401  (registers the Distiller)
-from mmdistill.apis.benchmark import build_distiller
+from mmdistill.apis import build_distiller
 from mmdistill.distillers import Distiller
 from mmdistill.distillers.tap_check import dry_run, format_report
 

@@ -27,7 +27,7 @@ from mmengine.dataset import Compose
 from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
-from mmdistill.apis.benchmark import build_distiller
+from mmdistill.apis import build_distiller
 from mmdistill.utils import load_config
 from mmdistill.visualization import draw_fgd_grid, fgd_level_maps
 
