@@ -47,7 +47,7 @@ def build(two_teachers, losses=None, a=None, b=None, **kwargs):
 
 
 def models(distiller):
-    return distiller.teachers['teachers.a'].model, distiller.teachers['teachers.b'].model
+    return distiller.teachers['a'].model, distiller.teachers['b'].model
 
 
 def test_one_loss_reads_the_mean_of_two_teachers_logits(two_teachers):
