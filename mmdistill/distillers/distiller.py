@@ -160,7 +160,7 @@ class Distiller(BaseModel):
             self.register_load_state_dict_pre_hook(self._load_teacher_weights)
             if save_teacher:
                 self.register_state_dict_post_hook(self._add_teacher_weights)
-        self.teacher_modules = TeacherModules(self.student, self.teacher, self.teacher_dtype,
+        self.teacher_modules = TeacherModules(self.student, self.teachers.get(TEACHER),
                                               shared_modules, inherit_modules)
         self.student_loss_weight = student_loss_weight
         self.teacher_train_mode = teacher_train_mode
@@ -208,18 +208,6 @@ class Distiller(BaseModel):
         (``self.teachers['<name>'].model`` is that of any teacher)."""
         own = self.teachers.get(TEACHER)
         return own.model if own is not None else None
-
-    @property
-    def teacher_taps(self) -> Optional[ModuleTaps]:
-        """The taps on the teacher named ``teacher`` (``None`` without one)."""
-        own = self.teachers.get(TEACHER)
-        return own.taps if own is not None else None
-
-    @property
-    def teacher_dtype(self) -> torch.dtype:
-        """The precision of the teacher named ``teacher`` (float32 without one)."""
-        own = self.teachers.get(TEACHER)
-        return own.dtype if own is not None else torch.float32
 
     def _add_loss(self, name: str, loss_cfg: dict) -> None:
         if not name.isidentifier():
