@@ -46,12 +46,11 @@ def fgd_level_maps(distiller, inputs: torch.Tensor, data_samples: Sequence) -> L
     if not names:
         raise ValueError('the config has no FGDLoss among its distill_losses '
                          f'({list(distiller.distill_losses)}): pass an FGD config.')
-    if distiller.teacher is None:
+    if not distiller.teachers:
         raise ValueError('FGD needs a teacher, and this distiller has none (teacher=None).')
     distiller.eval()
     with torch.no_grad():
-        records = distiller.teacher_taps.record(
-            lambda: distiller.teacher(inputs, data_samples, mode='tensor'), stop_early=True)
+        records = distiller.teacher_forward(inputs, data_samples)
         records.update(distiller.student_taps.record(
             lambda: distiller.student(inputs, data_samples, mode='tensor')))
         return [_level_maps(name, distiller.distill_losses[name],

@@ -158,13 +158,13 @@ def test_config_builds_and_distils(config):
         for arg, spec in loss.inputs.items():
             tap = model.loss_inputs[name][arg]
             assert tap == Tap.parse(spec)
-            assert isinstance(find_submodule(getattr(model, tap.model), tap.path, tap.model),
+            assert isinstance(find_submodule(getattr(model, tap.owner), tap.path, tap.owner),
                               torch.nn.Module)
 
     model.train()
     batch = tiny_batch(cfg.default_scope, model.student)
     student_taps = {tap for inputs in model.loss_inputs.values() for tap in inputs.values()
-                    if tap.model == 'student'}
+                    if tap.owner == 'student'}
     with observed(model.student, student_taps) as seen:
         losses = model(**model.data_preprocessor(batch, True), mode='loss')
 
@@ -177,7 +177,7 @@ def test_config_builds_and_distils(config):
         value = sum(losses[key] for key in keys)
         assert value.requires_grad, f'distillation loss {name} has no gradient at all'
         # Its gradient reaches the student features it reads (backward through the loss only).
-        features = [t for tap in model.loss_inputs[name].values() if tap.model == 'student'
+        features = [t for tap in model.loss_inputs[name].values() if tap.owner == 'student'
                     for t in seen[tap] if t.requires_grad]
         grads = torch.autograd.grad(value, features, retain_graph=True, allow_unused=True)
         assert any(g is not None and g.abs().sum() > 0 for g in grads), \

@@ -93,7 +93,7 @@ def test_sum_of_squares_beyond_float16_range_stays_finite_under_fp16_autocast(te
 def test_bf16_teacher_keeps_its_precision_and_losses_get_float32(teacher_files):
     reference = build(teacher_files, dict(kd=KD))
     distiller = build(teacher_files, dict(kd=KD), dtype='bfloat16')
-    assert distiller.teacher_dtype == torch.bfloat16
+    assert distiller.teachers['teacher'].dtype == torch.bfloat16
     assert all(p.dtype == torch.bfloat16 for p in distiller.teacher.parameters())
     assert distiller.teacher.backbone.bn1.running_var.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in distiller.student.parameters())

@@ -10,7 +10,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 from conftest import classification_batch, tiny_classifier, write_config
-from mmdistill.distillers import Distiller
+from mmdistill.distillers import Distiller, Tap
+from mmdistill.distillers.teachers import named_teachers
 
 KD_MEAN = dict(type='HintonKDLoss', tau=2.0, inputs=dict(
     student_logits='student.head.fc',
@@ -47,7 +48,7 @@ def build(two_teachers, losses=None, a=None, b=None, **kwargs):
 
 
 def models(distiller):
-    return distiller.teachers['teachers.a'].model, distiller.teachers['teachers.b'].model
+    return distiller.teachers['a'].model, distiller.teachers['b'].model
 
 
 def test_one_loss_reads_the_mean_of_two_teachers_logits(two_teachers):
@@ -179,3 +180,59 @@ def test_a_mean_of_taps_of_different_shapes_names_them(two_teachers):
                                          r".layer3\) needs tensors of one shape.*\(4, 16, 8, 8\)"
                                          r".*\(4, 32, 4, 4\)"):
         distiller(*classification_batch(), mode='loss')
+
+
+def test_teacher_is_sugar_for_a_teacher_named_teacher_and_both_are_refused():
+    teacher = dict(config='t.py', checkpoint='t.pth')
+    assert named_teachers(teacher, None) == {'teacher': teacher}
+    assert named_teachers(None, dict(a=teacher)) == {'a': teacher}
+    assert named_teachers(None, None) == {}
+    with pytest.raises(ValueError, match=r'teacher=dict\(\.\.\.\) or teachers=dict\(<name>='
+                                         r'dict\(\.\.\.\), \.\.\.\), not both'):
+        named_teachers(teacher, dict(a=teacher))
+    with pytest.raises(ValueError, match='teachers must be a non-empty dict'):
+        named_teachers(None, {})
+
+
+def test_no_teacher_is_named_student(two_teachers):
+    config, (first, _) = two_teachers
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        with pytest.raises(ValueError, match="no teacher can be named 'student'"):
+            Distiller(student=tiny_classifier(4),
+                      teachers=dict(student=dict(config=config, checkpoint=first)))
+
+
+FEA_TEACHER = dict(FEA_A, inputs=dict(student_feature='student.backbone.layer2',
+                                      teacher_feature='teacher.backbone.layer2'))
+KD_TEACHER = dict(type='HintonKDLoss', tau=2.0, inputs=dict(
+    student_logits='student.head.fc', teacher_logits='teachers.teacher.head.fc'))
+
+
+def test_teacher_and_teachers_with_a_teacher_named_teacher_build_the_same_distiller(
+        two_teachers):
+    config, (first, _) = two_teachers
+    teacher = dict(config=config, checkpoint=first)
+    built = []
+    for given in (dict(teacher=teacher), dict(teachers=dict(teacher=teacher))):
+        torch.manual_seed(0)  # the same student and align layer
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            built.append(Distiller(student=tiny_classifier(4), save_teacher=True,
+                                   distill_losses=dict(fea=FEA_TEACHER, kd=KD_TEACHER),
+                                   **given))
+    single, named = built
+    assert list(single.teachers) == list(named.teachers) == ['teacher']
+    assert named.teacher is named.teachers['teacher'].model
+    state = single.state_dict()
+    assert list(state) == list(named.state_dict())
+    assert len([k for k in state if k.startswith('teacher.')]) == \
+        len(single.teacher.state_dict())
+    torch.testing.assert_close(state, named.state_dict())
+    assert named.loss_inputs['kd']['teacher_logits'] == Tap('teacher', 'head.fc')
+    assert str(named.loss_inputs['kd']['teacher_logits']) == 'teacher.head.fc'
+    inputs, samples = classification_batch()
+    losses = [distiller(inputs, samples, mode='loss') for distiller in built]
+    assert set(losses[0]) == set(losses[1]) == {'loss_student', 'loss_fea', 'loss_kd',
+                                                'teacher_time'}
+    for key in ('loss_student', 'loss_fea', 'loss_kd'):
+        assert losses[0][key].item() > 0
+        assert losses[0][key].item() == losses[1][key].item(), key

@@ -1,10 +1,13 @@
 """Taps on modules that return tuples or lists: a clear error naming the tap and what it gave,
 and ``[i]`` to pick an element."""
+import re
+
 import pytest
 import torch
 
 from conftest import classification_batch
-from mmdistill.distillers import ModuleTaps, Tap
+from mmdistill.distillers import ModuleTaps, Tap, TapMean
+from mmdistill.distillers.taps import parse_loss_input
 from mmdistill.losses import FeatureMSELoss
 from test_distiller import build
 
@@ -58,3 +61,36 @@ def test_index_picks_a_call_of_a_module_run_several_times_and_checks_range():
 def test_index_before_the_port_is_refused_with_the_right_order():
     with pytest.raises(ValueError, match="indices go last.*'student.neck:input\\[0\\]'"):
         Tap.parse('student.backbone[3]:input')
+
+
+@pytest.mark.parametrize('spec, tap', [
+    ('student.backbone[3]', Tap('student', 'backbone', 'output', (3, ))),
+    ('student.neck.fpn_convs.0.conv', Tap('student', 'neck.fpn_convs.0.conv', 'output', ())),
+    ('teacher.neck:input[2]', Tap('teacher', 'neck', 'input', (2, ))),
+    ('teacher.head.fc:input', Tap('teacher', 'head.fc', 'input', ())),
+    ('teachers.a.head.fc', Tap('a', 'head.fc', 'output', ())),
+    ('teachers.det.bbox_head.retina_cls[0][-1]',
+     Tap('det', 'bbox_head.retina_cls', 'output', (0, -1))),
+])
+def test_a_tap_is_parsed_once_into_its_owner_module_port_and_index(spec, tap):
+    parsed = parse_loss_input(spec)
+    assert parsed == tap
+    assert (parsed.owner, parsed.path, parsed.port, parsed.index) == tuple(tap)
+    assert str(parsed) == spec
+    assert parsed.taps == (tap, )
+
+
+def test_a_teacher_named_teacher_is_written_teacher_and_a_mean_holds_parsed_taps():
+    assert Tap.parse('teachers.teacher.neck[1]') == Tap('teacher', 'neck', 'output', (1, ))
+    assert str(Tap.parse('teachers.teacher.neck[1]')) == 'teacher.neck[1]'
+    mean = parse_loss_input(dict(mean=['teachers.a.head.fc', 'teacher.neck:input[0]']))
+    assert mean == TapMean((Tap('a', 'head.fc'), Tap('teacher', 'neck', 'input', (0, ))))
+    assert str(mean) == 'mean(teachers.a.head.fc, teacher.neck:input[0])'
+
+
+@pytest.mark.parametrize('spec', ['teachers.a', 'teachers.student.neck', 'model.neck',
+                                  'student', 'teachers..neck'])
+def test_a_tap_without_a_known_owner_or_module_is_refused(spec):
+    with pytest.raises(ValueError, match=f"tap '{re.escape(spec)}' must look like "
+                                         r"'student.<module path>'"):
+        Tap.parse(spec)

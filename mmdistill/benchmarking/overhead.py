@@ -95,7 +95,7 @@ def benchmark_overhead(distiller: Distiller, data: dict, warmup: int = 5,
     distiller.train()
     prepared = distiller.data_preprocessor(copy.deepcopy(data), True)
     inputs, data_samples = prepared['inputs'], prepared['data_samples']
-    tapped = {name: teacher for name, teacher in distiller.teachers.items() if teacher.taps}
+    tapped = {teacher.prefix: teacher for teacher in distiller.teachers.values() if teacher.taps}
     runs_teacher = bool(tapped)
 
     def teacher_forward():

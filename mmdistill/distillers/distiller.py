@@ -15,8 +15,8 @@ from mmdistill.utils import build_model_in_scope, current_scope
 from .module_sharing import TeacherModules
 from .precision import float32_copies, full_precision
 from .tap_check import check_taps as run_tap_check
-from .taps import LossInput, ModuleTaps, Tap, describe, parse_loss_input
-from .teachers import Teachers
+from .taps import STUDENT, TEACHER, LossInput, ModuleTaps, Tap, describe, parse_loss_input
+from .teachers import Teachers, named_teachers
 
 TENSOR_ANNOTATIONS = (torch.Tensor, 'torch.Tensor', 'Tensor')
 # mmengine's parse_losses logs the total under 'loss'; a student entry of that name is renamed.
@@ -114,8 +114,10 @@ class Distiller(BaseModel):
             reproduce upstream runs exactly.
         teachers: several teachers instead of ``teacher``: ``dict(<name>=dict(config=...,
             checkpoint=..., ...), ...)``, each as ``teacher`` describes; tapped as
-            ``'teachers.<name>.<module path>'``. ``shared_modules`` and ``inherit_modules``
-            need the single ``teacher``.
+            ``'teachers.<name>.<module path>'``. ``teacher=dict(...)`` is the same as
+            ``teachers=dict(teacher=dict(...))``: the teacher named ``teacher`` is tapped as
+            ``'teacher.<module path>'``, saved under ``teacher.``, and is the one that
+            ``shared_modules`` and ``inherit_modules`` take from.
         check_taps: at build time, run the student and the teachers once on a random batch
             (of this (H, W), or 224×224 with ``True``) and raise a ``ValueError`` listing every
             loss whose inputs do not fit (:mod:`~mmdistill.distillers.tap_check`; the same
@@ -155,13 +157,13 @@ class Distiller(BaseModel):
         # Teachers is no module: parameters(), named_children() and so the optimizer
         # constructors, EMA averaging and DDP never see the teachers. train(), _apply (device
         # and dtype moves), _set_device and the state-dict hooks below are what reach them.
-        self.teachers = Teachers(teacher, teachers, self.data_preprocessor)
+        self.teachers = Teachers(named_teachers(teacher, teachers), self.data_preprocessor)
         self.save_teacher = save_teacher
         if self.teachers:
             self.register_load_state_dict_pre_hook(self._load_teacher_weights)
             if save_teacher:
                 self.register_state_dict_post_hook(self._add_teacher_weights)
-        self.teacher_modules = TeacherModules(self.student, self.teacher, self.teacher_dtype,
+        self.teacher_modules = TeacherModules(self.student, self.teachers.get(TEACHER),
                                               shared_modules, inherit_modules)
         self.student_loss_weight = student_loss_weight
         self.teacher_train_mode = teacher_train_mode
@@ -179,7 +181,7 @@ class Distiller(BaseModel):
         # The teacher also records what its shared modules produce, for the student to reuse.
         taps += self.teacher_modules.taps
         self.student_taps = ModuleTaps(
-            self.student, [t for t in taps if t.model == 'student'], 'student')
+            self.student, [t for t in taps if t.owner == STUDENT], STUDENT)
         self.teachers.tap(taps)
         # The hooks live in the student's and teachers' modules: remove them with the distiller.
         weakref.finalize(self, _remove_taps, self.student_taps, self.teachers)
@@ -205,22 +207,10 @@ class Distiller(BaseModel):
 
     @property
     def teacher(self) -> Optional[nn.Module]:
-        """The model of the single teacher (``teacher=``); ``None`` without one, or with
-        ``teachers=`` (``self.teachers['teachers.<name>'].model`` then)."""
-        single = self.teachers.single
-        return single.model if single is not None else None
-
-    @property
-    def teacher_taps(self) -> Optional[ModuleTaps]:
-        """The taps on the single teacher (``None`` without one)."""
-        single = self.teachers.single
-        return single.taps if single is not None else None
-
-    @property
-    def teacher_dtype(self) -> torch.dtype:
-        """The precision of the single teacher (float32 without one)."""
-        single = self.teachers.single
-        return single.dtype if single is not None else torch.float32
+        """The model of the teacher named ``teacher`` (``teacher=``); ``None`` without one
+        (``self.teachers['<name>'].model`` is that of any teacher)."""
+        own = self.teachers.get(TEACHER)
+        return own.model if own is not None else None
 
     def _add_loss(self, name: str, loss_cfg: dict) -> None:
         if not name.isidentifier():
@@ -302,8 +292,8 @@ class Distiller(BaseModel):
     def extra_repr(self) -> str:
         if not self.teachers:
             return 'teacher=None'
-        return ', '.join(f'{name}={type(teacher.model).__name__}'
-                         for name, teacher in self.teachers.items()) + \
+        return ', '.join(f'{teacher.prefix}={type(teacher.model).__name__}'
+                         for teacher in self.teachers.values()) + \
             ' (frozen, outside the module tree)'
 
     def set_loss_scale(self, name: str, scale: float) -> None:
@@ -334,12 +324,12 @@ class Distiller(BaseModel):
         """The student's own losses plus each active distillation loss, by name.
 
         Also logs ``teacher_time``: the seconds the teachers' forward passes took in this step
-        (their sum; 0 when no active loss needed a teacher), and with ``teachers=`` each
-        teacher's own as ``teacher_time_<name>``.
+        (their sum; 0 when no active loss needed a teacher), and each teacher's own as
+        ``teacher_time_<name>`` unless the only one is ``teacher`` (``teacher=``).
         """
         active = [name for name, scale in self.loss_scales.items() if scale != 0]
-        needed = {tap.model for name in active for spec in self.loss_inputs[name].values()
-                  for tap in spec.taps if tap.model != 'student'}
+        needed = {tap.owner for name in active for spec in self.loss_inputs[name].values()
+                  for tap in spec.taps if tap.owner != STUDENT}
         records, seconds = self.teachers.forward(needed, inputs, data_samples)
         losses = {}
         with self.teacher_modules.reused_outputs(records):
@@ -423,7 +413,7 @@ class Distiller(BaseModel):
         parameters and the student features it would read, so that what trains through the
         loss gets a (zero) gradient in every step, as DistributedDataParallel expects."""
         student_inputs = [records[tap] for spec in self.loss_inputs[name].values()
-                          for tap in spec.taps if tap.model == 'student']
+                          for tap in spec.taps if tap.owner == STUDENT]
         reached = [t for t in (*self.distill_losses[name].parameters(), *_tensors(student_inputs))
                    if t.requires_grad]
         with full_precision(self._device_type(reached)):

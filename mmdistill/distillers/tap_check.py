@@ -22,7 +22,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from .precision import float32_copies
-from .taps import ModuleTaps, Tap, describe
+from .taps import STUDENT, ModuleTaps, Tap, describe, owner_prefix
 
 DEFAULT_INPUT_SIZE = (224, 224)
 MAX_SAME_SIZE = 8  # teacher modules listed for one student tap
@@ -52,8 +52,9 @@ class ModuleOutput(NamedTuple):
 
 
 class ModelReport(NamedTuple):
-    """Every module of one model (``student``, ``teacher``, ``teachers.<name>``)."""
-    owner: str
+    """Every module of one model, named as taps write it (``prefix``: ``student``,
+    ``teacher``, ``teachers.<name>``)."""
+    prefix: str
     model_type: str
     input_shape: Tuple[int, ...]
     modules: Dict[str, ModuleOutput]
@@ -61,7 +62,7 @@ class ModelReport(NamedTuple):
 
 class TapReport(NamedTuple):
     """The result of :func:`dry_run`."""
-    models: Dict[str, ModelReport]
+    models: Dict[str, ModelReport]  # by owner: student, or a teacher's name
     values: Dict[Tap, Any]
     uses: Dict[Tap, List[str]]  # tap -> 'loss.argument' that read it
     problems: List[str]
@@ -104,17 +105,18 @@ def _format_stride(stride: Tuple[float, float]) -> str:
 
 
 def same_size_modules(report: TapReport, size: Tuple[int, int]) -> Dict[str, List[str]]:
-    """For each teacher, its modules whose N×C×H×W output has H×W ``size`` (shortest paths
-    first, at most ``MAX_SAME_SIZE``), each with its channels. With the student's input size,
-    these are the modules of the same stride as a student module of that output size."""
+    """For each teacher (as taps write it), its modules whose N×C×H×W output has H×W ``size``
+    (shortest paths first, at most ``MAX_SAME_SIZE``), each with its channels. With the
+    student's input size, these are the modules of the same stride as a student module of that
+    output size."""
     found = {}
     for owner, model in report.models.items():
-        if owner == 'student':
+        if owner == STUDENT:
             continue
         paths = sorted((path for path, out in model.modules.items() if out.size == size),
                        key=lambda path: (path.count('.'), list(model.modules).index(path)))
-        found[owner] = [f'{path} ({model.modules[path].channels} ch)'
-                        for path in paths[:MAX_SAME_SIZE]]
+        found[model.prefix] = [f'{path} ({model.modules[path].channels} ch)'
+                               for path in paths[:MAX_SAME_SIZE]]
     return found
 
 
@@ -162,11 +164,11 @@ def _same_size_hint(report: TapReport, specs, maps) -> str:
     hints = []
     for arg, value in maps.items():
         tap = specs[arg].taps[0]
-        if tap.model != 'student':
+        if tap.owner != STUDENT:
             continue
         size = tuple(value.shape[-2:])
-        for owner, paths in same_size_modules(report, size).items():
-            hints.append(f'{owner} modules of output size {size[0]}×{size[1]} (that of {tap}): '
+        for prefix, paths in same_size_modules(report, size).items():
+            hints.append(f'{prefix} modules of output size {size[0]}×{size[1]} (that of {tap}): '
                          f'{", ".join(paths) or "none"}')
     return ('; ' + '; '.join(hints)) if hints else ''
 
@@ -193,10 +195,10 @@ def dry_run(distiller, input_size: Optional[Sequence[int]] = None,
     was_training = distiller.training
     distiller.eval()
     try:
-        owners = [('student', distiller.student)] + [
+        owners = [(STUDENT, distiller.student)] + [
             (owner, teacher.model) for owner, teacher in distiller.teachers.items()]
         for owner, model in owners:
-            if owner == 'student':
+            if owner == STUDENT:
                 shape = tuple(inputs.shape)
 
                 def forward(_model=model):
@@ -207,10 +209,11 @@ def dry_run(distiller, input_size: Optional[Sequence[int]] = None,
                 shape = (batch_size, channels, *teacher.input_size(input_size))
 
                 def forward(_teacher=teacher, _model=model):  # its own inputs; no taps: runs whole
-                    _teacher.forward(inputs, None, taps=ModuleTaps(_model, [], owner))
+                    _teacher.forward(inputs, None, taps=ModuleTaps(_model, [], _teacher.prefix))
             modules, received, gave = _record_modules(model, forward, shape)
-            models[owner] = ModelReport(owner, type(model).__name__, shape, modules)
-            for tap in [tap for tap in taps if tap.model == owner]:
+            models[owner] = ModelReport(owner_prefix(owner), type(model).__name__, shape,
+                                        modules)
+            for tap in [tap for tap in taps if tap.owner == owner]:
                 calls = (received if tap.port == 'input' else gave).get(tap.path)
                 if calls:
                     try:
@@ -232,7 +235,7 @@ def check_taps(distiller, input_size: Optional[Sequence[int]] = None) -> TapRepo
         raise ValueError(
             f'check_taps found {len(report.problems)} problem(s) with the distillation losses\' '
             'inputs (a dry forward on a random batch of '
-            f"{'×'.join(map(str, report.models['student'].input_shape))}):\n  - " +
+            f"{'×'.join(map(str, report.models[STUDENT].input_shape))}):\n  - " +
             '\n  - '.join(report.problems) +
             '\nSee every module and its output shape with: python tools/analysis/print_taps.py '
             'CONFIG')
@@ -244,13 +247,13 @@ def format_report(report: TapReport) -> str:
     and, for each student tap, the teacher modules of the same output size."""
     lines = []
     for owner, model in report.models.items():
-        lines.append(f'{owner} ({model.model_type}), input '
+        lines.append(f'{model.prefix} ({model.model_type}), input '
                      f"{'×'.join(map(str, model.input_shape))}:")
         width = max((len(path) for path in model.modules), default=0)
         shape_width = max((len(out.shape) for out in model.modules.values()), default=0)
         tapped = defaultdict(list)
         for tap, users in report.uses.items():
-            if tap.model == owner:
+            if tap.owner == owner:
                 tapped[tap.path].append(f'{tap}: ' + ', '.join(users))
         for path, out in model.modules.items():
             extra = f'  ×{out.calls} calls' if out.calls > 1 else ''
@@ -266,8 +269,8 @@ def format_report(report: TapReport) -> str:
         lines.append('  every loss\'s inputs fit')
     for note in report.notes:
         lines.append(f'  note: {note}')
-    student = report.models['student'].modules
-    student_taps = sorted({tap for tap in report.uses if tap.model == 'student'
+    student = report.models[STUDENT].modules
+    student_taps = sorted({tap for tap in report.uses if tap.owner == STUDENT
                            and tap.path in student and student[tap.path].size}, key=str)
     if student_taps and len(report.models) > 1:
         lines.append('')
@@ -277,6 +280,6 @@ def format_report(report: TapReport) -> str:
             out = student[tap.path]
             lines.append(f'  {tap} ({out.size[0]}×{out.size[1]}, stride '
                          f'{_format_stride(out.stride)}, {out.channels} ch):')
-            for owner, paths in same_size_modules(report, out.size).items():
-                lines.append(f'    {owner}: {", ".join(paths) or "none"}')
+            for prefix, paths in same_size_modules(report, out.size).items():
+                lines.append(f'    {prefix}: {", ".join(paths) or "none"}')
     return '\n'.join(lines)

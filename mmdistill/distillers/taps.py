@@ -7,25 +7,34 @@ import torch
 from torch import nn
 
 TAP_PORTS = ('output', 'input')
-# Taps on one of several named teachers start with 'teachers.<name>.'.
+STUDENT = 'student'
+# The name ``teacher=dict(...)`` gives its teacher, tapped as 'teacher.<module>'; any other
+# teacher is tapped as 'teachers.<name>.<module>'.
+TEACHER = 'teacher'
 TEACHERS = 'teachers'
 _INDICES = re.compile(r'((?:\[-?\d+\])*)$')
+
+
+def owner_prefix(owner: str) -> str:
+    """How taps, messages and state dicts write a model: ``student``, ``teacher`` (the teacher
+    named ``teacher``, as ``teacher=`` names it) or ``teachers.<name>``."""
+    return owner if owner in (STUDENT, TEACHER) else f'{TEACHERS}.{owner}'
 
 
 class Tap(NamedTuple):
     """Where a loss input comes from: ``'<model>.<module path>[:input][[i]...]'``.
 
-    ``model`` is ``student``, ``teacher`` (the single teacher of ``teacher=``) or
-    ``teachers.<name>`` (one of the named teachers of ``teachers=``); ``path`` a dotted module
-    path inside it (``neck.fpn_convs.0.conv``); ``port`` is ``output`` (default) or ``input``
-    (the first positional argument of the module's forward). ``index`` picks elements, in
-    order, of what the tap gives when that is a tuple or list: ``'student.backbone[3]'`` is the
-    fourth of the stages a backbone returns, ``'student.bbox_head.retina_cls[0]'`` the first
-    call of a module that runs once per FPN level, ``'student.neck:input[-1]'`` the last
-    feature the neck receives, ``'teachers.det.neck.fpn_convs.0.conv'`` a module of the
-    teacher named ``det``.
+    ``owner`` is ``student`` or a teacher's name: ``teacher`` for ``'teacher.<module path>'``
+    (the teacher of ``teacher=``), ``<name>`` for ``'teachers.<name>.<module path>'`` (one of
+    the named teachers of ``teachers=``); ``path`` a dotted module path inside it
+    (``neck.fpn_convs.0.conv``); ``port`` is ``output`` (default) or ``input`` (the first
+    positional argument of the module's forward). ``index`` picks elements, in order, of what
+    the tap gives when that is a tuple or list: ``'student.backbone[3]'`` is the fourth of the
+    stages a backbone returns, ``'student.bbox_head.retina_cls[0]'`` the first call of a module
+    that runs once per FPN level, ``'student.neck:input[-1]'`` the last feature the neck
+    receives, ``'teachers.det.neck.fpn_convs.0.conv'`` a module of the teacher named ``det``.
     """
-    model: str
+    owner: str
     path: str
     port: str = 'output'
     index: Tuple[int, ...] = ()
@@ -36,13 +45,14 @@ class Tap(NamedTuple):
             raise ValueError(f'a tap is a string such as \'student.neck\', got {spec!r}')
         indices = _INDICES.search(spec).group(1)
         location, _, port = spec[:len(spec) - len(indices)].partition(':')
-        model, _, path = location.partition('.')
-        if model == TEACHERS:
-            name, _, path = path.partition('.')
-            model = f'{TEACHERS}.{name}' if name else ''
+        owner, _, path = location.partition('.')
+        if owner == TEACHERS:
+            owner, _, path = path.partition('.')
+            owner = '' if owner == STUDENT else owner  # no teacher is named 'student'
+        elif owner not in (STUDENT, TEACHER):
+            owner = ''
         port = port or 'output'
-        known = model in ('student', 'teacher') or model.startswith(f'{TEACHERS}.')
-        if not known or not path:
+        if not owner or not path:
             raise ValueError(
                 f"tap '{spec}' must look like 'student.<module path>', 'teacher.<module "
                 "path>' or 'teachers.<teacher name>.<module path>', e.g. "
@@ -52,7 +62,7 @@ class Tap(NamedTuple):
                              "e.g. 'student.backbone[3]' or 'student.neck:input[0]'")
         if port not in TAP_PORTS:
             raise ValueError(f"tap '{spec}': the part after ':' must be one of {TAP_PORTS}")
-        return cls(model, path, port, tuple(int(i) for i in re.findall(r'-?\d+', indices)))
+        return cls(owner, path, port, tuple(int(i) for i in re.findall(r'-?\d+', indices)))
 
     @property
     def taps(self) -> Tuple['Tap']:
@@ -65,7 +75,8 @@ class Tap(NamedTuple):
 
     def __str__(self) -> str:
         suffix = '' if self.port == 'output' else f':{self.port}'
-        return f'{self.model}.{self.path}{suffix}' + ''.join(f'[{i}]' for i in self.index)
+        return (f'{owner_prefix(self.owner)}.{self.path}{suffix}' +
+                ''.join(f'[{i}]' for i in self.index))
 
     def select(self, value: Any) -> Any:
         """The element of ``value`` (what the tapped module gave) that ``index`` names."""

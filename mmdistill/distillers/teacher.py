@@ -11,7 +11,7 @@ from torch import nn
 from mmdistill.utils import build_model_in_scope, load_config, model_cfg_of
 from .input_preparation import TeacherInputs
 from .precision import teacher_dtype, teacher_precision
-from .taps import ModuleTaps, Tap
+from .taps import TEACHER, ModuleTaps, Tap, owner_prefix
 from .timing import ForwardTimer
 
 _MAX_KEYS_SHOWN = 8
@@ -113,7 +113,8 @@ class FrozenTeacher:
     them out of its module tree).
 
     Args:
-        name: its name in taps, messages and state dicts: ``teacher`` or ``teachers.<name>``.
+        name: its name (``teacher`` for the teacher of ``teacher=``); taps, messages and state
+            dicts write it as :attr:`prefix`, ``teacher`` or ``teachers.<name>``.
         config: ``dict(config=..., checkpoint=...[, cfg_options, strict, dtype, inputs,
             input_size])``; see :func:`build_teacher` and
             :mod:`~mmdistill.distillers.input_preparation` for ``inputs`` and ``input_size``.
@@ -122,27 +123,27 @@ class FrozenTeacher:
     """
 
     def __init__(self, name: str, config: dict, student_preprocessor: nn.Module):
+        self.name, self.prefix = name, owner_prefix(name)
         unknown = set(config) - set(TEACHER_KEYS)
         if unknown or 'config' not in config or 'checkpoint' not in config:
             raise ValueError(
-                f'{name} must be dict(config=..., checkpoint=...[, cfg_options, strict, dtype, '
-                f'inputs, input_size]); got keys {sorted(config)}. Use checkpoint=None only '
-                'for benchmarks.')
+                f'{self.prefix} must be dict(config=..., checkpoint=...[, cfg_options, strict, '
+                f'dtype, inputs, input_size]); got keys {sorted(config)}. Use checkpoint=None '
+                'only for benchmarks.')
         config = dict(config)
         inputs, input_size = config.pop('inputs', None) or 'auto', config.pop('input_size', None)
-        self.name = name
-        self.described = 'the teacher' if name == 'teacher' else f"the teacher '{name}'"
+        self.described = 'the teacher' if name == TEACHER else f"the teacher '{self.prefix}'"
         self.model, self.scope = build_teacher(**config)
         self.dtype = teacher_dtype(config.get('dtype'))
         self.inputs = TeacherInputs(inputs, input_size, student_preprocessor,
-                                    self.model.data_preprocessor, name)
-        self.taps = ModuleTaps(self.model, [], name)
+                                    self.model.data_preprocessor, self.prefix)
+        self.taps = ModuleTaps(self.model, [], self.prefix)
         self.timer = ForwardTimer()
 
     def tap(self, taps: Iterable[Tap]) -> None:
         """Record ``taps`` (all on this teacher) from now on, in place of the previous ones."""
         self.taps.remove()
-        self.taps = ModuleTaps(self.model, taps, self.name)
+        self.taps = ModuleTaps(self.model, taps, self.prefix)
 
     def forward(self, inputs: torch.Tensor, data_samples=None,
                 taps: Optional[ModuleTaps] = None) -> Dict[Tap, Any]:
@@ -162,8 +163,8 @@ class FrozenTeacher:
                 raise
             raise RuntimeError(
                 f'{self.described} failed in {self.dtype} on {device_type} ({error}); this device '
-                f"may not run that precision: try {self.name}.dtype='bfloat16' (CPUs, recent "
-                f"GPUs) or 'float16' (GPUs), or remove {self.name}.dtype") from error
+                f"may not run that precision: try {self.prefix}.dtype='bfloat16' (CPUs, recent "
+                f"GPUs) or 'float16' (GPUs), or remove {self.prefix}.dtype") from error
 
     def input_size(self, student_size: Sequence[int]) -> Tuple[int, int]:
         """The H×W the teacher sees when the student's batch is ``student_size``."""

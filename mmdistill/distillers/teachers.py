@@ -1,20 +1,35 @@
-"""The frozen teachers of a distiller: the single ``teacher=`` or several named ``teachers=``."""
+"""The frozen teachers of a distiller, by name: ``teachers=dict(<name>=dict(...), ...)``, of
+which ``teacher=dict(...)`` is the one named ``teacher``."""
 import difflib
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModel
 
-from .taps import TEACHERS, Tap
+from .taps import STUDENT, TEACHER, TEACHERS, Tap, owner_prefix
 from .teacher import FrozenTeacher
 
-SINGLE = 'teacher'
+
+def named_teachers(teacher: Optional[dict],
+                   teachers: Optional[Dict[str, dict]]) -> Dict[str, dict]:
+    """The teachers' dicts by name, from the distiller's ``teacher=`` and ``teachers=`` (one of
+    the two, or neither): ``teacher=dict(...)`` is ``teachers=dict(teacher=dict(...))``."""
+    if teacher is not None and teachers is not None:
+        raise ValueError(
+            'give the distiller teacher=dict(...) or teachers=dict(<name>=dict(...), ...), '
+            "not both: taps on the single teacher read 'teacher.<module>', on a named one "
+            "'teachers.<name>.<module>'. Move the single teacher into teachers= under a "
+            'name of its own.')
+    if teacher is not None:
+        return {TEACHER: teacher}
+    if teachers is not None and (not isinstance(teachers, Mapping) or not teachers):
+        raise ValueError('teachers must be a non-empty dict(<name>=dict(config=..., '
+                         f'checkpoint=...), ...), got {teachers!r}')
+    return dict(teachers or {})
 
 
 class Teachers(Mapping):
-    """The teachers of a distiller, by the name their taps start with: ``teacher`` for the
-    single ``teacher=dict(...)``, ``teachers.<name>`` for each of ``teachers=dict(<name>=dict(
-    ...), ...)`` (one of the two).
+    """The teachers of a distiller, by name (the ``owner`` of the taps on them).
 
     It is the one place that reaches the teachers' models, which are not submodules of the
     distiller: mode changes (:meth:`train`), device and dtype moves (:meth:`apply`,
@@ -23,34 +38,24 @@ class Teachers(Mapping):
     own deepest tap).
 
     Args:
-        teacher: the single teacher's dict, or ``None``.
-        teachers: ``name -> teacher dict``, or ``None``; names are Python identifiers.
+        configs: ``name -> teacher dict`` (:func:`named_teachers`); names are Python
+            identifiers other than ``student``.
         student_preprocessor: the student's data preprocessor.
     """
 
-    def __init__(self, teacher: Optional[dict], teachers: Optional[Dict[str, dict]],
-                 student_preprocessor):
-        if teacher is not None and teachers is not None:
-            raise ValueError(
-                'give the distiller teacher=dict(...) or teachers=dict(<name>=dict(...), ...), '
-                "not both: taps on the single teacher read 'teacher.<module>', on a named one "
-                "'teachers.<name>.<module>'. Move the single teacher into teachers= under a "
-                'name of its own.')
-        configs = {SINGLE: teacher} if teacher is not None else {}
-        if teachers is not None:
-            if not isinstance(teachers, Mapping) or not teachers:
-                raise ValueError('teachers must be a non-empty dict(<name>=dict(config=..., '
-                                 f'checkpoint=...), ...), got {teachers!r}')
-            for name, config in teachers.items():
-                if not isinstance(name, str) or not name.isidentifier():
-                    fix = str(name).replace('-', '_').replace('.', '_').replace(' ', '_')
-                    raise ValueError(
-                        f'teacher name {name!r} must be a Python identifier (letters, digits, '
-                        f"'_'; taps read 'teachers.<name>.<module>'), e.g. {fix!r}")
-                if not isinstance(config, Mapping):
-                    raise ValueError(f'teachers.{name} must be dict(config=..., checkpoint=...),'
-                                     f' got {config!r}')
-                configs[f'{TEACHERS}.{name}'] = config
+    def __init__(self, configs: Dict[str, dict], student_preprocessor):
+        for name, config in configs.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                fix = str(name).replace('-', '_').replace('.', '_').replace(' ', '_')
+                raise ValueError(
+                    f'teacher name {name!r} must be a Python identifier (letters, digits, '
+                    f"'_'; taps read 'teachers.<name>.<module>'), e.g. {fix!r}")
+            if name == STUDENT:
+                raise ValueError(f"no teacher can be named '{STUDENT}': taps "
+                                 f"'{STUDENT}.<module>' read the student")
+            if not isinstance(config, Mapping):
+                raise ValueError(f'{owner_prefix(name)} must be dict(config=..., '
+                                 f'checkpoint=...), got {config!r}')
         self._teachers = {name: FrozenTeacher(name, dict(config), student_preprocessor)
                           for name, config in configs.items()}
 
@@ -63,29 +68,26 @@ class Teachers(Mapping):
     def __len__(self) -> int:
         return len(self._teachers)
 
-    @property
-    def single(self) -> Optional[FrozenTeacher]:
-        """The teacher of ``teacher=``, ``None`` with ``teachers=`` or none."""
-        return self._teachers.get(SINGLE)
-
     def check_tap(self, tap: Tap, user: str) -> None:
         """Raise a ``ValueError`` naming the known teachers when ``tap`` names none of them;
         ``user`` says who taps (``distillation loss 'kd'``)."""
-        if tap.model == 'student' or tap.model in self._teachers:
+        if tap.owner == STUDENT or tap.owner in self._teachers:
             return
         if not self._teachers:
             raise ValueError(f"{user} taps the teacher, but the distiller has no teacher "
                              f"(teacher=None, teachers=None): '{tap}'")
-        close = difflib.get_close_matches(tap.model, list(self._teachers), n=1, cutoff=0.6)
+        known = [teacher.prefix for teacher in self._teachers.values()]
+        wanted = owner_prefix(tap.owner)
+        close = difflib.get_close_matches(wanted, known, n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ''
         raise ValueError(f"{user} taps '{tap}', but the distiller has no teacher "
-                         f"'{tap.model}'; its teachers are {', '.join(self._teachers)}.{hint}")
+                         f"'{wanted}'; its teachers are {', '.join(known)}.{hint}")
 
     def tap(self, taps: Iterable[Tap]) -> None:
         """Put ``taps`` (of any model; those on teachers must be known) on their teachers."""
         taps = list(taps)
         for name, teacher in self._teachers.items():
-            teacher.tap([tap for tap in taps if tap.model == name])
+            teacher.tap([tap for tap in taps if tap.owner == name])
 
     def remove_taps(self) -> None:
         for teacher in self._teachers.values():
@@ -103,13 +105,14 @@ class Teachers(Mapping):
 
     def times(self, seconds: Dict[str, float]) -> Dict[str, torch.Tensor]:
         """The log entries of a step's ``seconds`` per teacher that ran: ``teacher_time``, the
-        sum, and with ``teachers=`` ``teacher_time_<name>`` for each (0 if it did not run)."""
+        sum, and ``teacher_time_<name>`` for each teacher (0 if it did not run), unless the
+        only one is ``teacher`` (``teacher=``), whose time is the sum."""
         if not self._teachers:
             return {}
         times = {'teacher_time': torch.tensor(sum(seconds.values(), 0.0))}
-        if self.single is None:
-            times.update({f'teacher_time_{name[len(TEACHERS) + 1:]}':
-                          torch.tensor(seconds.get(name, 0.0)) for name in self._teachers})
+        if list(self._teachers) != [TEACHER]:
+            times.update({f'teacher_time_{name}': torch.tensor(seconds.get(name, 0.0))
+                          for name in self._teachers})
         return times
 
     # ------------------------------------------------------ what the module tree cannot reach
@@ -128,21 +131,22 @@ class Teachers(Mapping):
                 teacher.model._set_device(device)
 
     def save_into(self, state_dict: dict, prefix: str) -> None:
-        """Write each teacher's weights into ``state_dict`` under ``<prefix><name>.``."""
-        for name, teacher in self._teachers.items():
-            teacher.model.state_dict(destination=state_dict, prefix=f'{prefix}{name}.')
+        """Write each teacher's weights into ``state_dict`` under ``<prefix>teacher.`` (the
+        teacher named ``teacher``) or ``<prefix>teachers.<name>.``."""
+        for teacher in self._teachers.values():
+            teacher.model.state_dict(destination=state_dict, prefix=f'{prefix}{teacher.prefix}.')
 
     def take_from(self, state_dict: dict, prefix: str, load: bool,
                   missing_keys: List[str], unexpected_keys: List[str]) -> None:
         """Take every teacher entry (``<prefix>teacher.*``, ``<prefix>teachers.*``) out of
         ``state_dict``; with ``load``, load each teacher's and report what did not fit."""
         saved = [key for key in state_dict
-                 if key.startswith((f'{prefix}{SINGLE}.', f'{prefix}{TEACHERS}.'))]
+                 if key.startswith((f'{prefix}{TEACHER}.', f'{prefix}{TEACHERS}.'))]
         saved = {key: state_dict.pop(key) for key in saved}
         if not load or not saved:
             return
-        for name, teacher in self._teachers.items():
-            own = f'{prefix}{name}.'
+        for teacher in self._teachers.values():
+            own = f'{prefix}{teacher.prefix}.'
             weights = {key[len(own):]: saved.pop(key) for key in list(saved)
                        if key.startswith(own)}
             result = teacher.model.load_state_dict(weights, strict=False)

@@ -56,10 +56,10 @@ def sample_ids(data_samples) -> List[tuple]:
 
 class RankProbe(Hook):
     """Records, on one rank: the model wrapper; the student's parameters when training starts
-    (after any resume) and ends; each teacher's state at the end (by the name its taps start
-    with: ``teacher``, ``teachers.<name>``); the ids of the samples of each training batch; each
-    step's logged values and how often the teachers started, all together; and, for a
-    validation run by :func:`train_in_phases`, the metrics, the number of samples this rank
+    (after any resume) and ends; each teacher's state at the end (by its name: ``teacher``
+    for ``teacher=``, ``<name>`` for ``teachers=``); the ids of the samples of each training
+    batch; each step's logged values and how often the teachers started, all together; and,
+    for a validation run by :func:`train_in_phases`, the metrics, the number of samples this rank
     validated and the number of results the metric computed on."""
 
     priority = 'LOWEST'

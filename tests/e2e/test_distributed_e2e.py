@@ -81,7 +81,7 @@ def check_scenario(run, teacher_checkpoint: Union[str, Dict[str, str]], first_it
                    second_iters: int, single_iters: int,
                    teacher_dtype: torch.dtype = torch.float32):
     """The assertions that every codebase's two-process run must pass; ``teacher_checkpoint``
-    is the single teacher's, or each teacher's by its name (``teachers.<name>``);
+    is the single teacher's, or each teacher's by its name (``<name>`` of ``teachers=``);
     ``single_iters`` is where the single process's resumed run ends (an epoch there has twice
     the iterations)."""
     if isinstance(teacher_checkpoint, str):
@@ -183,8 +183,7 @@ def test_kd_digits_from_two_teachers_in_two_processes(tmp_path):
         f'model.teachers.{name}.checkpoint': path for name, path in teachers.items()})
     run = two_process_scenario(tmp_path, cfg, {'train_cfg.max_epochs': 1},
                                {'train_cfg.max_epochs': 2}, 'epoch_1.pth')
-    check_scenario(run, {f'teachers.{name}': path for name, path in teachers.items()},
-                   first_iters=2, second_iters=4, single_iters=6)
+    check_scenario(run, teachers, first_iters=2, second_iters=4, single_iters=6)
     for record in run.first:
         assert record['teacher_calls'] == [2, 2]
         assert all(log['loss_kd'] > 0 and log['teacher_time_a'] > 0 and
