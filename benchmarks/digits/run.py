@@ -41,8 +41,7 @@ if __package__ in (None, ''):  # run as a file: the repository's packages are im
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 import mmdistill  # noqa: F401
-from benchmarks.evidence import (Results, add_recording_arguments, publish, run_fingerprint,
-                                 train_and_validate)
+from benchmarks.evidence import Results, add_recording_arguments, publish, train_run
 
 HERE = osp.dirname(osp.abspath(__file__))
 CONFIGS = osp.join(HERE, 'configs')
@@ -181,25 +180,19 @@ def schedule_overrides(cfg: Config, epochs: int) -> dict:
 def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
           teachers: Sequence[dict] = (), retrain: bool = False, **overrides) -> dict:
     """Train ``config`` for ``epochs`` and validate once with
-    :func:`~benchmarks.evidence.train_and_validate` (a run of the same fingerprint is read from
-    its work dir unless ``retrain``); ``teachers`` are the runs of the teachers whose
+    :func:`~benchmarks.evidence.train_run` (a run of the same fingerprint is read from its work
+    dir unless ``retrain``); ``teachers`` are the runs of the teachers whose
     checkpoints ``overrides`` give it. Returns top-1 (``metric``), timings and the checkpoint."""
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
-        'train_dataloader.dataset.data_root': data_root,
-        'val_dataloader.dataset.data_root': data_root,
-        'test_dataloader.dataset.data_root': data_root,
         'train_cfg.max_epochs': epochs,
         'default_hooks.checkpoint.interval': epochs,
         'randomness.seed': seed,
         **schedule_overrides(cfg, epochs),
         **overrides,
     })
-    places = {work_dir: '<work dir>', data_root: '<data root>', CONFIGS: '<configs>',
-              **{run['checkpoint']: f'<teacher {i}>' for i, run in enumerate(teachers)}}
-    stamp = run_fingerprint(cfg, places, [run['fingerprint'] for run in teachers])
-    return train_and_validate(cfg, 'accuracy/top1', stamp, retrain=retrain)
+    return train_run(cfg, 'accuracy/top1', data_root, CONFIGS, teachers, retrain=retrain)
 
 
 def table_of(setup: str, method: str) -> str:

@@ -33,7 +33,7 @@ if __package__ in (None, ''):  # run as a file: the repository's packages are im
 import mmdistill  # noqa: F401
 from mmdistill.apis import export_student
 from benchmarks.evidence import (Results, add_recording_arguments, file_fingerprint, publish,
-                                 run_fingerprint, train_and_validate)
+                                 train_run)
 from mmdistill.testing import write_coco_keypoints
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -61,26 +61,20 @@ def schedule(cfg: Config, epochs: int) -> dict:
 def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
           teacher: Optional[dict] = None, **overrides) -> dict:
     """Train ``config`` for ``epochs`` (distilling from ``teacher``: a run's ``checkpoint`` and
-    ``fingerprint``) and validate once with :func:`~benchmarks.evidence.train_and_validate` (a
-    run of the same fingerprint is read from its work dir); return COCO AP (``metric``),
+    ``fingerprint``) and validate once with :func:`~benchmarks.evidence.train_run` (a run of
+    the same fingerprint is read from its work dir); return COCO AP (``metric``),
     timings and the checkpoint."""
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
         **schedule(cfg, epochs),
         'default_hooks.checkpoint.interval': epochs,
-        'train_dataloader.dataset.data_root': data_root,
-        'val_dataloader.dataset.data_root': data_root,
-        'test_dataloader.dataset.data_root': data_root,
         'val_evaluator.ann_file': osp.join(data_root, 'annotations', 'val.json'),
         'randomness.seed': seed,
         **({'model.teacher.checkpoint': teacher['checkpoint']} if teacher else {}),
         **overrides,
     })
-    places = {work_dir: '<work dir>', data_root: '<data root>', CONFIGS: '<configs>',
-              **({teacher['checkpoint']: '<teacher checkpoint>'} if teacher else {})}
-    stamp = run_fingerprint(cfg, places, [teacher['fingerprint']] if teacher else [])
-    return train_and_validate(cfg, 'coco/AP', stamp)
+    return train_run(cfg, 'coco/AP', data_root, CONFIGS, [teacher] if teacher else [])
 
 
 def add(results: Results, model: str, seed: int, run: dict, **extra) -> None:

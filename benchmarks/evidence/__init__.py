@@ -9,7 +9,7 @@ from .results import Record, Results, load_results
 from .summary import (ModelSummary, PairedDifference, mean_std, paired_difference,
                       paired_differences, summarise)
 from .table import render_details, render_markdown, render_paired_table, render_table
-from .training import file_fingerprint, run_fingerprint, train_and_validate
+from .training import file_fingerprint, run_fingerprint, train_and_validate, train_run
 
 __all__ = [
     'Record', 'Results', 'load_results', 'collect_provenance', 'describe_provenance',
@@ -17,5 +17,5 @@ __all__ = [
     'summarise', 'render_table', 'render_paired_table', 'render_details', 'render_markdown',
     'render_file_block', 'update_blocks',
     'add_recording_arguments', 'publish', 'file_fingerprint', 'run_fingerprint',
-    'train_and_validate'
+    'train_and_validate', 'train_run'
 ]

@@ -23,6 +23,8 @@ from mmengine.runner import Runner
 from .provenance import collect_provenance
 
 RESULT_FILE = 'result.json'
+DATA_ROOT_KEYS = tuple(f'{split}_dataloader.dataset.data_root'
+                       for split in ('train', 'val', 'test'))
 
 
 def run_fingerprint(cfg: Config, places: Dict[str, str], depends_on: Sequence[str] = ()) -> str:
@@ -99,3 +101,18 @@ def train_and_validate(cfg: Config, metric: str, fingerprint: str,
     with open(osp.join(cfg.work_dir, RESULT_FILE), 'w') as f:
         json.dump(result, f, indent=1)
     return dict(result, cached=False)
+
+
+def train_run(cfg: Config, metric: str, data_root: str, configs: str,
+              starts_from: Sequence[dict] = (), **options) -> dict:
+    """Train a harness's run with :func:`train_and_validate`: ``cfg`` (its ``work_dir`` and the
+    run's options merged) reads its data under ``data_root`` (set here for its three
+    dataloaders) and starts from the runs ``starts_from`` (each a ``checkpoint`` the options
+    name and its ``fingerprint``: a teacher, the model it prunes). Its fingerprint leaves out
+    the work dir, the data root, the ``configs`` folder and those checkpoints, and includes the
+    fingerprints of the runs it starts from."""
+    cfg.merge_from_dict({key: data_root for key in DATA_ROOT_KEYS})
+    places = {cfg.work_dir: '<work dir>', data_root: '<data root>', configs: '<configs>',
+              **{run['checkpoint']: f'<start {i}>' for i, run in enumerate(starts_from)}}
+    fingerprint = run_fingerprint(cfg, places, [run['fingerprint'] for run in starts_from])
+    return train_and_validate(cfg, metric, fingerprint, **options)

@@ -25,8 +25,7 @@ from mmengine.runner import Runner
 from mmpretrain import get_model
 
 import mmdistill  # noqa: F401
-from benchmarks.evidence import (Results, add_recording_arguments, publish, run_fingerprint,
-                                 train_and_validate)
+from benchmarks.evidence import Results, add_recording_arguments, publish, train_run
 from benchmarks.digits.run import write_digits
 from projects.upop.benchmark import measure, time_by_op
 from projects.upop.upop import export_pruned
@@ -42,28 +41,23 @@ CONFIGS = {
 def train(config: str, work_dir: str, data_root: str, seed: int,
           start_from: Optional[dict] = None, **overrides) -> dict:
     """Train (from ``start_from``'s checkpoint: a run's ``checkpoint`` and ``fingerprint``) and
-    validate once with :func:`~benchmarks.evidence.train_and_validate` (a run of the same
-    fingerprint is read from its work dir); return top-1 (``metric``), time, the checkpoint,
+    validate once with :func:`~benchmarks.evidence.train_run` (a run of the same fingerprint is
+    read from its work dir); return top-1 (``metric``), time, the checkpoint,
     the run's config and the per-layer widths it pruned to."""
     cfg = Config.fromfile(osp.join(HERE, 'configs', config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
-        'train_dataloader.dataset.data_root': data_root,
-        'val_dataloader.dataset.data_root': data_root,
-        'test_dataloader.dataset.data_root': data_root,
         'randomness.seed': seed,
         **({'load_from': start_from['checkpoint']} if start_from else {}),
         **overrides,
     })
-    places = {work_dir: '<work dir>', data_root: '<data root>', HERE: '<project>',
-              **({start_from['checkpoint']: '<start>'} if start_from else {})}
-    stamp = run_fingerprint(cfg, places, [start_from['fingerprint']] if start_from else [])
 
     def widths(runner: Runner) -> dict:
         return dict(widths=next((h.describe_widths() for h in runner.hooks
                                  if hasattr(h, 'describe_widths')), ''))
 
-    return dict(train_and_validate(cfg, 'accuracy/top1', stamp, widths),
+    starts_from = [start_from] if start_from else []
+    return dict(train_run(cfg, 'accuracy/top1', data_root, HERE, starts_from, summarise=widths),
                 config=osp.join(HERE, 'configs', config))
 
 
