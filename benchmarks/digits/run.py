@@ -178,11 +178,12 @@ def schedule_overrides(cfg: Config, epochs: int) -> dict:
 
 
 def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
-          teachers: Sequence[dict] = (), retrain: bool = False, **overrides) -> dict:
+          starts_from: Sequence[dict] = (), retrain: bool = False, **overrides) -> dict:
     """Train ``config`` for ``epochs`` and validate once with
     :func:`~benchmarks.evidence.train_run` (a run of the same fingerprint is read from its work
-    dir unless ``retrain``); ``teachers`` are the runs of the teachers whose
-    checkpoints ``overrides`` give it. Returns top-1 (``metric``), timings and the checkpoint."""
+    dir unless ``retrain``); ``starts_from`` are the runs whose checkpoints ``overrides`` give it
+    (teachers, the model it fine-tunes). Returns top-1 (``metric``), timings and the
+    checkpoint."""
     cfg = Config.fromfile(osp.join(CONFIGS, config))
     cfg.work_dir = work_dir
     cfg.merge_from_dict({
@@ -192,7 +193,7 @@ def train(config: str, work_dir: str, data_root: str, epochs: int, seed: int,
         **schedule_overrides(cfg, epochs),
         **overrides,
     })
-    return train_run(cfg, 'accuracy/top1', data_root, CONFIGS, teachers, retrain=retrain)
+    return train_run(cfg, 'accuracy/top1', data_root, CONFIGS, starts_from, retrain=retrain)
 
 
 def table_of(setup: str, method: str) -> str:

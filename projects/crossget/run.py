@@ -8,7 +8,8 @@
    CrossGET at each r schedule evaluates it off the shelf (the same weights, merging on) and
    after a short fine-tuning with merging on (the plain ViT gets the same extra epochs, as
    a control);
-   (a seed's results are kept in ``<work-dir>/seed<N>/*.json`` and reused by later runs);
+   (each training is trained once: ``benchmarks.evidence.train_run`` reads a run its work dir
+   holds; the off-the-shelf evaluations run again);
 3. per seed, trains the CLIP-style dual encoder from scratch without merging, with CrossGET
    merging guided by the class token, and with cross guidance (cross tokens in both towers
    and the cross-token loss), and evaluates image->text top-1 among the ten prompts;
@@ -19,7 +20,6 @@
    the model without merging treated the same way.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import sys
@@ -33,7 +33,8 @@ ROOT = osp.dirname(osp.dirname(HERE))
 sys.path.insert(0, ROOT)
 CONFIGS = osp.join(HERE, 'configs')
 
-from benchmarks.evidence import Results, add_recording_arguments, publish  # noqa: E402
+from benchmarks.evidence import (Results, add_recording_arguments, publish,  # noqa: E402
+                                 training)
 from benchmarks.digits import run as digits_run  # noqa: E402
 from projects.crossget import benchmark  # noqa: E402
 
@@ -53,17 +54,12 @@ FINETUNE_LR = 2e-4
 STAGES = {'off the shelf': 'off_the_shelf', 'fine-tuned': 'finetuned'}  # row: result key
 
 
-def data_options(data_root: str) -> dict:
-    return {f'{split}_dataloader.dataset.data_root': data_root
-            for split in ('train', 'val', 'test')}
-
-
 def evaluate(config: str, work_dir: str, data_root: str, checkpoint: str, **overrides) -> float:
     """Top-1 of ``config`` with the weights of ``checkpoint``, on the validation half."""
     cfg = Config.fromfile(config)
     cfg.work_dir = work_dir
     cfg.load_from = checkpoint
-    cfg.merge_from_dict({**data_options(data_root), **overrides})
+    cfg.merge_from_dict({**{key: data_root for key in training.DATA_ROOT_KEYS}, **overrides})
     return Runner.from_cfg(cfg).val()['accuracy/top1']
 
 
@@ -71,24 +67,6 @@ def merging_overrides(merging: dict) -> dict:
     return {'model.r': merging['r'], 'model.matcher': merging['matcher']}
 
 
-def cached(kind: str):
-    """Keep a seed's results in ``<work_dir>/seed<N>/<kind>.json`` and reuse them when the
-    script runs again (so that more seeds can be added later)."""
-    def wrap(runs):
-        def run_or_load(args, data_root: str, seed: int) -> dict:
-            path = osp.join(args.work_dir, f'seed{seed}', f'{kind}.json')
-            if osp.isfile(path):
-                with open(path) as f:
-                    return json.load(f)
-            results = runs(args, data_root, seed)
-            with open(path, 'w') as f:
-                json.dump(results, f, indent=1)
-            return results
-        return run_or_load
-    return wrap
-
-
-@cached('classifier')
 def classifier_runs(args, data_root: str, seed: int) -> dict:
     """Top-1 of every variant, off the shelf and fine-tuned, for one seed."""
     work = osp.join(args.work_dir, f'seed{seed}')
@@ -102,24 +80,23 @@ def classifier_runs(args, data_root: str, seed: int) -> dict:
         off_the_shelf = evaluate(config, osp.join(work, f'eval_{tag}'), data_root,
                                  base['checkpoint'], **overrides)
         tuned = digits_run.train(config, osp.join(work, f'finetune_{tag}'), data_root,
-                                 args.finetune_epochs, seed, **overrides, **finetune)
-        results[name] = dict(off_the_shelf=off_the_shelf, finetuned=tuned['top1'])
+                                 args.finetune_epochs, seed, [base], **overrides, **finetune)
+        results[name] = dict(off_the_shelf=off_the_shelf, finetuned=tuned['metric'])
         print(f'seed {seed} {name}: off the shelf {off_the_shelf:.2f}, fine-tuned '
-              f'{tuned["top1"]:.2f}', flush=True)
+              f'{tuned["metric"]:.2f}', flush=True)
     results['checkpoint'] = base['checkpoint']
-    results['from_scratch'] = base['top1']
+    results['from_scratch'] = base['metric']
     return results
 
 
-@cached('clip')
 def clip_runs(args, data_root: str, seed: int) -> dict:
     work = osp.join(args.work_dir, f'seed{seed}')
     results = {}
     for name, overrides in CLIP_VARIANTS.items():
         run = digits_run.train(CLIP, osp.join(work, 'clip_' + name.split(',')[0].replace(
             ' ', '_') + str(len(overrides))), data_root, args.clip_epochs, seed, **overrides)
-        results[name] = dict(top1=run['top1'], ms_per_iter=run['ms_per_iter'])
-        print(f'seed {seed} dual encoder, {name}: image->text top-1 {run["top1"]:.2f}',
+        results[name] = dict(top1=run['metric'], ms_per_iter=run['ms_per_iter'])
+        print(f'seed {seed} dual encoder, {name}: image->text top-1 {run["metric"]:.2f}',
               flush=True)
     return results
 
