@@ -177,3 +177,53 @@ def test_teacher_time_is_logged_when_the_teacher_runs(teacher_files):
     losses = distiller(*classification_batch(), mode='loss')
     step = time.perf_counter() - start
     assert 0.05 <= losses['teacher_time'].item() < step
+
+
+# Not representable in bfloat16 (8 bits of mantissa): 123.675 would become 123.5, 58.395 58.5.
+TEACHER_MEAN, TEACHER_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+
+
+def test_bf16_teacher_prepares_its_inputs_with_float32_mean_and_std(teacher_files):
+    """A half-precision teacher's network is cast; its data preprocessor keeps float32 mean and
+    std, so the batch it gets is its own float32 preparation (rounded to bfloat16 only as it
+    enters the network)."""
+    config, checkpoint = teacher_files
+    teacher_pre = dict(type='ClsDataPreprocessor', mean=TEACHER_MEAN, std=TEACHER_STD,
+                       to_rgb=False)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        distiller = Distiller(
+            student=dict(tiny_classifier(4), data_preprocessor=dict(
+                type='ClsDataPreprocessor', mean=[127.5] * 3, std=[64.0] * 3, to_rgb=True)),
+            teacher=dict(config=config, checkpoint=checkpoint, dtype='bfloat16',
+                         cfg_options={'model.data_preprocessor': teacher_pre}),
+            distill_losses=dict(kd=KD))
+    teacher = distiller.teacher
+    assert teacher.backbone.conv1.weight.dtype == torch.bfloat16
+    assert teacher.head.fc.weight.dtype == torch.bfloat16
+    mean, std = teacher.data_preprocessor.mean, teacher.data_preprocessor.std
+    assert mean.dtype == std.dtype == torch.float32
+    assert torch.equal(mean, torch.tensor(TEACHER_MEAN).view(3, 1, 1))
+    assert torch.equal(std, torch.tensor(TEACHER_STD).view(3, 1, 1))
+
+    _, samples = classification_batch()
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (len(samples), 3, 16, 16), dtype=torch.uint8)
+    # The teacher's own preparation by hand, in float32: BGR kept, (x - mean) / std.
+    by_hand = (images.float() - torch.tensor(TEACHER_MEAN).view(1, 3, 1, 1)) / \
+        torch.tensor(TEACHER_STD).view(1, 3, 1, 1)
+    own = teacher.data_preprocessor(dict(inputs=images.clone()), False)['inputs']
+    assert own.dtype == torch.float32
+    torch.testing.assert_close(own, by_hand, rtol=0, atol=1e-6)
+    # From the student's batch (RGB, mean 127.5, std 64): converted to the teacher's.
+    data = distiller.data_preprocessor(dict(inputs=images.clone(), data_samples=samples), True)
+    torch.testing.assert_close(data['inputs'], (images.flip(1).float() - 127.5) / 64,
+                               rtol=0, atol=1e-6)
+    converted = distiller.teachers['teacher'].inputs(data['inputs'])
+    assert converted.dtype == torch.float32
+    torch.testing.assert_close(converted, by_hand, rtol=0, atol=1e-5)
+    # What the network gets in a training step: that batch, rounded to bfloat16.
+    seen = []
+    teacher.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    distiller(**data, mode='loss')
+    assert seen[0].dtype == torch.bfloat16
+    torch.testing.assert_close(seen[0].float(), by_hand, rtol=2 ** -8, atol=1e-5)
