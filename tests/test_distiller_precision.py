@@ -2,6 +2,7 @@
 the teacher's logged time (real mmpretrain models; the multi-process runs are in
 tests/e2e/test_distributed_e2e.py)."""
 import time
+from collections import namedtuple
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from mmengine.registry import DefaultScope
 
 from conftest import classification_batch, tiny_classifier
 from mmdistill.distillers import Distiller
+from mmdistill.distillers.precision import float32_copies
 from mmdistill.losses import HintonKDLoss
 
 KD = dict(type='HintonKDLoss', tau=2.0,
@@ -227,3 +229,34 @@ def test_bf16_teacher_prepares_its_inputs_with_float32_mean_and_std(teacher_file
     distiller(**data, mode='loss')
     assert seen[0].dtype == torch.bfloat16
     torch.testing.assert_close(seen[0].float(), by_hand, rtol=2 ** -8, atol=1e-5)
+
+
+def test_float32_copies_reach_into_dicts_lists_tuples_and_named_tuples():
+    """Every half-precision tensor, however nested, comes back as float32 with the same values
+    (each is exact in bfloat16 and float16); float32 tensors come back as they are, integer
+    tensors and other values unchanged."""
+    Pair = namedtuple('Pair', 'first second')
+    ready = torch.tensor([0.25, 8.0])
+    value = dict(
+        logits=torch.tensor([1.5, -2.25], dtype=torch.bfloat16),
+        levels=[torch.tensor([[0.5, 3.0]], dtype=torch.float16),
+                (torch.tensor([-1.0], dtype=torch.bfloat16), torch.tensor([7]))],
+        pair=Pair(torch.tensor([2.0], dtype=torch.float16), dict(deep=[torch.tensor(
+            [0.125], dtype=torch.bfloat16)])),
+        ready=ready, name='fpn', scale=0.5)
+    out = float32_copies(value)
+    assert set(out) == set(value)
+    expected = {('logits',): [1.5, -2.25], ('levels', 0): [[0.5, 3.0]], ('levels', 1, 0): [-1.0],
+                ('pair', 0): [2.0], ('pair', 1, 'deep', 0): [0.125]}
+    for path, numbers in expected.items():
+        tensor = out
+        for step in path:
+            tensor = tensor[step]
+        assert tensor.dtype == torch.float32, path
+        assert tensor.tolist() == numbers, path
+    assert isinstance(out['levels'], list) and isinstance(out['levels'][1], tuple)
+    assert isinstance(out['pair'], Pair) and isinstance(out['pair'].second['deep'], list)
+    assert out['levels'][1][1].dtype == torch.int64 and out['levels'][1][1].tolist() == [7]
+    assert out['ready'] is ready
+    assert (out['name'], out['scale']) == ('fpn', 0.5)
+    assert value['logits'].dtype == torch.bfloat16  # copies: the input is left as it was
