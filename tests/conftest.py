@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-import mmdistill  # noqa: F401  (registers mmdistill's modules)
+import mmdistill  # (registers mmdistill's modules)
 
 
 def tiny_classifier(width: int, num_classes: int = 5) -> dict:
@@ -20,6 +20,24 @@ def tiny_classifier(width: int, num_classes: int = 5) -> dict:
 
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def check_mmdistill_is_this_tree(imported_file: str, root: str) -> None:
+    """Raise ``pytest.UsageError`` unless ``imported_file`` (``mmdistill.__file__``) is the
+    ``mmdistill`` package of the checkout at ``root``: run elsewhere (``pytest`` from another
+    directory), Python imports an installed copy and the tests would test that instead."""
+    package = osp.dirname(osp.realpath(imported_file))
+    expected = osp.join(osp.realpath(root), 'mmdistill')
+    if package != expected:
+        raise pytest.UsageError(
+            f'the tests in {root} imported mmdistill from {package}, not from the tree under '
+            f'test ({expected}): they would test another copy. Run them as '
+            f'`python -m pytest` from the checkout: cd {root} && python -m pytest tests/...')
+
+
+def pytest_configure(config):
+    """Before collecting anything: the mmdistill these tests imported is this checkout's."""
+    check_mmdistill_is_this_tree(mmdistill.__file__, ROOT)
 
 
 def script_module(path: str, name: str):

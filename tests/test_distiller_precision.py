@@ -2,6 +2,7 @@
 the teacher's logged time (real mmpretrain models; the multi-process runs are in
 tests/e2e/test_distributed_e2e.py)."""
 import time
+from collections import namedtuple
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from mmengine.registry import DefaultScope
 
 from conftest import classification_batch, tiny_classifier
 from mmdistill.distillers import Distiller
+from mmdistill.distillers.precision import float32_copies
 from mmdistill.losses import HintonKDLoss
 
 KD = dict(type='HintonKDLoss', tau=2.0,
@@ -177,3 +179,84 @@ def test_teacher_time_is_logged_when_the_teacher_runs(teacher_files):
     losses = distiller(*classification_batch(), mode='loss')
     step = time.perf_counter() - start
     assert 0.05 <= losses['teacher_time'].item() < step
+
+
+# Not representable in bfloat16 (8 bits of mantissa): 123.675 would become 123.5, 58.395 58.5.
+TEACHER_MEAN, TEACHER_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+
+
+def test_bf16_teacher_prepares_its_inputs_with_float32_mean_and_std(teacher_files):
+    """A half-precision teacher's network is cast; its data preprocessor keeps float32 mean and
+    std, so the batch it gets is its own float32 preparation (rounded to bfloat16 only as it
+    enters the network)."""
+    config, checkpoint = teacher_files
+    teacher_pre = dict(type='ClsDataPreprocessor', mean=TEACHER_MEAN, std=TEACHER_STD,
+                       to_rgb=False)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        distiller = Distiller(
+            student=dict(tiny_classifier(4), data_preprocessor=dict(
+                type='ClsDataPreprocessor', mean=[127.5] * 3, std=[64.0] * 3, to_rgb=True)),
+            teacher=dict(config=config, checkpoint=checkpoint, dtype='bfloat16',
+                         cfg_options={'model.data_preprocessor': teacher_pre}),
+            distill_losses=dict(kd=KD))
+    teacher = distiller.teacher
+    assert teacher.backbone.conv1.weight.dtype == torch.bfloat16
+    assert teacher.head.fc.weight.dtype == torch.bfloat16
+    mean, std = teacher.data_preprocessor.mean, teacher.data_preprocessor.std
+    assert mean.dtype == std.dtype == torch.float32
+    assert torch.equal(mean, torch.tensor(TEACHER_MEAN).view(3, 1, 1))
+    assert torch.equal(std, torch.tensor(TEACHER_STD).view(3, 1, 1))
+
+    _, samples = classification_batch()
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (len(samples), 3, 16, 16), dtype=torch.uint8)
+    # The teacher's own preparation by hand, in float32: BGR kept, (x - mean) / std.
+    by_hand = (images.float() - torch.tensor(TEACHER_MEAN).view(1, 3, 1, 1)) / \
+        torch.tensor(TEACHER_STD).view(1, 3, 1, 1)
+    own = teacher.data_preprocessor(dict(inputs=images.clone()), False)['inputs']
+    assert own.dtype == torch.float32
+    torch.testing.assert_close(own, by_hand, rtol=0, atol=1e-6)
+    # From the student's batch (RGB, mean 127.5, std 64): converted to the teacher's.
+    data = distiller.data_preprocessor(dict(inputs=images.clone(), data_samples=samples), True)
+    torch.testing.assert_close(data['inputs'], (images.flip(1).float() - 127.5) / 64,
+                               rtol=0, atol=1e-6)
+    converted = distiller.teachers['teacher'].inputs(data['inputs'])
+    assert converted.dtype == torch.float32
+    torch.testing.assert_close(converted, by_hand, rtol=0, atol=1e-5)
+    # What the network gets in a training step: that batch, rounded to bfloat16.
+    seen = []
+    teacher.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    distiller(**data, mode='loss')
+    assert seen[0].dtype == torch.bfloat16
+    torch.testing.assert_close(seen[0].float(), by_hand, rtol=2 ** -8, atol=1e-5)
+
+
+def test_float32_copies_reach_into_dicts_lists_tuples_and_named_tuples():
+    """Every half-precision tensor, however nested, comes back as float32 with the same values
+    (each is exact in bfloat16 and float16); float32 tensors come back as they are, integer
+    tensors and other values unchanged."""
+    Pair = namedtuple('Pair', 'first second')
+    ready = torch.tensor([0.25, 8.0])
+    value = dict(
+        logits=torch.tensor([1.5, -2.25], dtype=torch.bfloat16),
+        levels=[torch.tensor([[0.5, 3.0]], dtype=torch.float16),
+                (torch.tensor([-1.0], dtype=torch.bfloat16), torch.tensor([7]))],
+        pair=Pair(torch.tensor([2.0], dtype=torch.float16), dict(deep=[torch.tensor(
+            [0.125], dtype=torch.bfloat16)])),
+        ready=ready, name='fpn', scale=0.5)
+    out = float32_copies(value)
+    assert set(out) == set(value)
+    expected = {('logits',): [1.5, -2.25], ('levels', 0): [[0.5, 3.0]], ('levels', 1, 0): [-1.0],
+                ('pair', 0): [2.0], ('pair', 1, 'deep', 0): [0.125]}
+    for path, numbers in expected.items():
+        tensor = out
+        for step in path:
+            tensor = tensor[step]
+        assert tensor.dtype == torch.float32, path
+        assert tensor.tolist() == numbers, path
+    assert isinstance(out['levels'], list) and isinstance(out['levels'][1], tuple)
+    assert isinstance(out['pair'], Pair) and isinstance(out['pair'].second['deep'], list)
+    assert out['levels'][1][1].dtype == torch.int64 and out['levels'][1][1].tolist() == [7]
+    assert out['ready'] is ready
+    assert (out['name'], out['scale']) == ('fpn', 0.5)
+    assert value['logits'].dtype == torch.bfloat16  # copies: the input is left as it was

@@ -88,3 +88,26 @@ def test_modules_of_different_shapes_cannot_be_shared_or_inherited(teacher_files
             build(teacher_files, student_width=4, **{option: ['head']})
     with pytest.raises(KeyError, match="student has no module 'backbon'"):
         build(teacher_files, shared_modules=['backbon'])
+
+
+def test_inherited_modules_are_copied_from_the_teacher_checkpoint_not_into_the_teacher(
+        teacher_files):
+    """inherit_modules copies teacher → student: after init_weights the student's inherited
+    modules hold the teacher checkpoint's weights, and the teacher is still its checkpoint."""
+    _, checkpoint = teacher_files
+    saved = torch.load(checkpoint, map_location='cpu')['state_dict']
+    distiller = build(teacher_files, inherit_modules=['backbone.layer1', 'head'])
+    torch.manual_seed(123)  # the student's own initialisation differs from the teacher's
+    distiller.init_weights()
+    inherited = {f'{path}.{key}': value for path in ('backbone.layer1', 'head')
+                 for key, value in distiller.student.get_submodule(path).state_dict().items()}
+    assert len(inherited) > 10 and 'head.fc.weight' in inherited
+    for key, value in inherited.items():
+        assert torch.equal(value, saved[key]), key
+    teacher = distiller.teacher.state_dict()
+    assert teacher.keys() == saved.keys()
+    for key, value in saved.items():
+        assert torch.equal(teacher[key], value), key
+    # What is not inherited keeps the student's own initialisation.
+    own = distiller.student.backbone.layer2[0].conv1.weight
+    assert not torch.equal(own, saved['backbone.layer2.0.conv1.weight'])

@@ -236,3 +236,39 @@ def test_teacher_and_teachers_with_a_teacher_named_teacher_build_the_same_distil
     for key in ('loss_student', 'loss_fea', 'loss_kd'):
         assert losses[0][key].item() > 0
         assert losses[0][key].item() == losses[1][key].item(), key
+
+
+def test_saved_weights_of_a_teacher_the_distiller_lacks_are_unexpected_keys(two_teachers):
+    """With save_teacher=True a checkpoint's teacher weights are loaded; those of a teacher the
+    distiller does not have are reported as unexpected (a strict load fails naming them),
+    never dropped silently."""
+    state = {k: v.clone() for k, v in build(two_teachers, save_teacher=True).state_dict().items()}
+    extra = {k.replace('teachers.a.', 'teachers.c.'): v + 1 for k, v in state.items()
+             if k.startswith('teachers.a.')}
+    assert len(extra) == len(models(build(two_teachers))[0].state_dict())
+    distiller = build(two_teachers, save_teacher=True)
+    result = distiller.load_state_dict({**state, **extra}, strict=False)
+    assert not result.missing_keys
+    assert sorted(result.unexpected_keys) == sorted(extra)
+    for name, model in zip('ab', models(distiller)):  # the teachers it has are loaded
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, state[f'teachers.{name}.{key}']), key
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: '
+                                           r'.*"teachers\.c\.head\.fc\.bias"'):
+        build(two_teachers, save_teacher=True).load_state_dict({**state, **extra}, strict=True)
+
+    # A single teacher (teacher=) reading a checkpoint of named teachers: none of it is its.
+    config, (first, _) = two_teachers
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        single = Distiller(student=tiny_classifier(4), save_teacher=True,
+                           teacher=dict(config=config, checkpoint=first),
+                           distill_losses=dict(kd=dict(KD_MEAN, inputs=dict(
+                               student_logits='student.head.fc',
+                               teacher_logits='teacher.head.fc'))))
+    result = single.load_state_dict(state, strict=False)
+    assert sorted(result.unexpected_keys) == sorted(k for k in state
+                                                    if k.startswith('teachers.'))
+    # Its own weights are all missing (torch's BatchNorm fills in num_batches_tracked).
+    assert sorted(result.missing_keys) == sorted(
+        f'teacher.{k}' for k in single.teacher.state_dict()
+        if not k.endswith('num_batches_tracked'))

@@ -43,3 +43,19 @@ def test_no_committed_file_names_a_machine_path():
             found[path] = lines
     assert not found, ('committed files name absolute paths of a machine (keep recorded '
                        f'commands relative to the checkout): {found}')
+
+
+def test_the_tests_refuse_an_mmdistill_from_outside_the_checkout(tmp_path):
+    """conftest's guard: the mmdistill the tests import must be this checkout's."""
+    import mmdistill
+    from conftest import check_mmdistill_is_this_tree
+    assert osp.dirname(osp.realpath(mmdistill.__file__)) == osp.join(osp.realpath(ROOT),
+                                                                      'mmdistill')
+    check_mmdistill_is_this_tree(mmdistill.__file__, ROOT)  # this run's: accepted
+    installed = tmp_path / 'site-packages' / 'mmdistill' / '__init__.py'
+    with pytest.raises(pytest.UsageError) as refused:
+        check_mmdistill_is_this_tree(str(installed), ROOT)
+    message = str(refused.value)
+    assert str(installed.parent) in message
+    assert osp.join(osp.realpath(ROOT), 'mmdistill') in message
+    assert f'`python -m pytest` from the checkout: cd {ROOT} && python -m pytest' in message

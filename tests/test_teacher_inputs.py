@@ -85,3 +85,44 @@ def test_distiller_gives_the_teacher_its_own_preparation(teacher_files):
                                      distiller.teacher(data['inputs'], mode='tensor'))
     assert losses['loss_kd'].item() == pytest.approx(expected.item(), rel=1e-4)
     assert abs(unconverted.item() - expected.item()) > 1e-3  # the conversion mattered
+
+
+def test_preparations_are_the_same_only_when_colour_order_mean_and_std_all_are():
+    def prep(swap=True, mean=MEAN, std=STD):
+        return preparation_of(preprocessor('mmpretrain', swap, mean, std))
+
+    other_std = [58.395, 57.12, 57.0]  # one channel's std differs
+    other_mean = [123.675, 116.0, 103.53]  # one channel's mean differs
+    assert same_preparation(prep(), prep())  # two preprocessors, equal settings
+    assert not same_preparation(prep(), prep(std=other_std))
+    assert not same_preparation(prep(std=other_std), prep())
+    assert not same_preparation(prep(), prep(mean=other_mean))
+    assert not same_preparation(prep(mean=other_mean), prep())
+    assert not same_preparation(prep(swap=True), prep(swap=False))
+    unnormalised = preparation_of(preprocessor('mmpretrain', True, None, None))
+    assert unnormalised.mean is None and unnormalised.std is None
+    assert same_preparation(unnormalised, preparation_of(preprocessor('mmpretrain', True,
+                                                                      None, None)))
+    assert not same_preparation(unnormalised, prep())
+    assert not same_preparation(prep(), unnormalised)
+
+
+def test_a_teacher_whose_std_alone_differs_gets_its_own_std(teacher_files):
+    """Only the std differs: the teacher's batch is the student's times std_s / std_t."""
+    config, checkpoint = teacher_files
+    teacher_std = [29.0, 57.12, 114.0]
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        distiller = Distiller(
+            student=dict(tiny_classifier(4), data_preprocessor=dict(
+                type='ClsDataPreprocessor', mean=MEAN, std=STD, to_rgb=True)),
+            teacher=dict(config=config, checkpoint=checkpoint, cfg_options={
+                'model.data_preprocessor': dict(type='ClsDataPreprocessor', mean=MEAN,
+                                                std=teacher_std, to_rgb=True)}),
+            distill_losses=dict(kd=dict(type='HintonKDLoss', inputs=dict(
+                student_logits='student.head.fc', teacher_logits='teacher.head.fc'))))
+    inputs = distiller.teachers['teacher'].inputs
+    assert inputs.converts
+    student_batch = torch.ones(1, 3, 2, 2)
+    expected = torch.tensor([STD[0] / 29.0, 1.0, STD[2] / 114.0]).view(1, 3, 1, 1).expand(
+        1, 3, 2, 2)
+    torch.testing.assert_close(inputs(student_batch), expected, rtol=1e-6, atol=1e-6)
