@@ -128,6 +128,136 @@ def test_ordering_lets_only_one_of_two_mutual_best_matches_leave():
     assert pairs[0] in [(0, 1), (1, 0)] and pairs[1] in [(2, 3), (3, 2)]
 
 
+# The matcher and the merge written out token by token, from the docstrings and the
+# reference's description (/work/shared/reference/compression.md), to check the vectorised
+# code against on random inputs.
+def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
+    """Per sample: ``{source: destination}`` and the importances, for keys B×N×C and guide
+    queries B×C."""
+    plans, importances = [], []
+    for sample_keys, query in zip(keys.double(), guide.double()):
+        n = len(sample_keys)
+        k = [key / key.norm() for key in sample_keys]  # each token's key has unit length
+        sim = [[float(k[i] @ k[j]) for j in range(n)] for i in range(n)]
+        best = [max(sim[i][j] for j in range(n) if j != i) for i in range(n)]
+        order = sorted(range(n), key=lambda i: -best[i])  # best similarity, descending
+        place = {token: rank for rank, token in enumerate(order)}
+        best_later = [max([sim[i][j] for j in range(n) if place[j] > place[i]],
+                          default=-math.inf) for i in range(n)]
+        importance = [float(k[i] @ (query / query.norm())) for i in range(n)]
+        scores = [importance[i] - best_later[i] for i in range(n)]
+        sources = sorted(range(n), key=lambda i: scores[i])[:r]
+        plans.append({s: max((j for j in range(n) if j != s and j not in sources),
+                             key=lambda j: sim[s][j]) for s in sources})
+        importances.append(importance)
+    return plans, torch.tensor(importances)
+
+
+def plan_as_dicts(plan: MergePlan) -> list:
+    return [dict(zip(src, dst)) for src, dst in zip(plan.src.tolist(), plan.dst.tolist())]
+
+
+def reference_merge(x: torch.Tensor, sizes: torch.Tensor, pairs: list, weights: torch.Tensor):
+    """Each destination becomes the (weight · size)-weighted mean of its group; sources go,
+    the other tokens keep their order."""
+    merged, merged_sizes = [], []
+    for b, sample_pairs in enumerate(pairs):
+        tokens, token_sizes = [], []
+        for d in range(x.shape[1]):
+            if d in sample_pairs:
+                continue
+            group = [d] + [s for s, dst in sample_pairs.items() if dst == d]
+            w = [float(weights[b, i]) * float(sizes[b, i]) for i in group]
+            tokens.append(sum(wi * x[b, i] for wi, i in zip(w, group)) / sum(w))
+            token_sizes.append(sum(float(sizes[b, i]) for i in group))
+        merged.append(torch.stack(tokens))
+        merged_sizes.append(token_sizes)
+    return torch.stack(merged), torch.tensor(merged_sizes)[..., None]
+
+
+def test_complete_graph_matching_on_random_keys_matches_the_written_out_rule():
+    """Random keys and a random guide query, several samples: every step of the rule (keys
+    normalised per token, order by best similarity descending, later-only pairing, importance
+    minus best later similarity, destination = best non-source) against the loop above."""
+    torch.manual_seed(3)
+    keys, guide = torch.randn(4, 12, 6) * 3, torch.randn(4, 6)
+    plan = complete_graph_soft_matching(keys, 4, guide)
+    expected, importance = reference_crossget_plan(keys, 4, guide)
+    assert plan_as_dicts(plan) == expected
+    torch.testing.assert_close(plan.weights.squeeze(-1), importance.exp().float())
+    # the keys' scales differ per token: normalising each key, not each feature over the
+    # tokens, is what the cosine similarity asks for
+    scaled = keys * torch.rand(4, 12, 1) * 10
+    assert plan_as_dicts(complete_graph_soft_matching(scaled, 4, guide)) == expected
+
+
+def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
+    """Several samples, random tokens, sizes and importances, a plan from the matcher with
+    two sources per destination allowed: merged tokens and sizes against the loop above."""
+    torch.manual_seed(4)
+    x, sizes = torch.randn(3, 10, 5), torch.randint(1, 4, (3, 10, 1)).float()
+    keys, guide = torch.randn(3, 10, 4), torch.randn(3, 4)
+    plan = complete_graph_soft_matching(keys, 5, guide)
+    pairs = plan_as_dicts(plan)
+    assert any(len(set(dst)) < len(dst) for dst in plan.dst.tolist())  # groups of three
+    merged, new_sizes = merge_tokens(x, sizes, plan)
+    expected, expected_sizes = reference_merge(x, sizes, pairs, plan.weights.squeeze(-1))
+    torch.testing.assert_close(merged, expected)
+    assert torch.equal(new_sizes, expected_sizes)
+
+def test_recorded_guide_is_the_cross_tokens_query_when_there_is_one():
+    """The guide is the head mean of the last token's query with a cross token, of the first
+    (class) token's without; the keys are the head means of all keys."""
+    torch.manual_seed(6)
+    query, key = torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 4)  # B×H×N×d
+    for cross_token, guide in ((True, 6), (False, 0)):
+        state = TokenMergingState([1], 'crossget', num_leading=1, cross_token=cross_token)
+        state.record(query, key)
+        hand = (query[:, 0, guide] + query[:, 1, guide] + query[:, 2, guide]) / 3
+        torch.testing.assert_close(state.guide_query, hand)
+        torch.testing.assert_close(state.keys, (key[:, 0] + key[:, 1] + key[:, 2]) / 3)
+
+
+def test_non_zero_cross_tokens_guide_the_matching_in_every_layer():
+    """With trained (non-zero) cross tokens, the cross token differs from the class token, and
+    each layer's matcher gets: the keys of the mergeable tokens and, as the guide, the cross
+    token's query, both head means recomputed here from the layer's input with its own ln1 and
+    qkv; its plan is the written-out rule's."""
+    vit = tiny_vit(out_type='raw')
+    state = apply_token_merging(vit, 2, matcher='crossget', cross_token=True)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for layer in vit.layers:
+            layer.cross_token.normal_()
+    inputs, calls, matcher = {}, [], state.matcher
+
+    def recording_matcher(keys, r, guide):
+        plan = matcher(keys, r, guide)
+        calls.append((keys, guide, plan))
+        return plan
+    state.matcher = recording_matcher
+    for index, layer in enumerate(vit.layers):
+        layer.register_forward_pre_hook(
+            lambda module, args, index=index: inputs.__setitem__(index, args[0]))
+    with torch.no_grad():
+        vit(images())
+        for index, layer in enumerate(vit.layers):
+            x = inputs[index]
+            if index == 0:
+                x = torch.cat([x, x[:, :1]], dim=1)  # the cross token starts as the class token
+            cross = x[:, -1] + layer.cross_token
+            torch.testing.assert_close(state.cross_states[index], cross)
+            x = torch.cat([x[:, :-1], cross[:, None]], dim=1)
+            qkv = layer.attn.qkv(layer.ln1(x)).reshape(*x.shape[:2], 3, HEADS, EMBED // HEADS)
+            query, key = qkv[:, :, 0].mean(dim=2), qkv[:, :, 1].mean(dim=2)  # B×N×d
+            keys, guide, plan = calls[index]
+            torch.testing.assert_close(guide, query[:, -1])
+            assert not torch.allclose(guide, query[:, 0], atol=1e-2)  # the class token's
+            torch.testing.assert_close(keys, key[:, 1:-1])  # class and cross tokens left out
+            expected, importance = reference_crossget_plan(keys, 2, guide)
+            assert plan_as_dicts(plan) == expected
+            torch.testing.assert_close(plan.weights.squeeze(-1), importance.exp().float())
+
 def test_cross_guided_ensemble_is_a_size_aware_softmax_average():
     x = torch.tensor([[[1., 0.], [0., 1.], [5., 5.]]])
     sizes = torch.tensor([[[2.], [1.], [1.]]])
@@ -267,6 +397,23 @@ def test_cross_token_loss_is_jensen_shannon_form():
     hand = ((m * (m / p).log()).sum() + (m * (m / q).log()).sum()) / 2
     assert torch.allclose(cross_token_js_loss(p_logits, q_logits), hand)
     assert cross_token_js_loss(p_logits, p_logits).abs() < 1e-7
+
+
+def test_cross_token_loss_averages_over_rows():
+    """Several rows (layers × samples) with different divergences: the loss is the mean of
+    the rows' ½[KL(M‖P) + KL(M‖Q)], each written out as a sum over the embedding."""
+    torch.manual_seed(7)
+    p_logits, q_logits = torch.randn(5, 4) * 2, torch.randn(5, 4) * 2
+    rows = []
+    for p_row, q_row in zip(p_logits.tolist(), q_logits.tolist()):
+        p = [math.exp(v) / sum(math.exp(u) for u in p_row) for v in p_row]
+        q = [math.exp(v) / sum(math.exp(u) for u in q_row) for v in q_row]
+        m = [(a + b) / 2 for a, b in zip(p, q)]
+        rows.append((sum(mi * math.log(mi / pi) for mi, pi in zip(m, p))
+                     + sum(mi * math.log(mi / qi) for mi, qi in zip(m, q))) / 2)
+    assert len(set(rows)) == 5
+    assert cross_token_js_loss(p_logits, q_logits).item() == pytest.approx(sum(rows) / 5,
+                                                                          rel=1e-5)
 
 
 def test_dual_encoder_predicts_like_a_classifier():
