@@ -288,6 +288,66 @@ def test_magnitude_keeps_the_largest_units(model):
                                       f'mlp hidden units {[HIDDEN // 2] * LAYERS}')
 
 
+def test_magnitude_ranks_attention_head_dims_over_all_their_rows_and_columns(model):
+    """Head dim j of an attention owns rows (part, head, j) of qkv (q, k, v of every head, with
+    their biases) and columns (head, j) of proj. Known weights: every element of row
+    (part, head, j) is ±a[part][head][j]/100 (its bias −a/100), every element of column
+    (head, j) of proj g[head][j]/100. Only the sum over all of them ranks units 3, 4, 6, 7
+    highest: no single part, head or matrix does, nor consecutive rows taken as one unit."""
+    a = [[[6, 2, 5, 4, 8, 3, 9, 2], [6, 1, 7, 2, 7, 3, 3, 6]],  # q: head 0, head 1
+         [[2, 7, 2, 9, 4, 2, 5, 6], [5, 9, 2, 8, 5, 2, 1, 5]],  # k
+         [[1, 1, 2, 7, 2, 1, 4, 4], [7, 3, 2, 8, 3, 4, 3, 2]]]  # v
+    g = [[7, 7, 9, 5, 9, 5, 8, 6], [2, 4, 6, 1, 1, 1, 5, 6]]  # proj: head 0, head 1
+    attn = model.backbone.layers[0].attn
+    qkv, proj = attn.qkv, attn.proj
+    with torch.no_grad():
+        for part in range(3):
+            for head in range(HEADS):
+                for j in range(HEAD_DIMS):
+                    row = part * HEADS * HEAD_DIMS + head * HEAD_DIMS + j
+                    signs = torch.tensor([(-1.)**(row + col) for col in range(EMBED)])
+                    qkv.weight[row] = signs * a[part][head][j] / 100
+                    qkv.bias[row] = -a[part][head][j] / 100
+                    proj.weight[:, head * HEAD_DIMS + j] = g[head][j] / 100
+    # the magnitudes by hand: 17·a (16 weights and a bias) per row, 16·g per column
+    magnitude = [sum(17 * a[part][head][j] for part in range(3) for head in range(HEADS))
+                 + sum(16 * g[head][j] for head in range(HEADS)) for j in range(HEAD_DIMS)]
+    assert magnitude == [603, 567, 580, 742, 653, 351, 633, 617]
+    keep = [3, 4, 6, 7]
+    rows = [part * HEADS * HEAD_DIMS + head * HEAD_DIMS + j for part in range(3)
+            for head in range(HEADS) for j in keep]
+    columns = [head * HEAD_DIMS + j for head in range(HEADS) for j in keep]
+    expected = qkv.weight[rows].clone(), qkv.bias[rows].clone(), proj.weight[:, columns].clone()
+
+    class FakeRunner:
+        pass
+    hook = UniformMagnitudePruningHook(budget=0.5, scope='backbone')
+    hook.structures = find_structures(model.backbone, 'backbone')
+    hook.before_train(FakeRunner())
+    assert attn.head_dims == HEAD_DIMS // 2
+    assert torch.equal(qkv.weight, expected[0]) and torch.equal(qkv.bias, expected[1])
+    assert torch.equal(proj.weight, expected[2])
+
+
+def test_search_epochs_become_that_many_epochs_of_steps(model):
+    """search_epochs = 3 with 7 batches per epoch: T = 21 steps; a run of 20 steps cannot hold
+    the search, one of 21 can."""
+    class FakeRunner:
+        pass
+    runner = FakeRunner()
+    runner.model, runner.train_dataloader = model, [None] * 7
+    for max_iters in (21, 20):
+        runner.max_iters = max_iters
+        hook = UPopHook(budget=0.5, search_epochs=3, interval=4, scope='backbone')
+        hook.before_run(runner)
+        if max_iters == 20:
+            with pytest.raises(ValueError, match=r'search \(21 iterations\) is longer than '
+                                                 r'the run \(20\)'):
+                hook.before_train(runner)
+        else:
+            hook.before_train(runner)
+            assert hook.search_iters == 21
+
 def test_deit_small_config_reproduces_the_reference_costs():
     """The ImageNet config: DeiT-S has 12 attention and 12 MLP structures; a head-dim slice
     costs 9234 parameters and an MLP unit 769, the reference's cost weights."""
