@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 
 from benchmarks.digits.run import write_digits
 from mmdistill.apis.complexity import flop_analyzer
-from helpers.runner import write_teacher_checkpoint
+from helpers.runner import logged_history, logged_loss_terms, write_teacher_checkpoint
 from projects.crossget.crossget import (ImageTextDualEncoder, apply_token_merging,
                                         bipartite_soft_matching, complete_graph_soft_matching,
                                         cross_token_js_loss, merge_tokens)
@@ -127,6 +127,136 @@ def test_ordering_lets_only_one_of_two_mutual_best_matches_leave():
     pairs = sorted(zip(plan.src[0].tolist(), plan.dst[0].tolist()))
     assert pairs[0] in [(0, 1), (1, 0)] and pairs[1] in [(2, 3), (3, 2)]
 
+
+# The matcher and the merge written out token by token, from the docstrings and the
+# reference's description (/work/shared/reference/compression.md), to check the vectorised
+# code against on random inputs.
+def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
+    """Per sample: ``{source: destination}`` and the importances, for keys B×N×C and guide
+    queries B×C."""
+    plans, importances = [], []
+    for sample_keys, query in zip(keys.double(), guide.double()):
+        n = len(sample_keys)
+        k = [key / key.norm() for key in sample_keys]  # each token's key has unit length
+        sim = [[float(k[i] @ k[j]) for j in range(n)] for i in range(n)]
+        best = [max(sim[i][j] for j in range(n) if j != i) for i in range(n)]
+        order = sorted(range(n), key=lambda i: -best[i])  # best similarity, descending
+        place = {token: rank for rank, token in enumerate(order)}
+        best_later = [max([sim[i][j] for j in range(n) if place[j] > place[i]],
+                          default=-math.inf) for i in range(n)]
+        importance = [float(k[i] @ (query / query.norm())) for i in range(n)]
+        scores = [importance[i] - best_later[i] for i in range(n)]
+        sources = sorted(range(n), key=lambda i: scores[i])[:r]
+        plans.append({s: max((j for j in range(n) if j != s and j not in sources),
+                             key=lambda j: sim[s][j]) for s in sources})
+        importances.append(importance)
+    return plans, torch.tensor(importances)
+
+
+def plan_as_dicts(plan: MergePlan) -> list:
+    return [dict(zip(src, dst)) for src, dst in zip(plan.src.tolist(), plan.dst.tolist())]
+
+
+def reference_merge(x: torch.Tensor, sizes: torch.Tensor, pairs: list, weights: torch.Tensor):
+    """Each destination becomes the (weight · size)-weighted mean of its group; sources go,
+    the other tokens keep their order."""
+    merged, merged_sizes = [], []
+    for b, sample_pairs in enumerate(pairs):
+        tokens, token_sizes = [], []
+        for d in range(x.shape[1]):
+            if d in sample_pairs:
+                continue
+            group = [d] + [s for s, dst in sample_pairs.items() if dst == d]
+            w = [float(weights[b, i]) * float(sizes[b, i]) for i in group]
+            tokens.append(sum(wi * x[b, i] for wi, i in zip(w, group)) / sum(w))
+            token_sizes.append(sum(float(sizes[b, i]) for i in group))
+        merged.append(torch.stack(tokens))
+        merged_sizes.append(token_sizes)
+    return torch.stack(merged), torch.tensor(merged_sizes)[..., None]
+
+
+def test_complete_graph_matching_on_random_keys_matches_the_written_out_rule():
+    """Random keys and a random guide query, several samples: every step of the rule (keys
+    normalised per token, order by best similarity descending, later-only pairing, importance
+    minus best later similarity, destination = best non-source) against the loop above."""
+    torch.manual_seed(3)
+    keys, guide = torch.randn(4, 12, 6) * 3, torch.randn(4, 6)
+    plan = complete_graph_soft_matching(keys, 4, guide)
+    expected, importance = reference_crossget_plan(keys, 4, guide)
+    assert plan_as_dicts(plan) == expected
+    torch.testing.assert_close(plan.weights.squeeze(-1), importance.exp().float())
+    # the keys' scales differ per token: normalising each key, not each feature over the
+    # tokens, is what the cosine similarity asks for
+    scaled = keys * torch.rand(4, 12, 1) * 10
+    assert plan_as_dicts(complete_graph_soft_matching(scaled, 4, guide)) == expected
+
+
+def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
+    """Several samples, random tokens, sizes and importances, a plan from the matcher with
+    two sources per destination allowed: merged tokens and sizes against the loop above."""
+    torch.manual_seed(4)
+    x, sizes = torch.randn(3, 10, 5), torch.randint(1, 4, (3, 10, 1)).float()
+    keys, guide = torch.randn(3, 10, 4), torch.randn(3, 4)
+    plan = complete_graph_soft_matching(keys, 5, guide)
+    pairs = plan_as_dicts(plan)
+    assert any(len(set(dst)) < len(dst) for dst in plan.dst.tolist())  # groups of three
+    merged, new_sizes = merge_tokens(x, sizes, plan)
+    expected, expected_sizes = reference_merge(x, sizes, pairs, plan.weights.squeeze(-1))
+    torch.testing.assert_close(merged, expected)
+    assert torch.equal(new_sizes, expected_sizes)
+
+def test_recorded_guide_is_the_cross_tokens_query_when_there_is_one():
+    """The guide is the head mean of the last token's query with a cross token, of the first
+    (class) token's without; the keys are the head means of all keys."""
+    torch.manual_seed(6)
+    query, key = torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 4)  # B×H×N×d
+    for cross_token, guide in ((True, 6), (False, 0)):
+        state = TokenMergingState([1], 'crossget', num_leading=1, cross_token=cross_token)
+        state.record(query, key)
+        hand = (query[:, 0, guide] + query[:, 1, guide] + query[:, 2, guide]) / 3
+        torch.testing.assert_close(state.guide_query, hand)
+        torch.testing.assert_close(state.keys, (key[:, 0] + key[:, 1] + key[:, 2]) / 3)
+
+
+def test_non_zero_cross_tokens_guide_the_matching_in_every_layer():
+    """With trained (non-zero) cross tokens, the cross token differs from the class token, and
+    each layer's matcher gets: the keys of the mergeable tokens and, as the guide, the cross
+    token's query, both head means recomputed here from the layer's input with its own ln1 and
+    qkv; its plan is the written-out rule's."""
+    vit = tiny_vit(out_type='raw')
+    state = apply_token_merging(vit, 2, matcher='crossget', cross_token=True)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for layer in vit.layers:
+            layer.cross_token.normal_()
+    inputs, calls, matcher = {}, [], state.matcher
+
+    def recording_matcher(keys, r, guide):
+        plan = matcher(keys, r, guide)
+        calls.append((keys, guide, plan))
+        return plan
+    state.matcher = recording_matcher
+    for index, layer in enumerate(vit.layers):
+        layer.register_forward_pre_hook(
+            lambda module, args, index=index: inputs.__setitem__(index, args[0]))
+    with torch.no_grad():
+        vit(images())
+        for index, layer in enumerate(vit.layers):
+            x = inputs[index]
+            if index == 0:
+                x = torch.cat([x, x[:, :1]], dim=1)  # the cross token starts as the class token
+            cross = x[:, -1] + layer.cross_token
+            torch.testing.assert_close(state.cross_states[index], cross)
+            x = torch.cat([x[:, :-1], cross[:, None]], dim=1)
+            qkv = layer.attn.qkv(layer.ln1(x)).reshape(*x.shape[:2], 3, HEADS, EMBED // HEADS)
+            query, key = qkv[:, :, 0].mean(dim=2), qkv[:, :, 1].mean(dim=2)  # B×N×d
+            keys, guide, plan = calls[index]
+            torch.testing.assert_close(guide, query[:, -1])
+            assert not torch.allclose(guide, query[:, 0], atol=1e-2)  # the class token's
+            torch.testing.assert_close(keys, key[:, 1:-1])  # class and cross tokens left out
+            expected, importance = reference_crossget_plan(keys, 2, guide)
+            assert plan_as_dicts(plan) == expected
+            torch.testing.assert_close(plan.weights.squeeze(-1), importance.exp().float())
 
 def test_cross_guided_ensemble_is_a_size_aware_softmax_average():
     x = torch.tensor([[[1., 0.], [0., 1.], [5., 5.]]])
@@ -269,13 +399,103 @@ def test_cross_token_loss_is_jensen_shannon_form():
     assert cross_token_js_loss(p_logits, p_logits).abs() < 1e-7
 
 
+def hand_js_rows(p_logits: torch.Tensor, q_logits: torch.Tensor) -> list:
+    """Each row's ½[KL(M‖P) + KL(M‖Q)], P and Q softmaxes of the rows, written out."""
+    rows = []
+    for p_row, q_row in zip(p_logits.tolist(), q_logits.tolist()):
+        p = [math.exp(v) / sum(math.exp(u) for u in p_row) for v in p_row]
+        q = [math.exp(v) / sum(math.exp(u) for u in q_row) for v in q_row]
+        m = [(a + b) / 2 for a, b in zip(p, q)]
+        rows.append((sum(mi * math.log(mi / pi) for mi, pi in zip(m, p))
+                     + sum(mi * math.log(mi / qi) for mi, qi in zip(m, q))) / 2)
+    return rows
+
+
+def test_cross_token_loss_averages_over_rows():
+    """Several rows (layers × samples) with different divergences: the loss is the mean of
+    the rows' divergences."""
+    torch.manual_seed(7)
+    p_logits, q_logits = torch.randn(5, 4) * 2, torch.randn(5, 4) * 2
+    rows = hand_js_rows(p_logits, q_logits)
+    assert len(set(rows)) == 5
+    assert cross_token_js_loss(p_logits, q_logits).item() == pytest.approx(sum(rows) / 5,
+                                                                          rel=1e-5)
+
+
+def hand_logits(model: ImageTextDualEncoder, inputs: torch.Tensor,
+                tokens: torch.Tensor) -> torch.Tensor:
+    """e^t · cos(W_v f_v(x_i), W_t f_t(y_j)) from the two towers' features, the scale
+    e^t = 1/0.07 as initialised (below the clamp at 100)."""
+    image = model.vision(inputs)[-1] @ model.image_projection.weight.t()
+    text = model.text(tokens) @ model.text_projection.weight.t()
+    cosine = (image / image.norm(dim=1, keepdim=True)) @ (text / text.norm(dim=1,
+                                                                        keepdim=True)).t()
+    assert model.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
+    return cosine / 0.07
+
+
+def hand_contrastive_halves(logits: torch.Tensor, labels: list) -> tuple:
+    """CE(ℓ, T) and CE(ℓᵀ, T) with T_ij = [y_i = y_j] / #{k: y_k = y_i}, written out: each
+    image against all texts, and each text against all images."""
+    n = len(labels)
+    target = [[float(labels[i] == labels[j]) / labels.count(labels[i]) for j in range(n)]
+              for i in range(n)]
+    image_to_text = -sum(target[i][j] * (logits[i, j] - logits[i].logsumexp(0)).item()
+                         for i in range(n) for j in range(n)) / n
+    text_to_image = -sum(target[j][i] * (logits[i, j] - logits[:, j].logsumexp(0)).item()
+                         for i in range(n) for j in range(n)) / n
+    return image_to_text, text_to_image
+
+
+@pytest.mark.parametrize('cross', [False, True])
+def test_dual_encoder_losses_by_hand(cross):
+    """A batch of five images with repeated classes: L_itc is the symmetric contrastive loss
+    computed above, weighted (1 − w) with cross tokens; L_cross is w times the mean JS-form
+    divergence of the cross tokens of both towers (all layers), each through its tower's final
+    LayerNorm and projection."""
+    model = tiny_dual_encoder(cross=cross).eval()
+    inputs, samples = digit_batch(5)
+    labels = [0, 1, 2, 0, 1]
+    assert [int(s.gt_label) for s in samples] == labels
+    with torch.no_grad():
+        losses = model.loss(inputs, samples)
+        logits = hand_logits(model, inputs, model.prompt_tokens[labels])
+    image_to_text, text_to_image = hand_contrastive_halves(logits, labels)
+    assert abs(image_to_text - text_to_image) > 0.05  # a loss with one half would not match
+    itc = (image_to_text + text_to_image) / 2
+    if not cross:
+        assert set(losses) == {'loss_itc'}
+        assert losses['loss_itc'].item() == pytest.approx(itc, rel=1e-5)
+        return
+    assert losses['loss_itc'].item() == pytest.approx(0.5 * itc, rel=1e-5)
+    vision_ln, text_ln = model.vision.ln1, model.text.ln_final
+    vision = F.layer_norm(torch.cat(model.vision.token_merging.cross_states), (EMBED, ),
+                          vision_ln.weight, vision_ln.bias, vision_ln.eps)
+    text = F.layer_norm(torch.cat(model.text.cross_states), (16, ), text_ln.weight,
+                        text_ln.bias, text_ln.eps)
+    rows = hand_js_rows(vision @ model.image_projection.weight.t(),
+                        text @ model.text_projection.weight.t())
+    assert len(rows) == LAYERS * 5
+    assert losses['loss_cross'].item() == pytest.approx(0.5 * sum(rows) / len(rows), rel=1e-4)
+
+
 def test_dual_encoder_predicts_like_a_classifier():
+    """Each image's scores are the softmax over the class prompts of e^t·cos(image, prompt)
+    (recomputed from the towers' features), its label their argmax; the prompts' tokens are
+    written out by hand."""
     model = tiny_dual_encoder(cross=True).eval()
+    # words in sorted order from id 3: a 3, digit 4, of 5, one 6, photo 7, the 8, zero 9;
+    # SOT 1, EOT 2, padding 0, to the longest prompt's 6 words + 2
+    assert model.prompt_tokens.tolist() == [[1, 3, 7, 5, 8, 4, 9, 2], [1, 3, 7, 5, 8, 4, 6, 2],
+                                            [1, 3, 6, 2, 0, 0, 0, 0]]
     inputs, samples = digit_batch()
     with torch.no_grad():
         out = model.predict(inputs, samples)
-        logits = model(inputs, mode='tensor')
-    assert torch.allclose(torch.stack([s.pred_score for s in out]), logits.softmax(-1))
+        logits = hand_logits(model, inputs, model.prompt_tokens)
+    scores = logits.exp() / logits.exp().sum(dim=1, keepdim=True)
+    torch.testing.assert_close(torch.stack([s.pred_score for s in out]), scores)
+    assert [int(s.pred_label) for s in out] == scores.argmax(dim=1).tolist()
+    assert [int(s.gt_label) for s in out] == [0, 1, 2, 0]  # the samples passed in are filled
 
 
 # ---------------------------------------------------------------------------------- configs
@@ -342,6 +562,30 @@ def test_distilling_a_token_merging_student_trains(digits_root, tmp_path):
 def test_crossget_dual_encoder_config_trains_and_evaluates(digits_root, tmp_path):
     runner = short_run('crossget_clip_vit-p4_digits.py', str(tmp_path / 'clip'), digits_root,
                        **{'train_cfg.val_interval': 1})
-    logged = runner.message_hub.log_scalars
-    assert 'train/loss_itc' in logged and 'train/loss_cross' in logged
-    assert 'val/accuracy/top1' in logged
+    model = runner.model.eval()
+    # 50 training images in batches of 8: 7 steps, each logging both terms, and the logged
+    # total is their sum
+    assert runner.iter == 7 and len(logged_history(runner, 'train/loss_cross')) == 7
+    terms = logged_loss_terms(runner)
+    assert set(terms) == {'loss_itc', 'loss_cross'}
+    assert all(math.isfinite(value) and value > 0 for value in terms.values())
+    # the cross tokens of both towers, zeros at the start, were trained
+    assert all(layer.cross_token.abs().sum() > 0 for layer in model.vision.layers)
+    assert bool((model.text.cross_tokens.abs().sum(dim=1) > 0).all())
+    # validation merged tokens: 64 patches + class + cross token, r = 4 in 6 layers: 66 -> 42
+    sizes = model.vision.token_merging.sizes
+    assert sizes.shape[1] == 42
+    assert torch.equal(sizes.sum(dim=1).flatten(), torch.full((len(sizes), ), 66.))
+    # the logged accuracy: the share of the 50 validation images whose best-scoring prompt is
+    # their class's, recounted here from the logits
+    correct = total = 0
+    with torch.no_grad():
+        for batch in runner.val_dataloader:
+            data = model.data_preprocessor(batch, False)
+            logits = model(data['inputs'], mode='tensor')
+            labels = torch.cat([sample.gt_label for sample in data['data_samples']])
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            total += len(labels)
+    assert total == 50
+    assert runner.message_hub.get_scalar('val/accuracy/top1').current() == \
+        pytest.approx(100 * correct / total)
