@@ -129,8 +129,8 @@ def test_ordering_lets_only_one_of_two_mutual_best_matches_leave():
 
 
 # The matcher and the merge written out token by token, from the docstrings and the
-# reference's description (shared/reference/compression.md beside the checkout), to check the vectorised
-# code against on random inputs.
+# reference's description (shared/reference/compression.md beside the checkout), to check the
+# vectorised code against on random inputs.
 def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
     """Per sample: ``{source: destination}`` and the importances, for keys B×N×C and guide
     queries B×C."""
