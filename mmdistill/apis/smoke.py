@@ -9,8 +9,9 @@ shapes for mmpretrain, a ``CocoDataset`` of stick figures for mmpose...).
 
 The models keep their own class counts (the generated labels are the first few classes).
 The schedule is cut to ``iters`` iterations (one epoch of ``iters`` batches, or ``iters``
-iterations of an iteration-based loop) followed by one validation; hooks, optimizer,
-learning-rate schedulers and input sizes stay the config's.
+iterations of an iteration-based loop) followed by one validation, and every parameter
+scheduler is clipped to that run, each of its own type (:mod:`.short_schedule`); hooks,
+optimizer and input sizes stay the config's.
 """
 import copy
 import math
@@ -26,6 +27,7 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmdistill.codebases import SmokeData, get_codebase
 from .export import export_student
 from .offline import offline_options
+from .short_schedule import clip_param_schedulers
 
 # What a leaf dataset keeps of the config's own: how it transforms and reads its samples.
 KEPT_DATASET_KEYS = ('pipeline', 'data_mode', 'test_mode')
@@ -72,7 +74,7 @@ def shrink_to_generated_data(cfg: Config, generated: SmokeData, iters: int,
     """Make ``cfg`` train ``iters`` iterations on the generated data and validate once:
     its dataloaders and evaluators are replaced (not merged into: a leaf keeps none of its
     own file settings, such as mmpose's detected-box file), its loop, checkpoint and logging
-    intervals set."""
+    intervals set, its parameter schedulers clipped to the run."""
 
     def loader(name: str, split: str) -> dict:
         return dict(cfg[name], batch_size=batch_size, num_workers=0, persistent_workers=False,
@@ -93,6 +95,7 @@ def shrink_to_generated_data(cfg: Config, generated: SmokeData, iters: int,
     options.update({'default_hooks.logger.interval': 1,
                     'default_hooks.checkpoint.interval': iters if by_iteration else 1})
     cfg.merge_from_dict(options)
+    cfg.param_scheduler = clip_param_schedulers(cfg.get('param_scheduler'), iters)
 
 
 def _teacher_state(runner: Runner) -> Optional[dict]:
