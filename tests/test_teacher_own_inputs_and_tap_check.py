@@ -128,7 +128,10 @@ def test_a_loss_on_maps_of_a_resized_teacher_names_the_sizes(tmp_path, teacher_f
                                          '.backbone.layer2, teacher_feature=teacher.backbone.'
                                          'layer2\\): MGDLoss features \\(after align\\): '
                                          'student \\(2, 16, 8, 8\\) and teacher \\(2, 16, 4, '
-                                         '4\\) differ. Tap modules with the same spatial size'):
+                                         '4\\) differ in spatial size \\(8×8 vs 4×4\\). Tap '
+                                         'modules with the same spatial size \\(stride\\). A '
+                                         "teacher with its own inputs \\(inputs='own'\\) and "
+                                         'an input_size other than'):
         distiller(**data, mode='loss')
 
 
