@@ -181,6 +181,27 @@ def test_smoke_data_is_read_by_the_codebase_datasets(tmp_path, scope):
         assert generated.ann_file is None
 
 
+def test_pose_smoke_data_is_whole_body_for_a_whole_body_leaf(tmp_path):
+    """A config's CocoWholeBodyDataset or UBody2dDataset leaf keeps its type (its 133-keypoint
+    metainfo) and reads the generated files; a leaf of another type reads them as CocoDataset;
+    the body keypoints are the same either way."""
+    from mmpose.registry import DATASETS
+    generated = get_codebase('mmpose').smoke_data(str(tmp_path), 4, 2, (HEIGHT, WIDTH))
+    ubody = generated.leaf('train', dict(type='UBody2dDataset', ann_file='real.json'))
+    assert ubody == dict(generated.datasets['train'], type='UBody2dDataset')
+    assert generated.leaf('val', dict(type='mmpose.CocoWholeBodyDataset'))['type'] == \
+        'mmpose.CocoWholeBodyDataset'
+    assert generated.leaf('train', dict(type='AP10KDataset'))['type'] == 'mmpose.CocoDataset'
+    with DefaultScope.overwrite_default_scope('mmpose'):
+        whole = DATASETS.build(dict(ubody, pipeline=[]))
+        body = DATASETS.build(dict(generated.datasets['train'], pipeline=[]))
+    assert whole.metainfo['num_keypoints'] == 133 and len(whole) == 4
+    first, first_body = whole.get_data_info(0), body.get_data_info(0)
+    assert first['keypoints'].shape == (1, 133, 2)
+    assert first['keypoints'][0, :17] == pytest.approx(first_body['keypoints'][0], abs=1e-4)
+    assert first['keypoints_visible'][0, 17:].sum() > 0  # feet, face and hands labelled
+
+
 def test_an_mmdet_student_is_the_detector_yolox_hooks_switch():
     """mmdet's YOLOXModeSwitchHook turns on ``model.detector.bbox_head.use_l1`` when the
     model has a ``detector``: the distiller of an mmdet student answers with its student, and

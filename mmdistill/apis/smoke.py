@@ -47,17 +47,17 @@ class SmokeResult:
     runner: Runner = field(default=None, repr=False)
 
 
-def _replace_leaves(dataset, generated: dict):
+def _replace_leaves(dataset, generated: SmokeData, split: str):
     """A copy of the dataset dict with every leaf dataset (one that reads files) reading the
-    generated data instead, its pipeline kept; wrappers are kept as they are."""
+    generated data of ``split`` instead, its pipeline kept; wrappers are kept as they are."""
     if isinstance(dataset, list):
-        return [_replace_leaves(item, generated) for item in dataset]
+        return [_replace_leaves(item, generated, split) for item in dataset]
     if not isinstance(dataset, dict):
         return dataset
     if 'pipeline' in dataset and any(key in dataset for key in LEAF_DATA_KEYS):
-        return dict(generated, **{k: copy.deepcopy(dataset[k]) for k in KEPT_DATASET_KEYS
-                                  if k in dataset})
-    return {key: _replace_leaves(value, generated) for key, value in dataset.items()}
+        return dict(generated.leaf(split, dataset),
+                    **{k: copy.deepcopy(dataset[k]) for k in KEPT_DATASET_KEYS if k in dataset})
+    return {key: _replace_leaves(value, generated, split) for key, value in dataset.items()}
 
 
 def _evaluators_reading(evaluator, ann_file: Optional[str]):
@@ -78,8 +78,7 @@ def shrink_to_generated_data(cfg: Config, generated: SmokeData, iters: int,
 
     def loader(name: str, split: str) -> dict:
         return dict(cfg[name], batch_size=batch_size, num_workers=0, persistent_workers=False,
-                    dataset=_replace_leaves(cfg[name]['dataset'],
-                                            generated.datasets[split]))
+                    dataset=_replace_leaves(cfg[name]['dataset'], generated, split))
 
     cfg.train_dataloader = loader('train_dataloader', 'train')
     for split in ('val', 'test'):

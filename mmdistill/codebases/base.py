@@ -11,16 +11,27 @@ SPLITS = ('train', 'val')
 @dataclass
 class SmokeData:
     """Generated data as a config reads it: per split (``train``, ``val``), the fields of a
-    leaf dataset dict that reads it, and the annotation file of the evaluators that need one
-    (COCO metrics; ``None`` for the others)."""
+    leaf dataset dict that reads it, the annotation file of the evaluators that need one
+    (COCO metrics; ``None`` for the others), and the dataset types that read the generated
+    files as they are: a config's leaf of one of them keeps its type, and so its metainfo (the
+    133 keypoints of ``CocoWholeBodyDataset``)."""
     datasets: Dict[str, dict]
     ann_file: Optional[str] = None
+    kept_types: Tuple[str, ...] = ()
 
     @classmethod
-    def from_leaves(cls, leaf: Callable[[str], dict],
-                    ann_file: Optional[str] = None) -> 'SmokeData':
+    def from_leaves(cls, leaf: Callable[[str], dict], ann_file: Optional[str] = None,
+                    kept_types: Tuple[str, ...] = ()) -> 'SmokeData':
         """The data whose leaf dataset of each split is ``leaf(split)``."""
-        return cls({split: leaf(split) for split in SPLITS}, ann_file)
+        return cls({split: leaf(split) for split in SPLITS}, ann_file, kept_types)
+
+    def leaf(self, split: str, dataset: dict) -> dict:
+        """The generated leaf of ``split`` in place of the config's leaf ``dataset``, of the
+        leaf's own type when it is one of ``kept_types``."""
+        own_type = str(dataset.get('type')).split('.')[-1]
+        if own_type in self.kept_types:
+            return dict(self.datasets[split], type=dataset['type'])
+        return dict(self.datasets[split])
 
 
 @dataclass(frozen=True)
