@@ -97,6 +97,25 @@ def shrink_to_generated_data(cfg: Config, generated: SmokeData, iters: int,
     cfg.param_scheduler = clip_param_schedulers(cfg.get('param_scheduler'), iters)
 
 
+def model_num_classes(model: dict) -> Optional[int]:
+    """The most classes a model dict (a distiller's student) declares in any ``num_classes``
+    (a detector's heads say 80, its RPN nothing); ``None`` when none does."""
+    model = model.get('student', model)
+    found = []
+
+    def collect(value):
+        if isinstance(value, dict):
+            found.extend(v for k, v in value.items() if k == 'num_classes' and isinstance(v, int))
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    collect(model)
+    return max(found, default=None)
+
+
 def _teacher_state(runner: Runner) -> Optional[dict]:
     teacher = getattr(runner.model, 'teacher', None)
     if teacher is None:
@@ -127,7 +146,7 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
         cfg.merge_from_dict(cfg_options)
     codebase = get_codebase(cfg.get('default_scope'), "smoke-test on the config's own data")
     generated = codebase.smoke_data(osp.join(work_dir, 'data'), iters * batch_size, batch_size,
-                                    image_size)
+                                    image_size, model_num_classes(cfg.model))
     is_distiller = 'student' in cfg.model
     if is_distiller and offline:
         cfg.merge_from_dict(offline_options(cfg))

@@ -53,10 +53,12 @@ class Codebase:
         data_sample: ``(model, image, generator) -> data sample``: a random data sample for
             one C×H×W uint8 ``image`` with the ground truth ``model``'s loss reads, drawn from
             the torch ``generator`` (see :func:`mmdistill.apis.synthetic_batch`).
-        smoke_data: ``(root, num_train, num_val, (H, W)) -> SmokeData``: writes a small
-            dataset under ``root`` in the codebase's own format (with
+        smoke_data: ``(root, num_train, num_val, (H, W), num_classes) -> SmokeData``: writes
+            a small dataset under ``root`` in the codebase's own format (with
             :mod:`mmdistill.testing`) and says how a config's leaf datasets and evaluators
-            read it (see :mod:`mmdistill.apis.smoke`).
+            read it (see :mod:`mmdistill.apis.smoke`). ``num_classes`` is the most classes
+            the config's model declares (``None``: none): labels stay below it, and a data
+            set whose metric maps each predicted label to a category (COCO's) lists that many.
         model_aliases: names that the codebase's hooks look up on a model for the model they
             act on; the distiller answers them with its student (mmdet's
             ``YOLOXModeSwitchHook`` switches ``model.detector.bbox_head`` when the model has a
@@ -66,7 +68,7 @@ class Codebase:
     package: str
     colour_flag: str
     data_sample: Callable[[nn.Module, torch.Tensor, torch.Generator], Any]
-    smoke_data: Callable[[str, int, int, Tuple[int, int]], SmokeData]
+    smoke_data: Callable[[str, int, int, Tuple[int, int], Optional[int]], SmokeData]
     model_aliases: Tuple[str, ...] = ()
 
 

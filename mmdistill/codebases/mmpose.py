@@ -1,5 +1,5 @@
 """mmpose: keypoint detection (top-down)."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -37,10 +37,11 @@ def data_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
     return PackPoseInputs()(results)['data_samples']
 
 
-def smoke_data(root: str, num_train: int, num_val: int, size: Tuple[int, int]) -> SmokeData:
+def smoke_data(root: str, num_train: int, num_val: int, size: Tuple[int, int],
+               num_classes: Optional[int] = None) -> SmokeData:
     """A ``CocoDataset`` of stick figures with the 17 COCO body keypoints; a config's
     ``CocoWholeBodyDataset`` or ``UBody2dDataset`` reads the same files with their 133
-    keypoints."""
+    keypoints. Every figure is a person, the one class (``num_classes`` does not matter)."""
     from mmdistill.testing import write_coco_keypoints
     paths = write_coco_keypoints(root, num_train + num_val, size, num_val=num_val)
     return SmokeData.from_leaves(
