@@ -46,7 +46,9 @@ def main():
     result = smoke_test(args.config, work_dir, iters=args.iters, batch_size=args.batch_size,
                         image_size=tuple(args.image_size), offline=args.offline,
                         cfg_options=args.cfg_options)
-    print(f'\nsmoke test of {args.config} ({args.iters} iterations, work dir {work_dir})')
+    # A wrapper of several leaf datasets (mmpose's CombinedDataset) trains an epoch over all.
+    print(f'\nsmoke test of {args.config} ({result.runner.iter} iterations, work dir '
+          f'{work_dir})')
     for key, value in sorted(result.losses.items()):
         print(f'  {key}: {value:.6g}')
     for key, value in sorted(result.metrics.items()):
