@@ -26,7 +26,7 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from mmdistill.codebases import SmokeData, get_codebase
 from .export import export_student
-from .offline import offline_options
+from .offline import offline_options, pretrained_keys
 from .short_schedule import clip_param_schedulers
 
 # What a leaf dataset keeps of the config's own: how it transforms and reads its samples.
@@ -116,6 +116,16 @@ def model_num_classes(model: dict) -> Optional[int]:
     return max(found, default=None)
 
 
+def go_offline(cfg: Config, is_distiller: bool) -> None:
+    """Make ``cfg`` read no weights: random teachers, no pretrained models, no ``load_from``
+    (a checkpoint to start from, a URL or a file of an earlier run)."""
+    if is_distiller:
+        cfg.merge_from_dict(offline_options(cfg))
+    else:
+        cfg.merge_from_dict({f'model.{key}': None for key in pretrained_keys(cfg.model)})
+    cfg.load_from = None
+
+
 def _teacher_state(runner: Runner) -> Optional[dict]:
     teacher = getattr(runner.model, 'teacher', None)
     if teacher is None:
@@ -136,8 +146,8 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
         batch_size: training and validation batch size.
         image_size: (H, W) of the generated images (pipelines resize them as they would
             real images).
-        offline: no downloads: the teacher gets random weights, neither model loads
-            pretrained weights.
+        offline: no downloads: the teachers get random weights, no model loads pretrained
+            weights and the run starts from none (no ``load_from``).
         cfg_options: further overrides, applied first (as ``--cfg-options``).
         export: export the student of a distillation config when done.
     """
@@ -148,8 +158,8 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
     generated = codebase.smoke_data(osp.join(work_dir, 'data'), iters * batch_size, batch_size,
                                     image_size, model_num_classes(cfg.model))
     is_distiller = 'student' in cfg.model
-    if is_distiller and offline:
-        cfg.merge_from_dict(offline_options(cfg))
+    if offline:
+        go_offline(cfg, is_distiller)
     shrink_to_generated_data(cfg, generated, iters, batch_size)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
