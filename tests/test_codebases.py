@@ -181,6 +181,68 @@ def test_smoke_data_is_read_by_the_codebase_datasets(tmp_path, scope):
         assert generated.ann_file is None
 
 
+def test_smoke_labels_stay_below_the_models_classes_and_coco_lists_them_all(tmp_path):
+    """An untrained 80-class detector predicts any of its labels: COCO's metric maps each to a
+    category, so the generated detection data list 80 (3 drawn); a 2-class classifier or
+    segmentor gets labels below 2."""
+    import json
+    detection = get_codebase('mmdet').smoke_data(str(tmp_path / 'det'), 4, 2, (HEIGHT, WIDTH),
+                                                 80)
+    with open(detection.ann_file) as f:
+        val = json.load(f)
+    classes = detection.datasets['val']['metainfo']['classes']
+    assert len(val['categories']) == len(classes) == 80
+    assert classes[:4] == ('red_rectangle', 'green_ellipse', 'blue_rectangle', 'class_4')
+    with open(tmp_path / 'det' / 'annotations' / 'train.json') as f:
+        assert {a['category_id'] for a in json.load(f)['annotations']} <= {1, 2, 3}
+    from mmpretrain.registry import DATASETS
+    two = get_codebase('mmpretrain').smoke_data(str(tmp_path / 'cls'), 4, 2, (HEIGHT, WIDTH), 2)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        train = DATASETS.build(dict(two.datasets['train'], pipeline=[]))
+    assert {train.get_data_info(i)['gt_label'] for i in range(len(train))} <= {0, 1}
+    segmentation = get_codebase('mmseg').smoke_data(str(tmp_path / 'seg'), 4, 2,
+                                                    (HEIGHT, WIDTH), 2)
+    assert len(segmentation.datasets['train']['metainfo']['classes']) == 2
+
+
+def test_detection_smoke_data_has_instance_masks_for_mask_heads(tmp_path):
+    """Mask R-CNN and SOLO configs load masks: each generated shape's outline polygons fill
+    (nearly) its painted pixels."""
+    import json
+    from mmdet.registry import DATASETS
+    generated = get_codebase('mmdet').smoke_data(str(tmp_path), 4, 2, (HEIGHT, WIDTH))
+    pipeline = [dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True, with_mask=True)]
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        dataset = DATASETS.build(dict(generated.datasets['train'], pipeline=pipeline))
+    with open(tmp_path / 'annotations' / 'train.json') as f:
+        areas = [a['area'] for a in json.load(f)['annotations'] if a['image_id'] == 2]
+    masks = dataset[1]['gt_masks']  # image 1 (id 2): its first shape cut by the left border
+    assert len(masks) == len(areas) and masks.masks.shape[1:] == (HEIGHT, WIDTH)
+    assert masks.areas == pytest.approx(areas, rel=0.35)
+
+
+def test_pose_smoke_data_is_whole_body_for_a_whole_body_leaf(tmp_path):
+    """A config's CocoWholeBodyDataset or UBody2dDataset leaf keeps its type (its 133-keypoint
+    metainfo) and reads the generated files; a leaf of another type reads them as CocoDataset;
+    the body keypoints are the same either way."""
+    from mmpose.registry import DATASETS
+    generated = get_codebase('mmpose').smoke_data(str(tmp_path), 4, 2, (HEIGHT, WIDTH))
+    ubody = generated.leaf('train', dict(type='UBody2dDataset', ann_file='real.json'))
+    assert ubody == dict(generated.datasets['train'], type='UBody2dDataset')
+    assert generated.leaf('val', dict(type='mmpose.CocoWholeBodyDataset'))['type'] == \
+        'mmpose.CocoWholeBodyDataset'
+    assert generated.leaf('train', dict(type='AP10KDataset'))['type'] == 'mmpose.CocoDataset'
+    with DefaultScope.overwrite_default_scope('mmpose'):
+        whole = DATASETS.build(dict(ubody, pipeline=[]))
+        body = DATASETS.build(dict(generated.datasets['train'], pipeline=[]))
+    assert whole.metainfo['num_keypoints'] == 133 and len(whole) == 4
+    first, first_body = whole.get_data_info(0), body.get_data_info(0)
+    assert first['keypoints'].shape == (1, 133, 2)
+    assert first['keypoints'][0, :17] == pytest.approx(first_body['keypoints'][0], abs=1e-4)
+    assert first['keypoints_visible'][0, 17:].sum() > 0  # feet, face and hands labelled
+
+
 def test_an_mmdet_student_is_the_detector_yolox_hooks_switch():
     """mmdet's YOLOXModeSwitchHook turns on ``model.detector.bbox_head.use_l1`` when the
     model has a ``detector``: the distiller of an mmdet student answers with its student, and

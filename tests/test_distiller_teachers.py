@@ -171,6 +171,36 @@ def test_teacher_and_teachers_together_or_bad_names_are_refused(two_teachers):
         build(two_teachers, dict(kd=single))
 
 
+def test_a_tap_on_an_unknown_teacher_fails_before_any_checkpoint_is_read(two_teachers,
+                                                                         tmp_path):
+    # The checkpoints do not exist: loading one would fail with a missing file, so the tap
+    # error proves that no teacher was built.
+    config, _ = two_teachers
+    missing = str(tmp_path / 'no_such_teacher.pth')
+    typo = dict(KD_MEAN, inputs=dict(student_logits='student.head.fc',
+                                     teacher_logits='teachers.dett.head.fc'))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        with pytest.raises(ValueError, match="distillation loss 'kd' taps 'teachers.dett.head"
+                                             ".fc', but the distiller has no teacher 'teachers"
+                                             ".dett'; its teachers are teachers.det, teachers"
+                                             ".cls. Did you mean 'teachers.det'"):
+            Distiller(student=tiny_classifier(4), distill_losses=dict(kd=typo),
+                      teachers=dict(det=dict(config=config, checkpoint=missing),
+                                    cls=dict(config=config, checkpoint=missing)))
+        single = dict(KD_MEAN, inputs=dict(student_logits='student.head.fc',
+                                           teacher_logits='teachers.a.head.fc'))
+        with pytest.raises(ValueError, match="taps 'teachers.a.head.fc', but the distiller has "
+                                             "no teacher 'teachers.a'; its teachers are "
+                                             "teacher. Did you mean 'teacher'"):
+            Distiller(student=tiny_classifier(4), distill_losses=dict(kd=single),
+                      teacher=dict(config=config, checkpoint=missing))
+        # The same teacher, tapped right, reads its checkpoint and fails on the missing file.
+        with pytest.raises(FileNotFoundError, match='no_such_teacher.pth'):
+            Distiller(student=tiny_classifier(4), distill_losses=dict(kd=KD_MEAN),
+                      teachers=dict(a=dict(config=config, checkpoint=missing),
+                                    b=dict(config=config, checkpoint=missing)))
+
+
 def test_a_mean_of_taps_of_different_shapes_names_them(two_teachers):
     mixed = dict(FEA_A, inputs=dict(
         student_feature='student.backbone.layer2',

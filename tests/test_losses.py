@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from mmdistill.losses import FeatureMSELoss, HintonKDLoss
-from mmdistill.losses.functional import softmax_kl_divergence
+from mmdistill.losses import FeatureMSELoss, HintonKDLoss, NKDLoss, SimCCDistillLoss, ViTKDLoss
+from mmdistill.losses.functional import dim_names, shape_differences, softmax_kl_divergence
 
 
 def kl_3_1_vs_uniform():
@@ -52,6 +52,46 @@ def test_hinton_kd_errors():
         HintonKDLoss()(torch.zeros(2, 5), torch.zeros(2, 6))
     with pytest.raises(ValueError, match='tau must be positive'):
         HintonKDLoss(tau=0)
+
+
+def test_shape_differences_name_each_quantity_that_differs():
+    names = dim_names(4, {1: 'classes'})
+    assert names == ['batch', 'classes', 'spatial size', 'spatial size']
+    assert dim_names(3, {-1: 'classes'}, 'positions') == ['batch', 'positions', 'classes']
+    assert shape_differences((2, 19, 8, 8), (2, 19, 4, 8), names) == {
+        'spatial size': ('8×8', '4×8')}
+    assert shape_differences((2, 5, 8, 8), (1, 7, 8, 8), names) == {
+        'batch': ('2', '1'), 'classes': ('5', '7')}
+    assert shape_differences((2, 5), (2, 5, 1), ['batch', 'classes']) == {
+        'number of dimensions': ('2', '3')}
+
+
+def test_shape_errors_say_what_differs_and_only_its_advice():
+    with pytest.raises(ValueError) as error:  # a teacher at its own input size
+        HintonKDLoss()(torch.zeros(2, 19, 8, 8), torch.zeros(2, 19, 4, 4))
+    assert str(error.value).startswith(
+        'HintonKDLoss logits: student (2, 19, 8, 8) and teacher (2, 19, 4, 4) differ in '
+        'spatial size (8×8 vs 4×4). Logits are compared position by position')
+    assert "inputs='own'" in str(error.value) and 'classes' not in str(error.value)
+    with pytest.raises(ValueError, match=r'differ in classes \(5 vs 7\)\. Student and teacher '
+                                         'must predict the same classes') as error:
+        NKDLoss()(torch.zeros(2, 5), torch.zeros(2, 7), [])
+    assert 'spatial' not in str(error.value)
+    with pytest.raises(ValueError, match=r'x logits: .* differ in keypoints \(17 vs 133\)\. '
+                                         r'Student and teacher heads need the same keypoints'):
+        SimCCDistillLoss()(*[torch.zeros(1, 17, 8)] * 2, torch.zeros(1, 133, 8),
+                           torch.zeros(1, 17, 8))
+    with pytest.raises(ValueError, match=r'differ in channels \(8 vs 6\) and spatial size '
+                                         r"\(2×2 vs 4×4\)\. Set teacher_channels to the "
+                                         r"teacher feature's channels\. Tap modules with the "
+                                         r'same spatial size \(stride\)'):
+        FeatureMSELoss(4, 8)(torch.zeros(1, 4, 2, 2), torch.zeros(1, 6, 4, 4))
+    good = torch.zeros(2, 17, 4)
+    with pytest.raises(ValueError, match=r'block 0 tokens \(after align\): student \(2, 16, 4\) '
+                                         r'and teacher \(2, 64, 4\) differ in tokens \(16 vs '
+                                         r'64\)\. Student and teacher must have as many patch '
+                                         'tokens'):
+        ViTKDLoss(4, 4)(good, good, good, torch.zeros(2, 65, 4), good, good)
 
 
 def test_feature_mse_identity_by_hand():

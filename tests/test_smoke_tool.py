@@ -10,7 +10,9 @@ import sys
 import pytest
 import torch
 
-from mmdistill.apis.smoke import smoke_test
+from mmengine.config import Config
+
+from mmdistill.apis.smoke import go_offline, model_num_classes, smoke_test
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DIGITS_KD = osp.join(ROOT, 'benchmarks', 'digits', 'configs', 'kd_resnet18_w4_from_resnet18.py')
@@ -57,3 +59,18 @@ def test_heatmap_pose_config_distils_on_generated_stick_figures(tmp_path):
     assert student.shape[1:] == teacher.shape[1:] == (17, 64, 48)
     assert losses['loss_heatmap'].item() == pytest.approx(
         0.5 * ((student - teacher)**2).mean().item(), rel=1e-5)
+
+
+def test_offline_reads_no_weights_and_classes_come_from_the_student():
+    pretrained = dict(type='Pretrained', checkpoint='https://example.com/backbone.pth')
+    plain = Config(dict(model=dict(type='ImageClassifier', backbone=dict(init_cfg=pretrained),
+                                   head=dict(num_classes=10)),
+                        load_from='https://example.com/dense.pth'))
+    go_offline(plain, is_distiller=False)
+    assert plain.load_from is None and plain.model.backbone.init_cfg is None
+    assert model_num_classes(plain.model) == 10
+    distiller = dict(student=dict(roi_head=dict(bbox_head=[dict(num_classes=80)] * 3),
+                                  rpn_head=dict(in_channels=256)),
+                     distill_losses=dict(kd=dict(num_classes=1000)))
+    assert model_num_classes(distiller) == 80  # the student's, not a loss's
+    assert model_num_classes(dict(backbone=dict(depth=18))) is None

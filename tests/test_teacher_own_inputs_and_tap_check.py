@@ -128,7 +128,10 @@ def test_a_loss_on_maps_of_a_resized_teacher_names_the_sizes(tmp_path, teacher_f
                                          '.backbone.layer2, teacher_feature=teacher.backbone.'
                                          'layer2\\): MGDLoss features \\(after align\\): '
                                          'student \\(2, 16, 8, 8\\) and teacher \\(2, 16, 4, '
-                                         '4\\) differ. Tap modules with the same spatial size'):
+                                         '4\\) differ in spatial size \\(8×8 vs 4×4\\). Tap '
+                                         'modules with the same spatial size \\(stride\\). A '
+                                         "teacher with its own inputs \\(inputs='own'\\) and "
+                                         'an input_size other than'):
         distiller(**data, mode='loss')
 
 
@@ -153,7 +156,10 @@ def test_check_taps_names_same_size_teacher_modules_for_a_resized_teacher(tmp_pa
     # 8×8, as is the teacher's layer1 (8 channels at width 8).
     with pytest.raises(ValueError, match="(?s)N×C×H×W inputs differ in spatial size: student_"
                                          'feature=student.backbone.layer2 2×8×8×8, teacher_'
-                                         'feature=teacher.backbone.layer2 2×16×4×4.*teacher '
+                                         'feature=teacher.backbone.layer2 2×16×4×4. teacher '
+                                         'sees 8×8 inputs \\(its input_size, with inputs=\''
+                                         "own'\\), the student 16×16: at one stride its maps "
+                                         'have other sizes.*teacher '
                                          'modules of output size 8×8 \\(that of student.backbone'
                                          '.layer2\\): .*backbone.layer1 \\(8 ch\\)'):
         distiller_with(tmp_path, teacher_files, dict(fea=FEA), inputs='own',

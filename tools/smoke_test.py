@@ -6,11 +6,11 @@
 Everything the config says (models, pipelines, optimizer, schedulers, hooks, evaluator) runs
 as written; only the data is replaced by generated data in the student codebase's format
 (shapes for mmpretrain/mmdet/mmseg, stick figures with the 17 COCO keypoints for mmpose) and
-the schedule is cut to ``--iters`` iterations. ``--offline`` gives the teacher random weights
-and skips pretrained downloads, for a machine without network or before the teacher is
-trained. It prints the losses of the last iteration, the validation metrics, whether the
-teacher stayed frozen, and the exported student; it exits with 1 when a loss is not finite
-or the teacher changed.
+the schedule is cut to ``--iters`` iterations (every parameter scheduler clipped to them).
+``--offline`` gives the teachers random weights and skips pretrained weights and
+``load_from``, for a machine without network or before the teacher is trained. It prints the
+losses of the last iteration, the validation metrics, whether the teacher stayed frozen, and
+the exported student; it exits with 1 when a loss is not finite or the teacher changed.
 """
 import argparse
 import os.path as osp
@@ -31,7 +31,7 @@ def parse_args():
     parser.add_argument('--image-size', type=int, nargs=2, default=(128, 128),
                         metavar=('H', 'W'), help='size of the generated images')
     parser.add_argument('--offline', action='store_true',
-                        help='random teacher weights, no pretrained downloads')
+                        help='random teacher weights, no pretrained weights, no load_from')
     parser.add_argument('--work-dir', help='where data, logs, checkpoints and the export go '
                         '(default: a new temporary folder)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -46,7 +46,9 @@ def main():
     result = smoke_test(args.config, work_dir, iters=args.iters, batch_size=args.batch_size,
                         image_size=tuple(args.image_size), offline=args.offline,
                         cfg_options=args.cfg_options)
-    print(f'\nsmoke test of {args.config} ({args.iters} iterations, work dir {work_dir})')
+    # A wrapper of several leaf datasets (mmpose's CombinedDataset) trains an epoch over all.
+    print(f'\nsmoke test of {args.config} ({result.runner.iter} iterations, work dir '
+          f'{work_dir})')
     for key, value in sorted(result.losses.items()):
         print(f'  {key}: {value:.6g}')
     for key, value in sorted(result.metrics.items()):

@@ -9,8 +9,9 @@ shapes for mmpretrain, a ``CocoDataset`` of stick figures for mmpose...).
 
 The models keep their own class counts (the generated labels are the first few classes).
 The schedule is cut to ``iters`` iterations (one epoch of ``iters`` batches, or ``iters``
-iterations of an iteration-based loop) followed by one validation; hooks, optimizer,
-learning-rate schedulers and input sizes stay the config's.
+iterations of an iteration-based loop) followed by one validation, and every parameter
+scheduler is clipped to that run, each of its own type (:mod:`.short_schedule`); hooks,
+optimizer and input sizes stay the config's.
 """
 import copy
 import math
@@ -25,7 +26,8 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from mmdistill.codebases import SmokeData, get_codebase
 from .export import export_student
-from .offline import offline_options
+from .offline import offline_options, pretrained_keys
+from .short_schedule import clip_param_schedulers
 
 # What a leaf dataset keeps of the config's own: how it transforms and reads its samples.
 KEPT_DATASET_KEYS = ('pipeline', 'data_mode', 'test_mode')
@@ -45,17 +47,17 @@ class SmokeResult:
     runner: Runner = field(default=None, repr=False)
 
 
-def _replace_leaves(dataset, generated: dict):
+def _replace_leaves(dataset, generated: SmokeData, split: str):
     """A copy of the dataset dict with every leaf dataset (one that reads files) reading the
-    generated data instead, its pipeline kept; wrappers are kept as they are."""
+    generated data of ``split`` instead, its pipeline kept; wrappers are kept as they are."""
     if isinstance(dataset, list):
-        return [_replace_leaves(item, generated) for item in dataset]
+        return [_replace_leaves(item, generated, split) for item in dataset]
     if not isinstance(dataset, dict):
         return dataset
     if 'pipeline' in dataset and any(key in dataset for key in LEAF_DATA_KEYS):
-        return dict(generated, **{k: copy.deepcopy(dataset[k]) for k in KEPT_DATASET_KEYS
-                                  if k in dataset})
-    return {key: _replace_leaves(value, generated) for key, value in dataset.items()}
+        return dict(generated.leaf(split, dataset),
+                    **{k: copy.deepcopy(dataset[k]) for k in KEPT_DATASET_KEYS if k in dataset})
+    return {key: _replace_leaves(value, generated, split) for key, value in dataset.items()}
 
 
 def _evaluators_reading(evaluator, ann_file: Optional[str]):
@@ -72,12 +74,11 @@ def shrink_to_generated_data(cfg: Config, generated: SmokeData, iters: int,
     """Make ``cfg`` train ``iters`` iterations on the generated data and validate once:
     its dataloaders and evaluators are replaced (not merged into: a leaf keeps none of its
     own file settings, such as mmpose's detected-box file), its loop, checkpoint and logging
-    intervals set."""
+    intervals set, its parameter schedulers clipped to the run."""
 
     def loader(name: str, split: str) -> dict:
         return dict(cfg[name], batch_size=batch_size, num_workers=0, persistent_workers=False,
-                    dataset=_replace_leaves(cfg[name]['dataset'],
-                                            generated.datasets[split]))
+                    dataset=_replace_leaves(cfg[name]['dataset'], generated, split))
 
     cfg.train_dataloader = loader('train_dataloader', 'train')
     for split in ('val', 'test'):
@@ -93,6 +94,36 @@ def shrink_to_generated_data(cfg: Config, generated: SmokeData, iters: int,
     options.update({'default_hooks.logger.interval': 1,
                     'default_hooks.checkpoint.interval': iters if by_iteration else 1})
     cfg.merge_from_dict(options)
+    cfg.param_scheduler = clip_param_schedulers(cfg.get('param_scheduler'), iters)
+
+
+def model_num_classes(model: dict) -> Optional[int]:
+    """The most classes a model dict (a distiller's student) declares in any ``num_classes``
+    (a detector's heads say 80, its RPN nothing); ``None`` when none does."""
+    model = model.get('student', model)
+    found = []
+
+    def collect(value):
+        if isinstance(value, dict):
+            found.extend(v for k, v in value.items() if k == 'num_classes' and isinstance(v, int))
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    collect(model)
+    return max(found, default=None)
+
+
+def go_offline(cfg: Config, is_distiller: bool) -> None:
+    """Make ``cfg`` read no weights: random teachers, no pretrained models, no ``load_from``
+    (a checkpoint to start from, a URL or a file of an earlier run)."""
+    if is_distiller:
+        cfg.merge_from_dict(offline_options(cfg))
+    else:
+        cfg.merge_from_dict({f'model.{key}': None for key in pretrained_keys(cfg.model)})
+    cfg.load_from = None
 
 
 def _teacher_state(runner: Runner) -> Optional[dict]:
@@ -115,8 +146,8 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
         batch_size: training and validation batch size.
         image_size: (H, W) of the generated images (pipelines resize them as they would
             real images).
-        offline: no downloads: the teacher gets random weights, neither model loads
-            pretrained weights.
+        offline: no downloads: the teachers get random weights, no model loads pretrained
+            weights and the run starts from none (no ``load_from``).
         cfg_options: further overrides, applied first (as ``--cfg-options``).
         export: export the student of a distillation config when done.
     """
@@ -125,10 +156,10 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
         cfg.merge_from_dict(cfg_options)
     codebase = get_codebase(cfg.get('default_scope'), "smoke-test on the config's own data")
     generated = codebase.smoke_data(osp.join(work_dir, 'data'), iters * batch_size, batch_size,
-                                    image_size)
+                                    image_size, model_num_classes(cfg.model))
     is_distiller = 'student' in cfg.model
-    if is_distiller and offline:
-        cfg.merge_from_dict(offline_options(cfg))
+    if offline:
+        go_offline(cfg, is_distiller)
     shrink_to_generated_data(cfg, generated, iters, batch_size)
     cfg.work_dir = work_dir
     cfg.launcher = 'none'

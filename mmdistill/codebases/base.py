@@ -11,16 +11,27 @@ SPLITS = ('train', 'val')
 @dataclass
 class SmokeData:
     """Generated data as a config reads it: per split (``train``, ``val``), the fields of a
-    leaf dataset dict that reads it, and the annotation file of the evaluators that need one
-    (COCO metrics; ``None`` for the others)."""
+    leaf dataset dict that reads it, the annotation file of the evaluators that need one
+    (COCO metrics; ``None`` for the others), and the dataset types that read the generated
+    files as they are: a config's leaf of one of them keeps its type, and so its metainfo (the
+    133 keypoints of ``CocoWholeBodyDataset``)."""
     datasets: Dict[str, dict]
     ann_file: Optional[str] = None
+    kept_types: Tuple[str, ...] = ()
 
     @classmethod
-    def from_leaves(cls, leaf: Callable[[str], dict],
-                    ann_file: Optional[str] = None) -> 'SmokeData':
+    def from_leaves(cls, leaf: Callable[[str], dict], ann_file: Optional[str] = None,
+                    kept_types: Tuple[str, ...] = ()) -> 'SmokeData':
         """The data whose leaf dataset of each split is ``leaf(split)``."""
-        return cls({split: leaf(split) for split in SPLITS}, ann_file)
+        return cls({split: leaf(split) for split in SPLITS}, ann_file, kept_types)
+
+    def leaf(self, split: str, dataset: dict) -> dict:
+        """The generated leaf of ``split`` in place of the config's leaf ``dataset``, of the
+        leaf's own type when it is one of ``kept_types``."""
+        own_type = str(dataset.get('type')).split('.')[-1]
+        if own_type in self.kept_types:
+            return dict(self.datasets[split], type=dataset['type'])
+        return dict(self.datasets[split])
 
 
 @dataclass(frozen=True)
@@ -42,10 +53,12 @@ class Codebase:
         data_sample: ``(model, image, generator) -> data sample``: a random data sample for
             one C×H×W uint8 ``image`` with the ground truth ``model``'s loss reads, drawn from
             the torch ``generator`` (see :func:`mmdistill.apis.synthetic_batch`).
-        smoke_data: ``(root, num_train, num_val, (H, W)) -> SmokeData``: writes a small
-            dataset under ``root`` in the codebase's own format (with
+        smoke_data: ``(root, num_train, num_val, (H, W), num_classes) -> SmokeData``: writes
+            a small dataset under ``root`` in the codebase's own format (with
             :mod:`mmdistill.testing`) and says how a config's leaf datasets and evaluators
-            read it (see :mod:`mmdistill.apis.smoke`).
+            read it (see :mod:`mmdistill.apis.smoke`). ``num_classes`` is the most classes
+            the config's model declares (``None``: none): labels stay below it, and a data
+            set whose metric maps each predicted label to a category (COCO's) lists that many.
         model_aliases: names that the codebase's hooks look up on a model for the model they
             act on; the distiller answers them with its student (mmdet's
             ``YOLOXModeSwitchHook`` switches ``model.detector.bbox_head`` when the model has a
@@ -55,7 +68,7 @@ class Codebase:
     package: str
     colour_flag: str
     data_sample: Callable[[nn.Module, torch.Tensor, torch.Generator], Any]
-    smoke_data: Callable[[str, int, int, Tuple[int, int]], SmokeData]
+    smoke_data: Callable[[str, int, int, Tuple[int, int], Optional[int]], SmokeData]
     model_aliases: Tuple[str, ...] = ()
 
 

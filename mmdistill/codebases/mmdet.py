@@ -1,6 +1,6 @@
 """mmdet: object detection and instance segmentation."""
 import os.path as osp
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -8,6 +8,7 @@ from torch import nn
 from .base import Codebase, SmokeData, max_num_classes, register_codebase
 
 BOXES_PER_IMAGE = 3
+SMOKE_CLASSES = 3
 
 
 def box_masks(boxes: torch.Tensor, height: int, width: int):
@@ -37,10 +38,16 @@ def data_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
     return sample
 
 
-def smoke_data(root: str, num_train: int, num_val: int, size: Tuple[int, int]) -> SmokeData:
-    """A ``CocoDataset``: coloured shapes with their boxes; COCO metrics read ``val.json``."""
+def smoke_data(root: str, num_train: int, num_val: int, size: Tuple[int, int],
+               num_classes: Optional[int] = None) -> SmokeData:
+    """A ``CocoDataset``: coloured shapes of at most :data:`SMOKE_CLASSES` classes with their
+    boxes; COCO metrics read ``val.json``, whose categories are as many as the model's
+    ``num_classes``, so that every label an untrained 80-class detector predicts has one."""
     from mmdistill.testing import write_coco_detection
-    metainfo = write_coco_detection(root, num_train + num_val, size, num_val=num_val)
+    drawn = min(SMOKE_CLASSES, num_classes or SMOKE_CLASSES)
+    metainfo = write_coco_detection(root, num_train + num_val, size, num_classes=drawn,
+                                    num_val=num_val,
+                                    num_categories=max(drawn, num_classes or drawn))
     return SmokeData.from_leaves(
         lambda split: dict(type='mmdet.CocoDataset', data_root=root, metainfo=metainfo,
                            ann_file=f'annotations/{split}.json',

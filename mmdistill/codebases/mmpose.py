@@ -1,5 +1,5 @@
 """mmpose: keypoint detection (top-down)."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -9,6 +9,8 @@ from .base import Codebase, SmokeData, register_codebase
 
 CODEC_MAPPING_TABLES = ('field_mapping_table', 'instance_mapping_table',
                         'label_mapping_table')
+# Datasets that read the generated COCO(-WholeBody) files as they are.
+COCO_STYLE_TYPES = ('CocoDataset', 'CocoWholeBodyDataset', 'UBody2dDataset')
 
 
 def data_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
@@ -35,15 +37,18 @@ def data_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
     return PackPoseInputs()(results)['data_samples']
 
 
-def smoke_data(root: str, num_train: int, num_val: int, size: Tuple[int, int]) -> SmokeData:
-    """A ``CocoDataset`` of stick figures with the 17 COCO body keypoints."""
+def smoke_data(root: str, num_train: int, num_val: int, size: Tuple[int, int],
+               num_classes: Optional[int] = None) -> SmokeData:
+    """A ``CocoDataset`` of stick figures with the 17 COCO body keypoints; a config's
+    ``CocoWholeBodyDataset`` or ``UBody2dDataset`` reads the same files with their 133
+    keypoints. Every figure is a person, the one class (``num_classes`` does not matter)."""
     from mmdistill.testing import write_coco_keypoints
     paths = write_coco_keypoints(root, num_train + num_val, size, num_val=num_val)
     return SmokeData.from_leaves(
         lambda split: dict(type='mmpose.CocoDataset', data_root=root,
                            ann_file=f'annotations/{split}.json',
                            data_prefix=dict(img='images/')),
-        ann_file=paths['val'])
+        ann_file=paths['val'], kept_types=COCO_STYLE_TYPES)
 
 
 MMPOSE = register_codebase(Codebase(

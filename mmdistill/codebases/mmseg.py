@@ -1,10 +1,12 @@
 """mmseg: semantic segmentation."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
 from .base import Codebase, SmokeData, max_num_classes, register_codebase
+
+SMOKE_CLASSES = 4
 
 
 def data_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
@@ -18,10 +20,13 @@ def data_sample(model: nn.Module, image: torch.Tensor, gen: torch.Generator):
     return sample
 
 
-def smoke_data(root: str, num_train: int, num_val: int, size: Tuple[int, int]) -> SmokeData:
-    """A ``BaseSegDataset``: coloured shapes with their label maps."""
+def smoke_data(root: str, num_train: int, num_val: int, size: Tuple[int, int],
+               num_classes: Optional[int] = None) -> SmokeData:
+    """A ``BaseSegDataset``: coloured shapes with their label maps, of at most
+    :data:`SMOKE_CLASSES` classes with the background (and no more than ``num_classes``)."""
     from mmdistill.testing import write_seg_dataset
-    metainfo = write_seg_dataset(root, num_train, num_val, size)
+    metainfo = write_seg_dataset(root, num_train, num_val, size,
+                                 num_classes=min(SMOKE_CLASSES, num_classes or SMOKE_CLASSES))
     return SmokeData.from_leaves(
         lambda split: dict(type='mmseg.BaseSegDataset', data_root=root, metainfo=metainfo,
                            data_prefix=dict(img_path=f'img_dir/{split}',

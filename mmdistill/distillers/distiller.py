@@ -16,7 +16,7 @@ from .module_sharing import TeacherModules
 from .precision import float32_copies, full_precision
 from .tap_check import check_taps as run_tap_check
 from .taps import STUDENT, TEACHER, LossInput, ModuleTaps, Tap, describe, parse_loss_input
-from .teachers import Teachers, named_teachers
+from .teachers import Teachers, check_tap_owner, named_teachers
 
 TENSOR_ANNOTATIONS = (torch.Tensor, 'torch.Tensor', 'Tensor')
 # mmengine's parse_losses logs the total under 'loss'; a student entry of that name is renamed.
@@ -144,6 +144,11 @@ class Distiller(BaseModel):
         if unknown:
             self._raise_unknown_arguments(unknown)
         super().__init__(init_cfg=init_cfg)
+        teacher_configs = named_teachers(teacher, teachers)
+        # Every tap is checked against the teachers' names before a model is built: a
+        # teacher's checkpoint can take minutes to load.
+        loss_inputs = {name: _parse_loss_inputs(name, loss_cfg, teacher_configs)
+                       for name, loss_cfg in (distill_losses or {}).items()}
         student = copy.deepcopy(student)
         if data_preprocessor is not None:
             student.setdefault('data_preprocessor', data_preprocessor)
@@ -157,7 +162,7 @@ class Distiller(BaseModel):
         # Teachers is no module: parameters(), named_children() and so the optimizer
         # constructors, EMA averaging and DDP never see the teachers. train(), _apply (device
         # and dtype moves), _set_device and the state-dict hooks below are what reach them.
-        self.teachers = Teachers(named_teachers(teacher, teachers), self.data_preprocessor)
+        self.teachers = Teachers(teacher_configs, self.data_preprocessor)
         self.save_teacher = save_teacher
         if self.teachers:
             self.register_load_state_dict_pre_hook(self._load_teacher_weights)
@@ -174,7 +179,7 @@ class Distiller(BaseModel):
         self._tensor_inputs: Dict[str, List[str]] = {}  # loss name -> args typed as tensors
         self._losses_taking_data_samples = set()
         for name, loss_cfg in (distill_losses or {}).items():
-            self._add_loss(name, loss_cfg)
+            self._add_loss(name, loss_cfg, loss_inputs[name])
 
         taps = [tap for inputs in self.loss_inputs.values() for spec in inputs.values()
                 for tap in spec.taps]
@@ -212,16 +217,9 @@ class Distiller(BaseModel):
         own = self.teachers.get(TEACHER)
         return own.model if own is not None else None
 
-    def _add_loss(self, name: str, loss_cfg: dict) -> None:
-        if not name.isidentifier():
-            raise ValueError(f"distillation loss name '{name}' must be a Python identifier")
-        loss_cfg = dict(loss_cfg)
-        inputs = loss_cfg.pop('inputs', None)
-        if not inputs:
-            raise ValueError(
-                f"distillation loss '{name}' needs 'inputs', a mapping from its forward "
-                "arguments to taps, e.g. inputs=dict(student_logits='student.head.fc', "
-                "teacher_logits='teacher.head.fc')")
+    def _add_loss(self, name: str, loss_cfg: dict, inputs: Dict[str, LossInput]) -> None:
+        """Build distillation loss ``name``, which reads ``inputs`` (its parsed taps)."""
+        loss_cfg = {key: value for key, value in loss_cfg.items() if key != 'inputs'}
         loss_cfg.setdefault('_scope_', 'mmdistill')
         loss = MODELS.build(loss_cfg)
         params = inspect.signature(loss.forward).parameters
@@ -234,11 +232,8 @@ class Distiller(BaseModel):
                 f"distillation loss '{name}' ({type(loss).__name__}) takes inputs "
                 f'{takes}; the config gives {list(inputs)} (unknown: {unknown}, missing: '
                 f'{missing})')
-        parsed = {arg: parse_loss_input(spec) for arg, spec in inputs.items()}
-        for tap in [tap for spec in parsed.values() for tap in spec.taps]:
-            self.teachers.check_tap(tap, f"distillation loss '{name}'")
         self.distill_losses[name] = loss
-        self.loss_inputs[name] = parsed
+        self.loss_inputs[name] = inputs
         self._tensor_inputs[name] = [arg for arg in inputs
                                      if params[arg].annotation in TENSOR_ANNOTATIONS]
         self.loss_scales[name] = 1.0
@@ -424,6 +419,24 @@ class Distiller(BaseModel):
     def _device_type(tensors) -> str:
         found = _tensors(tensors)
         return found[0].device.type if found else 'cpu'
+
+
+def _parse_loss_inputs(name: str, loss_cfg: dict,
+                       teachers: Dict[str, dict]) -> Dict[str, LossInput]:
+    """The parsed ``inputs`` of distillation loss ``name``, each tap reading the student or
+    one of ``teachers`` (their configs by name; none is built yet)."""
+    if not name.isidentifier():
+        raise ValueError(f"distillation loss name '{name}' must be a Python identifier")
+    inputs = loss_cfg.get('inputs')
+    if not inputs:
+        raise ValueError(
+            f"distillation loss '{name}' needs 'inputs', a mapping from its forward "
+            "arguments to taps, e.g. inputs=dict(student_logits='student.head.fc', "
+            "teacher_logits='teacher.head.fc')")
+    parsed = {arg: parse_loss_input(spec) for arg, spec in inputs.items()}
+    for tap in [tap for spec in parsed.values() for tap in spec.taps]:
+        check_tap_owner(tap, teachers, f"distillation loss '{name}'")
+    return parsed
 
 
 def _tensors(value) -> List[torch.Tensor]:

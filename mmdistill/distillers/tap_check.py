@@ -4,14 +4,22 @@
 on a random batch (each teacher on its own inputs from that batch, as in training), records
 what every module produces, and checks each distillation loss's inputs:
 
-- every tap must record something (a module on the path from input to output);
-- the N×C×H×W inputs of one loss must have the same H×W: a student tap and a teacher tap of
-  different strides (or of a teacher whose ``input_size`` differs) are named with the
-  teacher modules whose output has the student tap's H×W;
+- every tap must record something (a module on the path from input to output). The dry
+  forward runs the models in ``tensor`` mode, as training runs the teachers; the student
+  trains in ``loss`` mode, where some modules run that ``tensor`` mode skips (mmseg's
+  ``auxiliary_head``). A student tap that records nothing is looked for in one ``loss``-mode
+  forward of the student on a synthetic batch of its codebase: if it records there, it is
+  *train-only*, a note (its loss is not checked), not a problem;
+- the N×C×H×W inputs of one loss must have the same H×W. The advice follows what the loss
+  reads: for logits (arguments named ``*_logits``: a head's final classification conv or
+  fc), one output stride and, where a teacher sees its own ``input_size``, the student's
+  input size; for features, the teacher modules whose output has the student tap's H×W (and
+  the teacher's ``input_size`` where it differs);
 - inputs must have the channels a loss was built for (its ``student_channels`` and
-  ``teacher_channels``);
+  ``teacher_channels``), else the modules of that many channels are named;
 - a loss that needs no data samples is run on the recorded values, so that its own shape
-  checks speak (a loss that reads ground truth is not run).
+  checks speak (saying what differs: classes, spatial size, channels...); a loss that reads
+  ground truth is not run.
 
 ``Distiller(check_taps=True)`` raises on the problems (:func:`check_taps`);
 ``tools/analysis/print_taps.py`` prints everything (:func:`format_report`).
@@ -67,6 +75,8 @@ class TapReport(NamedTuple):
     uses: Dict[Tap, List[str]]  # tap -> 'loss.argument' that read it
     problems: List[str]
     notes: List[str]
+    train_only: List[Tap]  # student taps that record in loss mode only
+    index_errors: Dict[Tap, str]  # taps whose index does not fit what they record
 
 
 def _record_modules(model: torch.nn.Module, forward, input_shape):
@@ -104,6 +114,22 @@ def _format_stride(stride: Tuple[float, float]) -> str:
     return '×'.join(f'{s:g}' for s in dict.fromkeys(stride))
 
 
+def _hw(size: Sequence[int]) -> str:
+    return '×'.join(str(n) for n in size)
+
+
+def _ranked(model: ModelReport, paths: List[str]) -> List[str]:
+    """``paths`` of ``model``, shortest first, then in the order the model ran them."""
+    order = list(model.modules)
+    return sorted(paths, key=lambda path: (path.count('.'), order.index(path)))
+
+
+def _is_logits(uses: Sequence[str]) -> bool:
+    """Whether a tap read by ``uses`` (``'loss.argument'``) gives logits: losses name their
+    logit inputs ``*_logits`` (a head's final classification conv or fc)."""
+    return any('logits' in use.split('.')[-1] for use in uses)
+
+
 def same_size_modules(report: TapReport, size: Tuple[int, int]) -> Dict[str, List[str]]:
     """For each teacher (as taps write it), its modules whose N×C×H×W output has H×W ``size``
     (shortest paths first, at most ``MAX_SAME_SIZE``), each with its channels. With the
@@ -113,51 +139,116 @@ def same_size_modules(report: TapReport, size: Tuple[int, int]) -> Dict[str, Lis
     for owner, model in report.models.items():
         if owner == STUDENT:
             continue
-        paths = sorted((path for path, out in model.modules.items() if out.size == size),
-                       key=lambda path: (path.count('.'), list(model.modules).index(path)))
+        paths = _ranked(model, [path for path, out in model.modules.items() if out.size == size])
         found[model.prefix] = [f'{path} ({model.modules[path].channels} ch)'
                                for path in paths[:MAX_SAME_SIZE]]
     return found
 
 
-def _loss_problems(distiller, name: str, report: TapReport) -> List[str]:
-    """What does not fit in the inputs of distillation loss ``name``."""
-    loss, specs = distiller.distill_losses[name], distiller.loss_inputs[name]
-    prefix = f"distillation loss '{name}' ({type(loss).__name__})"
-    silent = [str(tap) for spec in specs.values() for tap in spec.taps
-              if tap not in report.values]
-    if silent:
-        return [f'{prefix}: tap(s) {", ".join(silent)} recorded nothing in the dry '
-                f'forward (a module off the path from input to output, one that runs only '
-                'in loss mode, or a bad index: see the notes)']
-    try:
-        values = {arg: spec.value(report.values) for arg, spec in specs.items()}
-    except (ValueError, IndexError) as error:
-        return [f'{prefix}: {error}']
+def same_shape_modules(report: TapReport, shape: str) -> Dict[str, List[str]]:
+    """For each teacher, its modules whose output has ``shape`` (as :func:`shape_of` writes
+    it): for a student tap on logits, the teacher modules of its class count and size."""
+    found = {}
+    for owner, model in report.models.items():
+        if owner != STUDENT:
+            paths = [path for path, out in model.modules.items() if out.shape == shape]
+            found[model.prefix] = _ranked(model, paths)[:MAX_SAME_SIZE]
+    return found
+
+
+def _modules_with_channels(report: TapReport, owner: str, channels: int,
+                           size: Optional[Tuple[int, int]]) -> List[str]:
+    """The modules of ``owner`` with an N×``channels``×H×W output, those of H×W ``size``
+    first, each with its size and stride."""
+    model = report.models[owner]
+    paths = _ranked(model, [path for path, out in model.modules.items()
+                            if out.channels == channels])
+    paths.sort(key=lambda path: model.modules[path].size != size)
+    return [f'{path} ({_hw(model.modules[path].size)}, stride '
+            f'{_format_stride(model.modules[path].stride)})' for path in paths[:MAX_SAME_SIZE]]
+
+
+def _why_silent(tap: Tap, report: TapReport) -> str:
+    """Why ``tap`` has no value: a bad index, or a module that did not run."""
+    if tap in report.index_errors:
+        return report.index_errors[tap]
+    if tap.owner == STUDENT:
+        return (f'tap {tap} recorded nothing: the student calls that module neither in the dry '
+                'forward (tensor mode) nor in training (loss mode, unless the notes say it '
+                'could not run): a module off the path from input to output')
+    return (f'tap {tap} recorded nothing: teachers run in tensor mode, in training too, so a '
+            'module off the path from input to output, or one that runs only in loss mode '
+            "(mmseg's auxiliary_head), never records")
+
+
+def _channel_problems(loss, specs, values: Dict[str, Any], report: TapReport,
+                      prefix: str) -> List[str]:
+    """Inputs whose channels differ from the loss's ``student_channels``/``teacher_channels``,
+    each with the modules of its model that have that many channels."""
+    maps = [v for v in values.values() if isinstance(v, torch.Tensor) and v.dim() == 4]
+    size = tuple(maps[0].shape[-2:]) if maps else None
     problems = []
     for arg, value in values.items():
         side = arg.split('_')[0]
         expected = getattr(loss, f'{side}_channels', None)
-        if isinstance(expected, int) and isinstance(value, torch.Tensor) and value.dim() >= 2 \
-                and value.shape[1] != expected:
-            problems.append(f'{prefix}: {arg}={specs[arg]} has {value.shape[1]} channels '
-                            f'({shape_of(value)}), the loss was built with {side}_channels='
-                            f'{expected}')
+        if not (isinstance(expected, int) and isinstance(value, torch.Tensor)
+                and value.dim() >= 2 and value.shape[1] != expected):
+            continue
+        owner = specs[arg].taps[0].owner
+        fitting = _modules_with_channels(report, owner, expected, size)
+        problems.append(
+            f'{prefix}: {arg}={specs[arg]} has {value.shape[1]} channels ({shape_of(value)}), '
+            f'the loss was built with {side}_channels={expected}: set it to {value.shape[1]}, '
+            f'or tap a module of {expected} channels ({report.models[owner].prefix}: '
+            f'{", ".join(fitting) or "none"})')
+    return problems
+
+
+def _own_input_sizes(report: TapReport, owners: Sequence[str]) -> Tuple[List[str], str]:
+    """The teachers among ``owners`` that see another input size than the student (their own
+    ``input_size``), and a sentence that says so."""
+    student = tuple(report.models[STUDENT].input_shape[-2:])
+    differ = [owner for owner in owners if owner != STUDENT
+              and tuple(report.models[owner].input_shape[-2:]) != student]
+    said = '; '.join(f"{report.models[owner].prefix} sees "
+                     f"{_hw(report.models[owner].input_shape[-2:])} inputs (its input_size, "
+                     f"with inputs='own'), the student {_hw(student)}" for owner in differ)
+    return differ, said
+
+
+def _size_problems(specs, values: Dict[str, Any], report: TapReport, prefix: str) -> List[str]:
+    """N×C×H×W inputs of different H×W, with advice by what they are (logits or features)."""
     maps = {arg: value for arg, value in values.items()
             if isinstance(value, torch.Tensor) and value.dim() == 4}
-    if len({tuple(v.shape[-2:]) for v in maps.values()}) > 1:
-        problems.append(f'{prefix}: its N×C×H×W inputs differ in spatial size: ' + ', '.join(
-            f'{arg}={specs[arg]} {shape_of(v)}' for arg, v in maps.items()) +
-            '. Tap modules of the same output size' + _same_size_hint(report, specs, maps))
-    if not problems and name not in distiller._losses_taking_data_samples:
-        try:
-            with torch.no_grad():
-                loss(**float32_copies(values))
-        except Exception as error:  # the loss's own checks: report what it says
-            problems.append(f'{prefix} fails on these inputs ('
-                            + ', '.join(f'{arg}={specs[arg]}: {describe(v)}'
-                                        for arg, v in values.items()) + f'): {error}')
-    return problems
+    if len({tuple(v.shape[-2:]) for v in maps.values()}) <= 1:
+        return []
+    owners = list(dict.fromkeys(tap.owner for arg in maps for tap in specs[arg].taps))
+    differ, said = _own_input_sizes(report, owners)
+    if all('logits' in arg for arg in maps):
+        advice = _logit_size_advice(specs, maps, report, differ, said)
+    else:
+        advice = (f'{said}: at one stride its maps have other sizes. ' if differ else '') + \
+            'Tap modules of the same output size' + _same_size_hint(report, specs, maps)
+    return [f'{prefix}: its N×C×H×W inputs differ in spatial size: ' + ', '.join(
+        f'{arg}={specs[arg]} {shape_of(v)}' for arg, v in maps.items()) + f'. {advice}']
+
+
+def _logit_size_advice(specs, maps: Dict[str, torch.Tensor], report: TapReport,
+                       differ: List[str], said: str) -> str:
+    """Logit maps of different sizes: the teacher's input size, or the heads' strides."""
+    if differ:
+        student = tuple(report.models[STUDENT].input_shape[-2:])
+        names = ', '.join(report.models[owner].prefix for owner in differ)
+        return (f"{said}. Logits are compared position by position: give {names} the "
+                f"student's input size (input_size={student}) or no input_size")
+    strides = ', '.join(
+        f'{specs[arg]} stride ' + _format_stride(tuple(
+            i / o for i, o in zip(report.models[specs[arg].taps[0].owner].input_shape[-2:],
+                                  value.shape[-2:])))
+        for arg, value in maps.items())
+    return ('Logits are compared position by position, so both heads must predict at one '
+            f'output stride ({strides}): tap each model\'s final classification layer, at '
+            'the same stride')
 
 
 def _same_size_hint(report: TapReport, specs, maps) -> str:
@@ -171,6 +262,74 @@ def _same_size_hint(report: TapReport, specs, maps) -> str:
             hints.append(f'{prefix} modules of output size {size[0]}×{size[1]} (that of {tap}): '
                          f'{", ".join(paths) or "none"}')
     return ('; ' + '; '.join(hints)) if hints else ''
+
+
+def _loss_problems(distiller, name: str, report: TapReport) -> List[str]:
+    """What does not fit in the inputs of distillation loss ``name`` (a loss that reads a
+    train-only tap is left unchecked: :func:`dry_run` notes it)."""
+    loss, specs = distiller.distill_losses[name], distiller.loss_inputs[name]
+    prefix = f"distillation loss '{name}' ({type(loss).__name__})"
+    missing = [tap for spec in specs.values() for tap in spec.taps if tap not in report.values]
+    if missing:
+        return [f'{prefix}: {_why_silent(tap, report)}' for tap in missing
+                if tap not in report.train_only]
+    try:
+        values = {arg: spec.value(report.values) for arg, spec in specs.items()}
+    except (ValueError, IndexError) as error:
+        return [f'{prefix}: {error}']
+    problems = _channel_problems(loss, specs, values, report, prefix) + \
+        _size_problems(specs, values, report, prefix)
+    if not problems and name not in distiller._losses_taking_data_samples:
+        try:
+            with torch.no_grad():
+                loss(**float32_copies(values))
+        except Exception as error:  # the loss's own checks: report what it says
+            problems.append(f'{prefix} fails on these inputs ('
+                            + ', '.join(f'{arg}={specs[arg]}: {describe(v)}'
+                                        for arg, v in values.items()) + f'): {error}')
+    return problems
+
+
+def _modules_run_in_training(distiller, input_size: Tuple[int, int],
+                             batch_size: int) -> Tuple[Optional[set], str]:
+    """The paths of the student's modules that run in its training forward (``loss`` mode, in
+    eval mode and without gradients) on a synthetic batch of its codebase; ``None`` and why
+    when it cannot run."""
+    # Imported here: mmdistill.benchmarking imports the distillers.
+    from mmdistill.benchmarking import synthetic_batch
+    student = distiller.student
+    device = next(student.parameters()).device
+    try:
+        batch = synthetic_batch(student, distiller.student_scope, batch_size, input_size)
+        with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []), \
+                torch.no_grad():
+            data = distiller.data_preprocessor(batch, False)
+            ran, _, _ = _record_modules(student, lambda: student(**data, mode='loss'),
+                                        tuple(data['inputs'].shape))
+    except Exception as error:  # a codebase or model the synthetic batch does not fit
+        return None, (f'the student could not run in loss mode on a synthetic batch ({error}): '
+                      'taps that record nothing may be train-only')
+    return set(ran), ''
+
+
+def _find_train_only(distiller, report: TapReport, input_size: Tuple[int, int],
+                     batch_size: int) -> None:
+    """Add to ``report`` the student taps that record nothing in the dry forward but run in
+    training, and a note for each loss that reads one."""
+    silent = [tap for tap in report.uses if tap.owner == STUDENT
+              and tap not in report.values and tap not in report.index_errors]
+    if not silent:
+        return
+    trained, why_not = _modules_run_in_training(distiller, input_size, batch_size)
+    if trained is None:
+        report.notes.append(why_not)
+        return
+    report.train_only.extend(tap for tap in silent if tap.path in trained)
+    for tap in report.train_only:
+        report.notes.append(
+            f'{tap} ({", ".join(report.uses[tap])}) is train-only: the student runs it in '
+            'training (loss mode), not in the dry forward (tensor mode), so that loss is not '
+            'checked here')
 
 
 def dry_run(distiller, input_size: Optional[Sequence[int]] = None,
@@ -191,7 +350,7 @@ def dry_run(distiller, input_size: Optional[Sequence[int]] = None,
         for arg, spec in specs.items():
             for tap in spec.taps:
                 uses[tap].append(f'{name}.{arg}')
-    models, values, notes = {}, {}, []
+    report = TapReport({}, {}, dict(uses), [], [], [], {})
     was_training = distiller.training
     distiller.eval()
     try:
@@ -211,18 +370,18 @@ def dry_run(distiller, input_size: Optional[Sequence[int]] = None,
                 def forward(_teacher=teacher, _model=model):  # its own inputs; no taps: runs whole
                     _teacher.forward(inputs, None, taps=ModuleTaps(_model, [], _teacher.prefix))
             modules, received, gave = _record_modules(model, forward, shape)
-            models[owner] = ModelReport(owner_prefix(owner), type(model).__name__, shape,
-                                        modules)
+            report.models[owner] = ModelReport(owner_prefix(owner), type(model).__name__,
+                                               shape, modules)
             for tap in [tap for tap in taps if tap.owner == owner]:
                 calls = (received if tap.port == 'input' else gave).get(tap.path)
                 if calls:
                     try:
-                        values[tap] = tap.select(calls[0] if len(calls) == 1 else calls)
+                        report.values[tap] = tap.select(calls[0] if len(calls) == 1 else calls)
                     except IndexError as error:
-                        notes.append(str(error))
+                        report.index_errors[tap] = str(error)
+        _find_train_only(distiller, report, input_size, batch_size)
     finally:
         distiller.train(was_training)
-    report = TapReport(models, values, dict(uses), [], notes)
     for name in distiller.distill_losses:
         report.problems.extend(_loss_problems(distiller, name, report))
     return report
@@ -242,44 +401,61 @@ def check_taps(distiller, input_size: Optional[Sequence[int]] = None) -> TapRepo
     return report
 
 
+def _model_lines(report: TapReport, owner: str, model: ModelReport) -> List[str]:
+    """Every module of one model with its output, the taps on it marked."""
+    lines = [f"{model.prefix} ({model.model_type}), input {_hw(model.input_shape)}:"]
+    width = max((len(path) for path in model.modules), default=0)
+    shape_width = max((len(out.shape) for out in model.modules.values()), default=0)
+    tapped = defaultdict(list)
+    for tap, users in report.uses.items():
+        if tap.owner == owner:
+            tapped[tap.path].append(f'{tap}: ' + ', '.join(users))
+    for path, out in model.modules.items():
+        extra = f'  ×{out.calls} calls' if out.calls > 1 else ''
+        if out.stride is not None:
+            extra += f'  stride {_format_stride(out.stride)}'
+        mark = ''.join(f'  <== {use}' for use in tapped.get(path, []))
+        lines.append(f'  {path:<{width}}  {out.shape:<{shape_width}}{extra}{mark}'.rstrip())
+    return lines + ['']
+
+
+def _teacher_match_lines(report: TapReport) -> List[str]:
+    """For each student tap, the teacher modules that fit it: for logits those of its shape
+    (class count and size), for features those of its H×W."""
+    student = report.models[STUDENT].modules
+    taps = sorted({tap for tap, uses in report.uses.items() if tap.owner == STUDENT
+                   and tap.path in student
+                   and (student[tap.path].size or _is_logits(uses))}, key=str)
+    if not taps or len(report.models) == 1:
+        return []
+    lines = ['', 'teacher modules that fit each student tap: for logits the same output shape '
+             '(classes and size), for features the same size (the same stride when the teacher '
+             'sees the student\'s input size):']
+    for tap in taps:
+        out = student[tap.path]
+        if _is_logits(report.uses[tap]):
+            lines.append(f'  {tap} ({out.shape}, logits):')
+            found = same_shape_modules(report, out.shape)
+            missing = 'none: it predicts other classes, or at another size'
+        else:
+            lines.append(f'  {tap} ({_hw(out.size)}, stride {_format_stride(out.stride)}, '
+                         f'{out.channels} ch):')
+            found, missing = same_size_modules(report, out.size), 'none'
+        lines.extend(f'    {prefix}: {", ".join(paths) or missing}'
+                     for prefix, paths in found.items())
+    return lines
+
+
 def format_report(report: TapReport) -> str:
-    """Every module of every model with its output (taps marked), then each loss's verdict
-    and, for each student tap, the teacher modules of the same output size."""
+    """Every module of every model with its output (taps marked), then each loss's verdict,
+    the notes (train-only taps) and, for each student tap, the teacher modules that fit it."""
     lines = []
     for owner, model in report.models.items():
-        lines.append(f'{model.prefix} ({model.model_type}), input '
-                     f"{'×'.join(map(str, model.input_shape))}:")
-        width = max((len(path) for path in model.modules), default=0)
-        shape_width = max((len(out.shape) for out in model.modules.values()), default=0)
-        tapped = defaultdict(list)
-        for tap, users in report.uses.items():
-            if tap.owner == owner:
-                tapped[tap.path].append(f'{tap}: ' + ', '.join(users))
-        for path, out in model.modules.items():
-            extra = f'  ×{out.calls} calls' if out.calls > 1 else ''
-            if out.stride is not None:
-                extra += f'  stride {_format_stride(out.stride)}'
-            mark = ''.join(f'  <== {use}' for use in tapped.get(path, []))
-            lines.append(f'  {path:<{width}}  {out.shape:<{shape_width}}{extra}{mark}'.rstrip())
-        lines.append('')
+        lines.extend(_model_lines(report, owner, model))
     lines.append('losses:')
-    for problem in report.problems:
-        lines.append(f'  PROBLEM {problem}')
+    lines.extend(f'  PROBLEM {problem}' for problem in report.problems)
     if not report.problems:
-        lines.append('  every loss\'s inputs fit')
-    for note in report.notes:
-        lines.append(f'  note: {note}')
-    student = report.models[STUDENT].modules
-    student_taps = sorted({tap for tap in report.uses if tap.owner == STUDENT
-                           and tap.path in student and student[tap.path].size}, key=str)
-    if student_taps and len(report.models) > 1:
-        lines.append('')
-        lines.append('teacher modules with the output size of each student tap (the same '
-                     'stride when the teacher sees the student\'s input size):')
-        for tap in student_taps:
-            out = student[tap.path]
-            lines.append(f'  {tap} ({out.size[0]}×{out.size[1]}, stride '
-                         f'{_format_stride(out.stride)}, {out.channels} ch):')
-            for prefix, paths in same_size_modules(report, out.size).items():
-                lines.append(f'    {prefix}: {", ".join(paths) or "none"}')
-    return '\n'.join(lines)
+        lines.append('  every loss\'s inputs fit' + (' (train-only taps aside)'
+                                                     if report.train_only else ''))
+    lines.extend(f'  note: {note}' for note in report.notes)
+    return '\n'.join(lines + _teacher_match_lines(report))

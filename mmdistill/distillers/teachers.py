@@ -1,7 +1,8 @@
 """The frozen teachers of a distiller, by name: ``teachers=dict(<name>=dict(...), ...)``, of
 which ``teacher=dict(...)`` is the one named ``teacher``."""
 import difflib
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import (Any, Collection, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Tuple)
 
 import torch
 from mmengine.model import BaseModel
@@ -26,6 +27,23 @@ def named_teachers(teacher: Optional[dict],
         raise ValueError('teachers must be a non-empty dict(<name>=dict(config=..., '
                          f'checkpoint=...), ...), got {teachers!r}')
     return dict(teachers or {})
+
+
+def check_tap_owner(tap: Tap, names: Collection[str], user: str) -> None:
+    """Raise a ``ValueError`` naming the known teachers when ``tap`` reads a teacher not in
+    ``names`` (the configured teachers' names); ``user`` says who taps (``distillation loss
+    'kd'``). It reads the names only, so it runs before any teacher is built."""
+    if tap.owner == STUDENT or tap.owner in names:
+        return
+    if not names:
+        raise ValueError(f"{user} taps the teacher, but the distiller has no teacher "
+                         f"(teacher=None, teachers=None): '{tap}'")
+    known = [owner_prefix(name) for name in names]
+    wanted = owner_prefix(tap.owner)
+    close = difflib.get_close_matches(wanted, known, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ''
+    raise ValueError(f"{user} taps '{tap}', but the distiller has no teacher "
+                     f"'{wanted}'; its teachers are {', '.join(known)}.{hint}")
 
 
 class Teachers(Mapping):
@@ -67,21 +85,6 @@ class Teachers(Mapping):
 
     def __len__(self) -> int:
         return len(self._teachers)
-
-    def check_tap(self, tap: Tap, user: str) -> None:
-        """Raise a ``ValueError`` naming the known teachers when ``tap`` names none of them;
-        ``user`` says who taps (``distillation loss 'kd'``)."""
-        if tap.owner == STUDENT or tap.owner in self._teachers:
-            return
-        if not self._teachers:
-            raise ValueError(f"{user} taps the teacher, but the distiller has no teacher "
-                             f"(teacher=None, teachers=None): '{tap}'")
-        known = [teacher.prefix for teacher in self._teachers.values()]
-        wanted = owner_prefix(tap.owner)
-        close = difflib.get_close_matches(wanted, known, n=1, cutoff=0.6)
-        hint = f" Did you mean '{close[0]}'?" if close else ''
-        raise ValueError(f"{user} taps '{tap}', but the distiller has no teacher "
-                         f"'{wanted}'; its teachers are {', '.join(known)}.{hint}")
 
     def tap(self, taps: Iterable[Tap]) -> None:
         """Put ``taps`` (of any model; those on teachers must be known) on their teachers."""

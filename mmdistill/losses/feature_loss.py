@@ -3,7 +3,7 @@ from torch import nn
 
 from mmdistill.registry import MODELS
 from .align import build_align_layer, channels_of
-from .functional import check_same_shape
+from .functional import FEATURE_HINTS, check_same_shape, dim_names
 
 REDUCTIONS = ('batch', 'mean')
 
@@ -53,9 +53,9 @@ class FeatureMSELoss(nn.Module):
                              f'channels, the feature {tuple(student_feature.shape)} has {got}: '
                              'set student_channels to match the tapped module.')
         aligned = self.align(student_feature)
+        channels = 1 if self.align_kind == 'conv' else -1
         check_same_shape(aligned, teacher_feature, 'FeatureMSELoss features (after align)',
-                         'Tap modules with the same spatial size (stride) and set '
-                         'teacher_channels to the teacher feature\'s channels.')
+                         dim_names(aligned.dim(), {channels: 'channels'}), FEATURE_HINTS)
         squared = (aligned - teacher_feature.detach())**2
         if self.reduction == 'mean':
             return self.loss_weight * squared.mean()

@@ -8,7 +8,11 @@ from torch import Tensor, nn
 from mmdistill.registry import MODELS
 from .align import build_align_layer
 from .box_masks import background_masks, boxes_and_shapes, foreground_masks
-from .functional import check_same_shape
+from .functional import (FEATURE_HINTS, OWN_INPUT_SIZE, SPATIAL_SIZE, check_same_shape,
+                         dim_names)
+
+FPN_LEVEL_HINT = ('Tap the same FPN level (same stride) in student and teacher. '
+                  f'{OWN_INPUT_SIZE} at the same level.')
 
 
 def fgd_attention(feature: Tensor, temp: float) -> Tuple[Tensor, Tensor]:
@@ -159,8 +163,8 @@ class FGDLoss(nn.Module):
         student = self.align(student_feature)
         teacher = teacher_feature.detach()
         check_same_shape(student, teacher, 'FGDLoss features (after align)',
-                         'Tap the same FPN level (same stride) in student and teacher and set '
-                         "teacher_channels to the teacher feature's channels.")
+                         dim_names(student.dim(), {1: 'channels'}),
+                         dict(FEATURE_HINTS, **{SPATIAL_SIZE: FPN_LEVEL_HINT}))
         n, _, h, w = teacher.shape
         boxes, image_shapes, batch_shapes = boxes_and_shapes(data_samples, teacher.device)
         if len(boxes) != n:

@@ -1,5 +1,5 @@
 """Loss math shared by several distillation methods (written once, used by each)."""
-from typing import Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,12 +16,57 @@ def softmax_kl_divergence(student_logits: torch.Tensor, teacher_logits: torch.Te
     return (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=dim)
 
 
+SPATIAL_SIZE = 'spatial size'
+# Why the size of compared maps differs most often, and what makes it agree.
+OWN_INPUT_SIZE = ("A teacher with its own inputs (inputs='own') and an input_size other than "
+                  "the student's input size gives maps of another size")
+CLASSES_HINT = ("Student and teacher must predict the same classes: tap each model's final "
+                'classification layer (its conv or fc), both heads with one num_classes.')
+LOGIT_SIZE_HINT = ('Logits are compared position by position, so both must have one size: '
+                   f'tap heads of one output stride. {OWN_INPUT_SIZE}: give it the student\'s '
+                   'input size, or no input_size.')
+FEATURE_SIZE_HINT = (f'Tap modules with the same spatial size (stride). {OWN_INPUT_SIZE} at the '
+                     'same stride: tools/analysis/print_taps.py lists the modules of each size.')
+FEATURE_HINTS = {SPATIAL_SIZE: FEATURE_SIZE_HINT,
+                 'channels': "Set teacher_channels to the teacher feature's channels."}
+
+
+def dim_names(ndim: int, named: Dict[int, str], others: str = SPATIAL_SIZE) -> List[str]:
+    """A name for each of ``ndim`` dimensions: ``batch`` for the first, ``named[i]`` (``i``
+    may count from the end) where given, ``others`` for the rest."""
+    names = ['batch'] + [others] * (ndim - 1)
+    for dim, name in named.items():
+        names[dim] = name
+    return names
+
+
+def shape_differences(student: Sequence[int], teacher: Sequence[int],
+                      names: Sequence[str]) -> Dict[str, Tuple[str, str]]:
+    """``name -> (student's, teacher's)`` for each named quantity whose sizes differ (the
+    dimensions of one name, such as H and W of ``spatial size``, written together: ``8×8``)."""
+    if len(student) != len(teacher):
+        return {'number of dimensions': (str(len(student)), str(len(teacher)))}
+    dims: Dict[str, List[int]] = {}
+    for dim, name in enumerate(names):
+        dims.setdefault(name, []).append(dim)
+    return {name: tuple('×'.join(str(shape[d]) for d in found) for shape in (student, teacher))
+            for name, found in dims.items() if any(student[d] != teacher[d] for d in found)}
+
+
 def check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str,
-                     hint: str = '') -> None:
-    """Raise ``ValueError`` with both shapes when student and teacher tensors differ."""
-    if student.shape != teacher.shape:
-        raise ValueError(f'{what}: student {tuple(student.shape)} and teacher '
-                         f'{tuple(teacher.shape)} differ.{" " + hint if hint else ""}')
+                     names: Sequence[str], hints: Dict[str, str]) -> None:
+    """Raise ``ValueError`` when student and teacher tensors differ in shape, saying in what
+    (``names``: one per dimension, :func:`dim_names`) and, for each quantity that differs,
+    how to make it agree (``hints``, by name)."""
+    if student.shape == teacher.shape:
+        return
+    differences = shape_differences(tuple(student.shape), tuple(teacher.shape), names)
+    described = ' and '.join(f'{name} ({ours} vs {theirs})'
+                             for name, (ours, theirs) in differences.items())
+    advice = ' '.join(dict.fromkeys(hints[name] for name in differences if name in hints))
+    raise ValueError(f'{what}: student {tuple(student.shape)} and teacher '
+                     f'{tuple(teacher.shape)} differ in {described}.'
+                     + (f' {advice}' if advice else ''))
 
 
 def class_scores(data_samples: Sequence, num_classes: int,

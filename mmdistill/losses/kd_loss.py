@@ -2,7 +2,8 @@ import torch
 from torch import nn
 
 from mmdistill.registry import MODELS
-from .functional import check_same_shape, softmax_kl_divergence
+from .functional import (CLASSES_HINT, LOGIT_SIZE_HINT, SPATIAL_SIZE, check_same_shape,
+                         dim_names, softmax_kl_divergence)
 
 
 @MODELS.register_module()
@@ -42,8 +43,11 @@ class HintonKDLoss(nn.Module):
 
     def forward(self, student_logits: torch.Tensor,
                 teacher_logits: torch.Tensor) -> torch.Tensor:
-        check_same_shape(student_logits, teacher_logits, 'HintonKDLoss logits',
-                         'Student and teacher must predict the same classes.')
+        classes = 1 if self.spatial else self.class_dim
+        names = dim_names(student_logits.dim(), {classes: 'classes'},
+                          SPATIAL_SIZE if student_logits.dim() == 4 else 'positions')
+        check_same_shape(student_logits, teacher_logits, 'HintonKDLoss logits', names,
+                         {'classes': CLASSES_HINT, SPATIAL_SIZE: LOGIT_SIZE_HINT})
         if self.spatial:
             if student_logits.dim() != 4:
                 raise ValueError('HintonKDLoss(spatial=True) needs N×C×H×W logits, got '

@@ -3,7 +3,7 @@ from torch import nn
 
 from mmdistill.registry import MODELS
 from .align import build_align_layer
-from .functional import check_same_shape
+from .functional import FEATURE_HINTS, check_same_shape, dim_names
 
 MASK_TYPES = ('spatial', 'channel')
 
@@ -78,8 +78,7 @@ class MGDLoss(nn.Module):
                              'student_channels to the tapped module\'s channels.')
         aligned = self.align(student_feature)
         check_same_shape(aligned, teacher_feature, 'MGDLoss features (after align)',
-                         'Tap modules with the same spatial size (stride) and set '
-                         'teacher_channels to the teacher feature\'s channels.')
+                         dim_names(aligned.dim(), {1: 'channels'}), FEATURE_HINTS)
         masked = aligned * random_keep_mask(aligned, self.mask_ratio, self.mask_type)
         generated = self.generation(masked)
         squared = (generated - teacher_feature.detach())**2

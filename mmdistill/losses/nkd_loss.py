@@ -3,8 +3,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmdistill.registry import MODELS
-from .functional import (check_same_shape, class_scores, drop_classes, self_target_weights,
-                         weighted_target_nll)
+from .functional import (CLASSES_HINT, check_same_shape, class_scores, dim_names, drop_classes,
+                         self_target_weights, weighted_target_nll)
 
 
 @MODELS.register_module()
@@ -46,8 +46,8 @@ class NKDLoss(nn.Module):
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                 data_samples) -> dict:
         check_same_shape(student_logits, teacher_logits, 'NKDLoss logits',
-                         'Tap the classification layers (N×classes) of both models; they '
-                         'must predict the same classes.')
+                         dim_names(student_logits.dim(), {1: 'classes'}),
+                         {'classes': CLASSES_HINT})
         if student_logits.dim() != 2:
             raise ValueError(f'NKDLoss expects N×classes logits, got shape '
                              f'{tuple(student_logits.shape)}: tap the final linear layer '

@@ -6,6 +6,12 @@ from torch import nn
 from mmdistill.registry import MODELS
 from .functional import check_same_shape, softmax_kl_divergence
 
+SIMCC_DIMS = ('batch', 'keypoints', 'SimCC bins')
+SIMCC_HINTS = {
+    'keypoints': 'Student and teacher heads need the same keypoints (out_channels).',
+    'SimCC bins': 'Student and teacher heads need the same SimCC bins: the same codec '
+                  'input_size and simcc_split_ratio.'}
+
 
 @MODELS.register_module()
 class SimCCDistillLoss(nn.Module):
@@ -43,12 +49,9 @@ class SimCCDistillLoss(nn.Module):
     def forward(self, student_x: torch.Tensor, student_y: torch.Tensor,
                 teacher_x: torch.Tensor, teacher_y: torch.Tensor,
                 data_samples: Optional[Sequence] = None) -> torch.Tensor:
-        check_same_shape(student_x, teacher_x, 'SimCCDistillLoss x logits',
-                         'Student and teacher heads need the same keypoints and SimCC bins '
-                         '(same input size and simcc_split_ratio).')
-        check_same_shape(student_y, teacher_y, 'SimCCDistillLoss y logits',
-                         'Student and teacher heads need the same keypoints and SimCC bins '
-                         '(same input size and simcc_split_ratio).')
+        for axis, student, teacher in (('x', student_x, teacher_x), ('y', student_y, teacher_y)):
+            check_same_shape(student, teacher, f'SimCCDistillLoss {axis} logits',
+                             SIMCC_DIMS, SIMCC_HINTS)
         tau = 1.0 / self.beta
         kl = (softmax_kl_divergence(student_x, teacher_x, tau, dim=-1) +
               softmax_kl_divergence(student_y, teacher_y, tau, dim=-1))  # N×K

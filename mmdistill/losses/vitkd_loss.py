@@ -5,8 +5,15 @@ from torch import nn
 
 from mmdistill.registry import MODELS
 from .align import build_align_layer
-from .functional import check_same_shape
+from .functional import OWN_INPUT_SIZE, check_same_shape
 from .mgd_loss import build_generation_block
+
+TOKEN_DIMS = ('batch', 'tokens', 'channels')
+TOKEN_HINTS = {
+    'tokens': 'Student and teacher must have as many patch tokens (same image and patch size) '
+              'after dropping student_extra_tokens / teacher_extra_tokens. '
+              f'{OWN_INPUT_SIZE}: another patch grid.',
+    'channels': "teacher_dims must be the teacher's embed_dims."}
 
 
 def random_token_mask(batch: int, tokens: int, ratio: float,
@@ -93,12 +100,12 @@ class ViTKDLoss(nn.Module):
         for layer, (align, s, t) in enumerate(shallow):
             aligned = align(s)
             check_same_shape(aligned, t, f'ViTKDLoss block {layer} tokens (after align)',
-                             self._hint())
+                             TOKEN_DIMS, TOKEN_HINTS)
             mimic = mimic + ((aligned - t)**2).sum()
 
         aligned = self.align_deep(student[2])
         check_same_shape(aligned, teacher[2], 'ViTKDLoss final tokens (after align)',
-                         self._hint())
+                         TOKEN_DIMS, TOKEN_HINTS)
         generated, masked = self._generate(aligned)
         squared = ((generated - teacher[2])**2).sum(dim=2)
         gen = (squared * masked).sum()
@@ -132,7 +139,3 @@ class ViTKDLoss(nn.Module):
                              'student_dims to the student\'s embed_dims.')
         return tokens[:, extra:]
 
-    def _hint(self) -> str:
-        return ('Student and teacher must have as many patch tokens (same image and patch '
-                'size) after dropping student_extra_tokens / teacher_extra_tokens, and '
-                'teacher_dims must be the teacher\'s embed_dims.')

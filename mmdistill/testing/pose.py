@@ -1,8 +1,9 @@
-"""A synthetic COCO keypoint data set: stick figures with the 17 COCO body keypoints."""
+"""A synthetic COCO keypoint data set: stick figures with the 17 COCO body keypoints (and
+COCO-WholeBody's feet, face and hands)."""
 import json
 import os
 import os.path as osp
-from typing import Tuple
+from typing import Dict, Tuple
 
 import cv2
 import numpy as np
@@ -26,6 +27,9 @@ LEFT_COLOUR = (40, 40, 220)
 RIGHT_COLOUR = (220, 90, 40)
 TORSO_COLOUR = (60, 180, 60)
 HEAD_COLOUR = (150, 200, 240)
+# COCO-WholeBody's keypoints beyond the body, in its annotation files' order (133 in all).
+WHOLE_BODY_PARTS = (('foot_kpts', 6), ('face_kpts', 68), ('lefthand_kpts', 21),
+                    ('righthand_kpts', 21))
 LIMBS = (('left_shoulder', 'left_elbow'), ('left_elbow', 'left_wrist'),
          ('right_shoulder', 'right_elbow'), ('right_elbow', 'right_wrist'),
          ('left_hip', 'left_knee'), ('left_knee', 'left_ankle'),
@@ -72,6 +76,40 @@ def _stick_figure(rng: np.random.Generator, height: float, pelvis: np.ndarray) -
     hidden_ear = 'left_ear' if yaw > 0.25 else 'right_ear' if yaw < -0.25 else None
     return dict(joints=np.stack([p[name] for name in COCO_KEYPOINTS]), head=head,
                 radius=radius, down=down, hidden_ear=hidden_ear)
+
+
+def _whole_body_parts(figure: dict) -> Dict[str, np.ndarray]:
+    """COCO-WholeBody's further keypoints of a figure, placed from its joints (not drawn): per
+    foot a big toe, a small toe and a heel by the ankle; 68 face points on a ring inside the
+    head; per hand the wrist and 20 finger points fanning out beyond it."""
+    joints, down, radius = figure['joints'], figure['down'], figure['radius']
+    across = np.array([down[1], -down[0]])
+    feet = []
+    for side, sign in (('left', 1), ('right', -1)):
+        ankle = joints[K[f'{side}_ankle']]
+        feet += [ankle + radius * (0.6 * down + sign * offset * across)
+                 for offset in (0.5, 0.9)] + [ankle + radius * (0.3 * down - sign * 0.3 * across)]
+    angles = np.linspace(0, 2 * np.pi, WHOLE_BODY_PARTS[1][1], endpoint=False)
+    parts = dict(foot_kpts=np.array(feet), face_kpts=figure['head'] + 0.8 * radius * np.stack(
+        [np.sin(angles), np.cos(angles)], axis=1))
+    for side in ('left', 'right'):
+        wrist = joints[K[f'{side}_wrist']]
+        along = wrist - joints[K[f'{side}_elbow']]
+        along = along / max(float(np.linalg.norm(along)), 1e-6)
+        normal = np.array([along[1], -along[0]])
+        fingers = [wrist + radius * (0.4 * (1 + k % 4) * along + 0.25 * (k // 4 - 2) * normal)
+                   for k in range(20)]
+        parts[f'{side}hand_kpts'] = np.array([wrist] + fingers)
+    return parts
+
+
+def _labelled(points: np.ndarray, width: int, height: int) -> list:
+    """COCO's flat ``[x, y, v, ...]`` of ``points``: visible (2) inside the image, else
+    unlabelled (``0, 0, 0``)."""
+    inside = ((points[:, 0] >= 0) & (points[:, 0] <= width - 1) & (points[:, 1] >= 0) &
+              (points[:, 1] <= height - 1))
+    return [value for (x, y), keep in zip(points, inside)
+            for value in ((round(float(x), 2), round(float(y), 2), 2) if keep else (0, 0, 0))]
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -161,7 +199,9 @@ def _one_person(rng: np.random.Generator, width: int, height: int, occlude_p: fl
     visible[~inside] = 0
     keypoints = np.concatenate([joints, visible[:, None]], axis=1)
     keypoints[~inside] = 0  # COCO writes unlabelled keypoints as (0, 0, 0)
-    return image, keypoints, box, int((visible > 0).sum())
+    parts = {name: _labelled(points, width, height)
+             for name, points in _whole_body_parts(figure).items()}
+    return image, keypoints, box, int((visible > 0).sum()), parts
 
 
 def _coco_json(images: list, annotations: list, seed: int) -> dict:
@@ -179,7 +219,8 @@ def write_coco_keypoints(root: str, num_images: int = 12, size: Tuple[int, int] 
                          seed: int = 0, num_val: int = 4, occlude_p: float = 0.3) -> dict:
     """Write synthetic people (stick figures) as a COCO person-keypoint data set under ``root``.
 
-    Layout (what mmpose's ``CocoDataset`` and ``CocoMetric`` read)::
+    Layout (what mmpose's ``CocoDataset`` and ``CocoMetric`` read, and their whole-body
+    versions)::
 
         root/images/0000.png ...          BGR content, written by OpenCV
         root/annotations/train.json       the first num_images - num_val images
@@ -194,8 +235,13 @@ def write_coco_keypoints(root: str, num_images: int = 12, size: Tuple[int, int] 
     probability ``occlude_p``); 0 unlabelled (outside the image, written as ``0, 0, 0``). The
     box (``bbox``, COCO's ``[x, y, w, h]``) encloses the figure, clipped to the image;
     ``area`` is the box's area (the object scale of COCO's OKS), ``num_keypoints`` counts the
-    labelled keypoints, ``iscrowd`` is 0. The category is COCO's ``person`` (id 1) with its
-    keypoint names and skeleton. The same arguments always write the same files.
+    labelled keypoints, ``iscrowd`` is 0, ``segmentation`` is empty. The category is COCO's
+    ``person`` (id 1) with its keypoint names and skeleton. Each annotation also holds
+    COCO-WholeBody's further keypoints (``foot_kpts``, ``face_kpts``, ``lefthand_kpts``,
+    ``righthand_kpts``: 6 + 68 + 21 + 21, placed from the figure's ankles, head and wrists but
+    not drawn; visible inside the image), so that ``CocoWholeBodyDataset``, ``UBody2dDataset``
+    and ``CocoWholeBodyMetric`` read the same files with 133 keypoints. The same arguments
+    always write the same files.
 
     Args:
         root: the folder to write into (created if needed).
@@ -222,7 +268,8 @@ def write_coco_keypoints(root: str, num_images: int = 12, size: Tuple[int, int] 
     for index in range(num_images):
         labelled = 0
         while labelled == 0:  # a figure wholly outside the image: draw another
-            image, keypoints, box, labelled = _one_person(rng, width, height, occlude_p)
+            image, keypoints, box, labelled, parts = _one_person(rng, width, height,
+                                                                 occlude_p)
         file_name = f'{index:04d}.png'
         if not cv2.imwrite(osp.join(root, 'images', file_name), image):
             raise OSError(f'could not write {osp.join(root, "images", file_name)}')
@@ -233,7 +280,8 @@ def write_coco_keypoints(root: str, num_images: int = 12, size: Tuple[int, int] 
             id=index + 1, image_id=index + 1, category_id=1, iscrowd=0,
             keypoints=[value for x, y, v in keypoints
                        for value in (round(float(x), 2), round(float(y), 2), int(v))],
-            num_keypoints=labelled, bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1)))
+            num_keypoints=labelled, bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1),
+            segmentation=[], **parts))
 
     paths = {}
     for split, (images, annotations) in splits.items():

@@ -8,9 +8,12 @@ student and each teacher once on a random batch of H×W (each teacher on its own
 ``inputs='own'`` with ``input_size`` resizes it) and prints, model by model, every module path
 with its output shape and stride, the taps the config uses marked ``<==`` with the losses that
 read them. Then, for each loss, whether its inputs fit (channels, spatial size, the loss's own
-checks) and, for each student tap, the teacher modules of the same stride. Exits with status 1
-when a loss's inputs do not fit. ``Distiller(check_taps=True)`` runs the same check at build
-time.
+checks; each problem with advice by what the loss reads: class count and output stride for
+logits, channels and stride for features, the teacher's ``input_size`` where it sees its own
+size), notes such as a student tap that runs only in training (mmseg's ``auxiliary_head``),
+and, for each student tap, the teacher modules that fit it. Exits with status 1 when a loss's
+inputs do not fit (a train-only tap is no problem). ``Distiller(check_taps=True)`` runs the
+same check at build time.
 """
 import argparse
 import sys
