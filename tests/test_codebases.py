@@ -97,8 +97,10 @@ def test_the_colour_switch_of_each_codebase_preprocessor_is_read(scope):
     flag = get_codebase(scope).colour_flag
     assert flag in COLOUR_FLAGS
     for swaps in (True, False):
-        preprocessor = registry.build(dict(type=preprocessor_type, mean=[1.0, 2.0, 3.0],
-                                           std=[4.0, 5.0, 6.0], **{switch: swaps}))
+        # Runners of earlier tests leave their codebase's default scope: build in this one's.
+        with DefaultScope.overwrite_default_scope(scope):
+            preprocessor = registry.build(dict(type=preprocessor_type, mean=[1.0, 2.0, 3.0],
+                                               std=[4.0, 5.0, 6.0], **{switch: swaps}))
         assert getattr(preprocessor, flag) is swaps
         assert preparation_of(preprocessor).swaps_channels is swaps
 
