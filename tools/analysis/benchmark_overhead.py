@@ -8,8 +8,11 @@
 
 For each config: the median milliseconds of (a) the student's training step alone, (b) the
 teacher's forward pass as the distiller runs it (no_grad, stopped after its deepest tap) and
-(c) the distillation step; floor = a + b, ratio = c / floor, overhead = (c - floor) / floor;
-and the leaf modules of the teacher that (b) ran and of the student that (c) ran. A config may
+(c) the distillation step, timed in interleaved rounds (mmdistill/benchmarking/timing.py:
+models initialised as the Runner does, steps at learning rate 0, denormals flushed, wall and
+CPU time); floor = a + b, ratio = the median over rounds of c / floor (with its range and its
+value in CPU time), overhead = ratio - 1; the load average before and after; and the leaf
+modules of the teacher that (b) ran and of the student that (c) ran. A config may
 carry its own batch and input size, e.g. ``configs/kd/x.py@2x256x256``; others use
 --batch-size and --input-size. The teacher is not loaded unless --teacher-checkpoint is given
 (its weights do not change the timings). The table gives the precision the teacher runs in
@@ -46,7 +49,8 @@ from benchmarks.evidence import Results, publish
 
 SIZE_SUFFIX = re.compile(r'^(?P<config>.+)@(?P<batch>\d+)x(?P<height>\d+)x(?P<width>\d+)$')
 COLUMNS = ('config', 'input', 'teacher dtype', 'student ms', 'teacher ms', 'distill ms',
-           'floor ms', 'ratio', 'overhead', 'c / f32 floor', 'teacher ran', 'student ran')
+           'floor ms', 'ratio [range]', 'cpu ratio', 'overhead', 'c / f32 floor', 'load',
+           'teacher ran', 'student ran')
 TEACHER_DTYPES = ('float32', 'bfloat16', 'float16')
 RECORDS = osp.join(ROOT, 'benchmarks', 'cost')  # --record TABLE: RECORDS/results/TABLE.json
 
@@ -58,8 +62,9 @@ def parse_args():
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--input-size', type=int, nargs=2, default=(224, 224),
                         metavar=('H', 'W'))
-    parser.add_argument('--warmup', type=int, default=5, help='untimed steps first')
-    parser.add_argument('--iters', type=int, default=20, help='timed steps (median reported)')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed rounds first (at least 2)')
+    parser.add_argument('--iters', type=int, default=20,
+                        help='timed rounds (each runs the three steps once)')
     parser.add_argument('--threads', type=int, help='torch.set_num_threads (default: torch\'s)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0],
                         help='measure each config once per seed (random weights and inputs)')
@@ -106,12 +111,15 @@ def versus_float32_floor(result, float32_result) -> Optional[float]:
 def table_row(config: str, result, versus_float32: Optional[float]) -> tuple:
     teacher = result.teacher_modules
     versus_float32 = f'{versus_float32:.3f}' if versus_float32 is not None else '-'
+    spread, cpu = result.ratio_spread, result.cpu_ratio_spread
     return (config, 'x'.join(map(str, result.input_shape)), result.teacher_dtype,
             f'{result.student_step_ms:.1f}',
             f'{result.teacher_forward_ms:.1f}', f'{result.distill_step_ms:.1f}',
-            f'{result.floor_ms:.1f}', f'{result.ratio:.3f}', f'{result.overhead_pct:+.1f}%',
-            versus_float32, str(teacher) if teacher else 'no teacher',
-            str(result.student_modules))
+            f'{result.floor_ms:.1f}',
+            f'{result.ratio:.3f} [{spread.low:.3f}-{spread.high:.3f}]',
+            f'{cpu.median:.3f}', f'{result.overhead_pct:+.1f}%', versus_float32,
+            f'{result.load_start:.2f}-{result.load_end:.2f}',
+            str(teacher) if teacher else 'no teacher', str(result.student_modules))
 
 
 def print_table(rows) -> None:
@@ -124,18 +132,23 @@ def overhead_results(table: str, dtypes: List[Optional[str]], warmup: int, iters
     """The evidence table of a run: c / (a + b) per config (and teacher precision) and seed."""
     columns = [dict(field='student_ms', header='student step a (ms)', format='{:.1f}'),
                dict(field='teacher_ms', header='teacher forward b (ms)', format='{:.1f}'),
-               dict(field='distill_ms', header='distillation step c (ms)', format='{:.1f}')]
+               dict(field='distill_ms', header='distillation step c (ms)', format='{:.1f}'),
+               dict(field='cpu_ratio', header='c / (a + b), CPU time', format='{:.2f}'),
+               dict(field='round_spread', header='rounds max/min', format='{:.2f}')]
     if len(dtypes) > 1:
         columns.append(dict(field='versus_float32_floor', header='c / float32 floor',
                             format='{:.3f}'))
     return Results(
         table=table, metric='c / (a + b)', precision=2, columns=columns,
         description=(
-            f'Median milliseconds of {iters} steps after {warmup} untimed ones, random weights '
-            'and inputs (one record per seed): the student\'s own training step (a), the '
+            f'{iters} interleaved rounds after {warmup} untimed ones, random weights '
+            '(initialised as the Runner does) and inputs, steps at learning rate 0, denormals '
+            'flushed (one record per seed): the student\'s own training step (a), the '
             "teacher's forward pass as the distiller runs it (b) and the distillation step "
-            '(c); the ratio c / (a + b) is 1 when distilling costs exactly its floor. Each row '
-            'is a config at its input (batch × channels × height × width).'))
+            '(c), median wall milliseconds; the ratio c / (a + b) is the median of the '
+            'per-round ratios (1 when distilling costs exactly its floor), beside it the same '
+            'in process CPU time and the max/min of the per-round ratios (above 1.15: a noisy '
+            'row). Each row is a config at its input (batch × channels × height × width).'))
 
 
 def modules_run(usage) -> str:
@@ -153,6 +166,9 @@ def add_record(evidence: Results, config: str, seed: int, result,
     evidence.add(name, seed, result.ratio, student_ms=result.student_step_ms,
                  teacher_ms=result.teacher_forward_ms, distill_ms=result.distill_step_ms,
                  versus_float32_floor=versus_float32,
+                 cpu_ratio=result.cpu_ratio_spread.median,
+                 round_spread=result.ratio_spread.max_over_min,
+                 load=[result.load_start, result.load_end],
                  modules=f'teacher {modules_run(result.teacher_modules)}; '
                          f'student {modules_run(result.student_modules)}')
 
