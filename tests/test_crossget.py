@@ -92,7 +92,7 @@ def test_no_token_merges_twice_in_a_layer(matcher):
     torch.manual_seed(0)
     keys = torch.randn(8, 20, 6)
     keys[:, 10:] = keys[:, :10]  # exact duplicates: many equally good partners
-    plan = get_matcher(matcher)(keys, 10, torch.randn(8, 6))
+    plan = get_matcher(matcher)(keys, 10, guide_query=torch.randn(8, 6))
     for src, dst in zip(plan.src.tolist(), plan.dst.tolist()):
         assert len(set(src)) == 10  # each source leaves once
         assert not set(src) & set(dst)  # a destination never also leaves (no chains)
@@ -104,13 +104,14 @@ def test_bipartite_matching_links_a_to_b_by_best_similarity():
     keys = torch.tensor([[[1., 0.], [1., 1.], [0., 1.], [0., 1.]]])
     plan = bipartite_soft_matching(keys, 1)
     assert plan.src.tolist() == [[2]] and plan.dst.tolist() == [[3]] and plan.weights is None
+    assert plan.keep.tolist() == [[0, 1, 3]]  # [A's unmerged tokens, B]
 
 
 def test_complete_graph_matching_by_hand():
     # tokens 0 and 1 are identical, 2 is near them, 3 is apart; the guide points at token 3.
     keys = torch.tensor([[[1., 0., 0.], [1., 0., 0.], [1., 0.2, 0.], [0., 0., 1.]]])
     guide = torch.tensor([[0., 0., 1.]])
-    plan = complete_graph_soft_matching(keys, 1, guide)
+    plan = complete_graph_soft_matching(keys, 1, guide_query=guide)
     # 0 and 1 are each other's best (similarity 1); ordered first, 0 sees 1, 1 sees only
     # 2 and 3: scores 0 - 1, 0 - cos(1, 2), ... -> token 0 leaves, into its best non-source 1
     assert plan.src.tolist() == [[0]] and plan.dst.tolist() == [[1]]
@@ -123,7 +124,7 @@ def test_ordering_lets_only_one_of_two_mutual_best_matches_leave():
     both 0 and 1 would score lowest and leave (into worse partners); with it one token of
     each pair leaves, into the other."""
     keys = torch.tensor([[[1., 0., 0.], [1., .05, 0.], [0., 1., 0.], [0., 1., .5], [0., 0., 1.]]])
-    plan = complete_graph_soft_matching(keys, 2, torch.tensor([[0., 0., 1.]]))
+    plan = complete_graph_soft_matching(keys, 2, guide_query=torch.tensor([[0., 0., 1.]]))
     pairs = sorted(zip(plan.src[0].tolist(), plan.dst[0].tolist()))
     assert pairs[0] in [(0, 1), (1, 0)] and pairs[1] in [(2, 3), (3, 2)]
 
@@ -153,8 +154,10 @@ def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
     return plans, torch.tensor(importances)
 
 
-def plan_as_dicts(plan: MergePlan) -> list:
-    return [dict(zip(src, dst)) for src, dst in zip(plan.src.tolist(), plan.dst.tolist())]
+def plan_as_dicts(plan: MergePlan, offset: int = 0) -> list:
+    """Per sample ``{source: destination}``, in indices less ``offset`` (leading tokens)."""
+    return [{s - offset: d - offset for s, d in zip(src, dst)}
+            for src, dst in zip(plan.src.tolist(), plan.dst.tolist())]
 
 
 def reference_merge(x: torch.Tensor, sizes: torch.Tensor, pairs: list, weights: torch.Tensor):
@@ -181,14 +184,14 @@ def test_complete_graph_matching_on_random_keys_matches_the_written_out_rule():
     minus best later similarity, destination = best non-source) against the loop above."""
     torch.manual_seed(3)
     keys, guide = torch.randn(4, 12, 6) * 3, torch.randn(4, 6)
-    plan = complete_graph_soft_matching(keys, 4, guide)
+    plan = complete_graph_soft_matching(keys, 4, guide_query=guide)
     expected, importance = reference_crossget_plan(keys, 4, guide)
     assert plan_as_dicts(plan) == expected
     torch.testing.assert_close(plan.weights.squeeze(-1), importance.exp().float())
     # the keys' scales differ per token: normalising each key, not each feature over the
     # tokens, is what the cosine similarity asks for
     scaled = keys * torch.rand(4, 12, 1) * 10
-    assert plan_as_dicts(complete_graph_soft_matching(scaled, 4, guide)) == expected
+    assert plan_as_dicts(complete_graph_soft_matching(scaled, 4, guide_query=guide)) == expected
 
 
 def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
@@ -197,7 +200,7 @@ def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
     torch.manual_seed(4)
     x, sizes = torch.randn(3, 10, 5), torch.randint(1, 4, (3, 10, 1)).float()
     keys, guide = torch.randn(3, 10, 4), torch.randn(3, 4)
-    plan = complete_graph_soft_matching(keys, 5, guide)
+    plan = complete_graph_soft_matching(keys, 5, guide_query=guide)
     pairs = plan_as_dicts(plan)
     assert any(len(set(dst)) < len(dst) for dst in plan.dst.tolist())  # groups of three
     merged, new_sizes = merge_tokens(x, sizes, plan)
@@ -205,40 +208,58 @@ def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
     torch.testing.assert_close(merged, expected)
     assert torch.equal(new_sizes, expected_sizes)
 
-def test_recorded_guide_is_the_cross_tokens_query_when_there_is_one():
-    """The guide is the head mean of the last token's query with a cross token, of the first
-    (class) token's without; the keys are the head means of all keys."""
+def test_recorded_metric_is_full_width_by_default_and_head_means_on_request():
+    """CrossGET's metric (its default) is the full-width keys and guide query, the heads side
+    by side as the qkv projection gives them before the split into heads; ``'head_mean'``
+    averages over the heads, as ToMe's default does. The guide is the last token's query with
+    a cross token, the first (class) token's without."""
     torch.manual_seed(6)
-    query, key = torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 4)  # B×H×N×d
+    qkv = torch.randn(2, 7, 3, 3, 4)  # B×N×(q, k, v)×H×d: mmpretrain's qkv output
+    query, key = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)  # B×H×N×d
     for cross_token, guide in ((True, 6), (False, 0)):
-        state = TokenMergingState([1], 'crossget', num_leading=1, cross_token=cross_token)
-        state.record(query, key)
+        full = TokenMergingState([1], 'crossget', num_leading=1, cross_token=cross_token)
+        full.record(query, key)
+        assert full.metric == 'full'
+        assert torch.equal(full.keys, qkv[:, :, 1].reshape(2, 7, 12))
+        assert torch.equal(full.guide_query, qkv[:, guide, 0].reshape(2, 12))
+        mean = TokenMergingState([1], 'crossget', num_leading=1, cross_token=cross_token,
+                                 metric='head_mean')
+        mean.record(query, key)
         hand = (query[:, 0, guide] + query[:, 1, guide] + query[:, 2, guide]) / 3
-        torch.testing.assert_close(state.guide_query, hand)
-        torch.testing.assert_close(state.keys, (key[:, 0] + key[:, 1] + key[:, 2]) / 3)
+        torch.testing.assert_close(mean.guide_query, hand)
+        torch.testing.assert_close(mean.keys, (key[:, 0] + key[:, 1] + key[:, 2]) / 3)
+    tome = TokenMergingState([1], 'tome', num_leading=1, cross_token=False)
+    tome.record(query, key)
+    assert tome.metric == 'head_mean' and tome.guide_query is None
+    torch.testing.assert_close(tome.keys, (key[:, 0] + key[:, 1] + key[:, 2]) / 3)
+    with pytest.raises(ValueError, match="metric 'mean'.*'full', 'head_mean'"):
+        TokenMergingState([1], 'crossget', 1, False, metric='mean')
 
 
-def test_non_zero_cross_tokens_guide_the_matching_in_every_layer():
+@pytest.mark.parametrize('metric', ['full', 'head_mean'])
+def test_non_zero_cross_tokens_guide_the_matching_in_every_layer(metric):
     """With trained (non-zero) cross tokens, the cross token differs from the class token, and
-    each layer's matcher gets: the keys of the mergeable tokens and, as the guide, the cross
-    token's query, both head means recomputed here from the layer's input with its own ln1 and
-    qkv; its plan is the written-out rule's."""
+    each layer's matcher gets the keys of all tokens and, as the guide, the cross token's
+    query, recomputed here from the layer's input with its own ln1 and qkv (full width: the
+    heads side by side; or their means); its plan over the mergeable tokens is the
+    written-out rule's, for each of the three samples. The two metrics choose differently."""
     vit = tiny_vit(out_type='raw')
-    state = apply_token_merging(vit, 2, matcher='crossget', cross_token=True)
+    state = apply_token_merging(vit, 2, matcher='crossget', cross_token=True, metric=metric)
     torch.manual_seed(5)
     with torch.no_grad():
         for layer in vit.layers:
             layer.cross_token.normal_()
     inputs, calls, matcher = {}, [], state.matcher
 
-    def recording_matcher(keys, r, guide):
-        plan = matcher(keys, r, guide)
-        calls.append((keys, guide, plan))
+    def recording_matcher(keys, r, num_leading, num_trailing, guide):
+        plan = matcher(keys, r, num_leading, num_trailing, guide)
+        calls.append((keys, (num_leading, num_trailing), guide, plan))
         return plan
     state.matcher = recording_matcher
     for index, layer in enumerate(vit.layers):
         layer.register_forward_pre_hook(
             lambda module, args, index=index: inputs.__setitem__(index, args[0]))
+    other_metric_differs = False
     with torch.no_grad():
         vit(images())
         for index, layer in enumerate(vit.layers):
@@ -249,21 +270,29 @@ def test_non_zero_cross_tokens_guide_the_matching_in_every_layer():
             torch.testing.assert_close(state.cross_states[index], cross)
             x = torch.cat([x[:, :-1], cross[:, None]], dim=1)
             qkv = layer.attn.qkv(layer.ln1(x)).reshape(*x.shape[:2], 3, HEADS, EMBED // HEADS)
-            query, key = qkv[:, :, 0].mean(dim=2), qkv[:, :, 1].mean(dim=2)  # B×N×d
-            keys, guide, plan = calls[index]
+            by_metric = {'full': (qkv[:, :, 0].flatten(2), qkv[:, :, 1].flatten(2)),
+                         'head_mean': (qkv[:, :, 0].mean(dim=2), qkv[:, :, 1].mean(dim=2))}
+            query, key = by_metric[metric]
+            keys, protected, guide, plan = calls[index]
+            assert protected == (1, 1)  # the class and the cross token
             torch.testing.assert_close(guide, query[:, -1])
             assert not torch.allclose(guide, query[:, 0], atol=1e-2)  # the class token's
-            torch.testing.assert_close(keys, key[:, 1:-1])  # class and cross tokens left out
-            expected, importance = reference_crossget_plan(keys, 2, guide)
-            assert plan_as_dicts(plan) == expected
-            torch.testing.assert_close(plan.weights.squeeze(-1), importance.exp().float())
+            torch.testing.assert_close(keys, key)
+            expected, importance = reference_crossget_plan(key[:, 1:-1], 2, query[:, -1])
+            assert plan_as_dicts(plan, offset=1) == expected
+            torch.testing.assert_close(plan.weights[:, 1:-1, 0], importance.exp().float())
+            query, key = by_metric['head_mean' if metric == 'full' else 'full']
+            other, _ = reference_crossget_plan(key[:, 1:-1], 2, query[:, -1])
+            other_metric_differs |= other != expected
+    assert other_metric_differs
+
 
 def test_cross_guided_ensemble_is_a_size_aware_softmax_average():
     x = torch.tensor([[[1., 0.], [0., 1.], [5., 5.]]])
     sizes = torch.tensor([[[2.], [1.], [1.]]])
     importance = torch.tensor([[0.3, -0.2, 0.0]])
     plan = MergePlan(src=torch.tensor([[0]]), dst=torch.tensor([[1]]),
-                     weights=importance.exp()[..., None])
+                     keep=torch.tensor([[1, 2]]), weights=importance.exp()[..., None])
     merged, new_sizes = merge_tokens(x, sizes, plan)
     w_src, w_dst = 2 * math.exp(0.3), 1 * math.exp(-0.2)
     expected = torch.tensor([w_src * 1., w_dst * 1.]) / (w_src + w_dst)
