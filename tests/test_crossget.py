@@ -141,7 +141,8 @@ def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
         k = [key / key.norm() for key in sample_keys]  # each token's key has unit length
         sim = [[float(k[i] @ k[j]) for j in range(n)] for i in range(n)]
         best = [max(sim[i][j] for j in range(n) if j != i) for i in range(n)]
-        order = sorted(range(n), key=lambda i: -best[i])  # best similarity, descending
+        # best similarity, descending; equal ones (mutual best matches) in position order
+        order = sorted(range(n), key=lambda i: (-best[i], i))
         place = {token: rank for rank, token in enumerate(order)}
         best_later = [max([sim[i][j] for j in range(n) if place[j] > place[i]],
                           default=-math.inf) for i in range(n)]
@@ -207,6 +208,80 @@ def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
     expected, expected_sizes = reference_merge(x, sizes, pairs, plan.weights.squeeze(-1))
     torch.testing.assert_close(merged, expected)
     assert torch.equal(new_sizes, expected_sizes)
+
+@pytest.mark.parametrize('lead,trail', [(1, 1), (2, 0)])
+def test_complete_graph_matching_leaves_protected_tokens_alone_and_keeps_the_order(lead, trail):
+    """A whole sequence with protected tokens in front (class, distillation) and behind (cross
+    token): the plan is the written-out rule's over the tokens between them, the protected
+    tokens weigh 1 and stay where they are, the other tokens keep their order; the merged
+    tokens and sizes are the weighted means written out."""
+    torch.manual_seed(8)
+    x, keys = torch.randn(3, 23, 5), torch.randn(3, 23, 6)
+    guide, sizes = torch.randn(3, 6), torch.randint(1, 4, (3, 23, 1)).float()
+    plan = complete_graph_soft_matching(keys, 6, lead, trail, guide)
+    expected, importance = reference_crossget_plan(keys[:, lead:23 - trail], 6, guide)
+    assert plan_as_dicts(plan, offset=lead) == expected
+    for keep, pairs in zip(plan.keep.tolist(), expected):
+        assert keep == [i for i in range(23) if i - lead not in pairs]
+    weights = torch.ones(3, 23)
+    weights[:, lead:23 - trail] = importance.exp()
+    torch.testing.assert_close(plan.weights.squeeze(-1), weights)
+    merged, new_sizes = merge_tokens(x, sizes, plan)
+    pairs = [{s + lead: d + lead for s, d in sample.items()} for sample in expected]
+    expected_x, expected_sizes = reference_merge(x, sizes, pairs, weights)
+    torch.testing.assert_close(merged, expected_x)
+    assert torch.equal(new_sizes, expected_sizes)
+
+
+def tome_step_written_out(x: torch.Tensor, sizes: torch.Tensor, metric: torch.Tensor, r: int,
+                          num_leading: int):
+    """ToMe's step (Bolya et al., ICLR 2023), one sample at a time, from its description:
+    positions 0, 2, 4... form set A, 1, 3, 5... set B; each token of A links to the token of
+    B with the most similar metric (cosine), the class token (A's first) links nowhere and a
+    distillation token (B's first) takes no link; the r strongest links merge, A's token into
+    B's, as size-weighted means; the sequence becomes [A's unmerged tokens, B] — A's tokens in
+    position order with a class token, else strongest link first — and with a distillation
+    token [class, distillation, rest of A, rest of B]."""
+    merged_x, merged_sizes = [], []
+    for tokens, token_sizes, keys in zip(x, sizes[..., 0].tolist(), metric.double()):
+        unit = [key / key.norm() for key in keys]
+        a_set, b_set = list(range(0, len(keys), 2)), list(range(1, len(keys), 2))
+        links = {}
+        for a in a_set:
+            targets = [b for b in b_set if not (num_leading == 2 and b == 1)]
+            best = max(targets, key=lambda b: float(unit[a] @ unit[b]))
+            links[a] = (-math.inf if num_leading and a == 0 else float(unit[a] @ unit[best]),
+                        best)
+        by_link = sorted(a_set, key=lambda a: -links[a][0])
+        merging, unmerged = by_link[:r], by_link[r:]
+        if num_leading:
+            unmerged = sorted(unmerged)
+        order = unmerged + b_set
+        if num_leading == 2:
+            order = [unmerged[0], b_set[0]] + unmerged[1:] + b_set[1:]
+        groups = [[t] + [a for a in merging if links[a][1] == t] for t in order]
+        merged_sizes.append([sum(token_sizes[i] for i in group) for i in [0] for group in groups])
+        merged_x.append(torch.stack([sum(token_sizes[i] * tokens[i] for i in group) /
+                                     sum(token_sizes[i] for i in group) for group in groups]))
+    return torch.stack(merged_x), torch.tensor(merged_sizes)[..., None]
+
+
+@pytest.mark.parametrize('num_leading,num_tokens', [(0, 20), (1, 21), (1, 20), (2, 22)])
+def test_tome_step_is_tomes_algorithm(num_leading, num_tokens):
+    """The project's ToMe step (attention's q and k recorded, then the merge; random tokens,
+    sizes and keys, three samples, class and distillation tokens) against ToMe's algorithm
+    written out: the same merged tokens, in the same order, with the same sizes."""
+    torch.manual_seed(num_tokens + num_leading)
+    query, key = torch.randn(3, HEADS, num_tokens, 4), torch.randn(3, HEADS, num_tokens, 4)
+    x, sizes = torch.randn(3, num_tokens, 5), torch.randint(1, 4, (3, num_tokens, 1)).float()
+    state = TokenMergingState([6], 'tome', num_leading=num_leading, cross_token=False)
+    state.sizes = sizes
+    state.record(query, key)
+    merged = state.merge(x, 0)
+    expected, expected_sizes = tome_step_written_out(x, sizes, key.mean(dim=1), 6, num_leading)
+    torch.testing.assert_close(merged, expected.float())
+    assert torch.equal(state.sizes, expected_sizes)
+
 
 def test_recorded_metric_is_full_width_by_default_and_head_means_on_request():
     """CrossGET's metric (its default) is the full-width keys and guide query, the heads side

@@ -100,7 +100,8 @@ def complete_graph_soft_matching(metric: torch.Tensor, r: int, num_leading: int 
     1. tokens are ordered by their best similarity :math:`\\max_j S_{ij}` (descending) and a
        token may pair only with tokens after it, :math:`\\hat S_{ij} = S_{ij}` if
        :math:`\\mathrm{rank}(j) > \\mathrm{rank}(i)`, else :math:`-\\infty`; of two tokens that
-       are each other's best match only the first counts the pair, so both do not leave;
+       are each other's best match (their best similarities are equal) the one in front
+       comes first and only it counts the pair, so both do not leave;
     2. the ``r`` tokens with the lowest :math:`I_i - \\max_j \\hat S_{ij}` (redundant and
        unimportant) are the sources; each merges into its most similar non-source token;
     3. the ensemble weights are :math:`\\omega_i = e^{I_i}` (:func:`merge_tokens` normalises
@@ -123,7 +124,7 @@ def complete_graph_soft_matching(metric: torch.Tensor, r: int, num_leading: int 
     similarity, importance = products[:, :size], products[:, size]
     similarity.diagonal(dim1=-2, dim2=-1).fill_(float('-inf'))
 
-    order = similarity.amax(dim=-1).argsort(dim=-1, descending=True)
+    order = similarity.amax(dim=-1).argsort(dim=-1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(1, order, _positions(0, size, order))
     # Cosines lie in [-1, 1], so lowering the pairs with an earlier token by 8 puts them below
     # every pair with a later one: the same maxima as -inf wherever a token has a later one.
