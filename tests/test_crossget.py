@@ -640,6 +640,20 @@ def test_deit_configs_switch_merging_on_in_the_mmpretrain_recipe():
         distilled = isinstance(model.backbone, DistilledVisionTransformer)
         assert state.num_leading == (2 if distilled else 1)
         assert type(model).__name__ == 'ImageClassifier'
+        assert state.metric == ('full' if matcher == 'crossget' else 'head_mean')
+
+
+@pytest.mark.parametrize('config,matcher,metric', [
+    ('crossget_vit-p4_digits.py', 'crossget', 'full'),
+    ('crossget-head-mean_vit-p4_digits.py', 'crossget', 'head_mean'),
+    ('tome_vit-p4_digits.py', 'tome', 'head_mean')])
+def test_digits_configs_name_the_metric(config, matcher, metric):
+    """Each matcher compares its authors' metric unless the config names the other."""
+    cfg = Config.fromfile(osp.join(CONFIGS, config))
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    state = model.backbone.token_merging
+    assert (state.matcher_name, state.metric, state.r) == (matcher, metric, [4] * 6)
 
 
 def test_distilling_a_token_merging_student_trains(digits_root, tmp_path):

@@ -110,7 +110,7 @@ def complete_graph_soft_matching(metric: torch.Tensor, r: int, num_leading: int 
     The other tokens keep their order. Beyond the similarity matmul (which also gives the
     importances, the guide's query being one more row) the work is three passes over the N×N
     similarities (row maxima, the order mask, the masked maxima), sorts of N values and
-    gathers of the r sources' rows.
+    the r sources' rows.
     """
     if guide_query is None:
         raise ValueError('complete-graph matching needs the query of a guide token (cross or '
@@ -132,15 +132,17 @@ def complete_graph_soft_matching(metric: torch.Tensor, r: int, num_leading: int 
     best_later = torch.add(similarity, rank[:, None, :] <= rank[:, :, None],
                            alpha=-8.).amax(dim=-1)
 
-    by_score = (importance - best_later).argsort(dim=-1)
-    src, stay = by_score[:, :r], by_score[:, r:].sort(dim=-1).values
-    candidates = similarity.gather(1, src[..., None].expand(-1, -1, size))
-    dst = stay.gather(1, candidates.gather(2, stay[:, None].expand(-1, r, -1)).argmax(dim=-1))
-
-    keep = torch.cat([_positions(0, num_leading, stay), stay + num_leading,
-                      _positions(length - num_trailing, length, stay)], dim=1)
+    # sorted over the whole sequence, the protected tokens (score +inf) last: the first r are
+    # the sources, the rest in position order the tokens that stay
+    by_score = F.pad(importance - best_later, (num_leading, num_trailing),
+                     value=float('inf')).argsort(dim=-1)
+    src, keep = by_score[:, :r], by_score[:, r:].sort(dim=-1).values
+    rows = src - num_leading
+    candidates = similarity.gather(1, rows[..., None].expand(-1, -1, size))
+    candidates.scatter_(2, rows[:, None].expand(-1, r, -1), float('-inf'))  # no source
+    dst = candidates.argmax(dim=-1) + num_leading
     weights = F.pad(importance.exp(), (num_leading, num_trailing), value=1.)[..., None]
-    return MergePlan(src=src + num_leading, dst=dst + num_leading, keep=keep, weights=weights)
+    return MergePlan(src=src, dst=dst, keep=keep, weights=weights)
 
 
 MATCHERS: Dict[str, Callable[..., MergePlan]] = {
