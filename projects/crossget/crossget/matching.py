@@ -7,7 +7,7 @@ the tokens that stay, in their order after the merge. Sources are distinct and n
 destinations, so no token merges twice in one layer and no chains form; protected tokens are
 never sources nor destinations. :func:`merge_tokens` then carries a plan out.
 """
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -158,23 +158,26 @@ def get_matcher(name: str) -> Callable[..., MergePlan]:
     return MATCHERS[name]
 
 
-def _merge_rows_(values: torch.Tensor, plan: MergePlan) -> torch.Tensor:
-    """:func:`merge_sum` on ``values`` in place: row copies and row sums of the flattened
-    (B·N)×C tensor (``index_select``/``index_add_``, not ``gather``/``scatter`` with an
-    index expanded over the channels, which costs several times more on the CPU)."""
-    batch, length, channels = values.shape
-    offsets = torch.arange(0, batch * length, length, device=values.device)[:, None]
-    rows = values.view(batch * length, channels)
-    rows.index_add_(0, (plan.dst + offsets).flatten(),
-                    rows.index_select(0, (plan.src + offsets).flatten()))
-    kept = rows.index_select(0, (plan.keep + offsets).flatten())
-    return kept.view(batch, plan.keep.shape[1], channels)
+def _merge_rows_(plan: MergePlan, *tensors: torch.Tensor) -> List[torch.Tensor]:
+    """:func:`merge_sum` on each of ``tensors`` (B×N×·) in place: row sums and row picks of
+    the flattened (B·N)×C tensors (``index_add_``/``index_select``, not ``scatter``/``gather``
+    with an index expanded over the channels, which costs several times more on the CPU)."""
+    batch, length = tensors[0].shape[:2]
+    offsets = torch.arange(0, batch * length, length, device=plan.src.device)[:, None]
+    src, dst = (plan.src + offsets).flatten(), (plan.dst + offsets).flatten()
+    keep = (plan.keep + offsets).flatten()
+    merged = []
+    for values in tensors:
+        rows = values.view(batch * length, values.shape[-1])
+        rows.index_add_(0, dst, rows.index_select(0, src))
+        merged.append(rows.index_select(0, keep).view(batch, plan.keep.shape[1], -1))
+    return merged
 
 
 def merge_sum(values: torch.Tensor, plan: MergePlan) -> torch.Tensor:
     """Add each source's row of ``values`` (B×N×C) to its destination's and keep the rows of
     ``plan.keep``, in its order: B×(N−r)×C."""
-    return _merge_rows_(values.clone(memory_format=torch.contiguous_format), plan)
+    return _merge_rows_(plan, values.clone(memory_format=torch.contiguous_format))[0]
 
 
 def merge_tokens(x: torch.Tensor, sizes: torch.Tensor,
@@ -192,11 +195,10 @@ def merge_tokens(x: torch.Tensor, sizes: torch.Tensor,
     tokens stay in the order of ``plan.keep``. Returns the merged tokens and sizes
     (B×(N−r)×·).
     """
-    weights = sizes if plan.weights is None else sizes * plan.weights
-    weighted = _merge_rows_(x * weights, plan)
     if plan.weights is None:
-        new_sizes = merge_sum(sizes, plan)
+        weighted, new_sizes = _merge_rows_(plan, x * sizes, sizes.clone())
         return weighted / new_sizes, new_sizes
-    total_weight, new_sizes = _merge_rows_(torch.cat([weights, sizes], dim=-1), plan).split(
-        1, dim=-1)
+    weights = sizes * plan.weights
+    weighted, both = _merge_rows_(plan, x * weights, torch.cat([weights, sizes], dim=-1))
+    total_weight, new_sizes = both.split(1, dim=-1)
     return weighted / total_weight, new_sizes
