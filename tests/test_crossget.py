@@ -707,3 +707,43 @@ def test_crossget_dual_encoder_config_trains_and_evaluates(digits_root, tmp_path
     assert total == 50
     assert runner.message_hub.get_scalar('val/accuracy/top1').current() == \
         pytest.approx(100 * correct / total)
+
+
+# ------------------------------------------------------------------- merging-step benchmark
+def test_step_benchmark_pairs_rounds_and_predicts_the_full_width_extra_from_flops():
+    """Synthetic CPU times of two rounds: ratios per round against the baseline (median, min,
+    max), against this project's ToMe, and the full-width metric's time beyond the baseline
+    against the extra similarity FLOPs' share of the full-width matmul's time."""
+    from projects.crossget import benchmark
+    size = dict(batch=8, tokens=197, width=384, heads=6)
+    bipartite = 8 * 99 * 98 * 64  # A: 99 even positions (class token first), B: 98; 384 / 6
+    full = 8 * 197 * 196 * 384  # 196 mergeable tokens plus the guide's row, full width
+    assert benchmark.similarity_flops(metric='bipartite', **size) == bipartite
+    assert benchmark.similarity_flops(metric='full', **size) == full
+    assert benchmark.similarity_flops(metric='head_mean', **size) == full // 6
+    seconds = {'official ToMe': [2., 4.], 'ToMe': [1., 2.],
+               'CrossGET, head-mean metric': [3., 4.], 'CrossGET, full-width metric': [4., 8.],
+               'full-width similarity matmul': [1., 2.]}
+    rows = benchmark.step_rows(seconds, size, 'official ToMe')
+    assert set(rows) == set(seconds) - {'full-width similarity matmul'}
+    head = rows['CrossGET, head-mean metric']
+    assert (head['ratio'], head['ratio_min'], head['ratio_max']) == (1.25, 1., 1.5)
+    assert head['over_tome'] == 2.5 and 'extra_us' not in head
+    share = 1 - bipartite / full
+    wide = rows['CrossGET, full-width metric']
+    assert wide['ratio'] == 2. and wide['extra_us'] == pytest.approx(3e6)
+    assert wide['predicted_us'] == pytest.approx(1.5e6 * share)
+    assert wide['extra_over_predicted'] == pytest.approx(2 / share)
+
+
+def test_step_benchmark_times_the_project_steps_it_names():
+    """The timed steps of the project's variants merge r tokens with their matcher and
+    metric (a small size, no official ToMe)."""
+    from projects.crossget import benchmark
+    functions = benchmark.step_functions(batch=2, tokens=17, width=12, heads=3, r=4)
+    assert set(functions) == {*benchmark.STEP_VARIANTS, 'full-width similarity matmul'}
+    for name in benchmark.STEP_VARIANTS:
+        assert functions[name]().shape == (2, 13, 12)
+    assert functions['full-width similarity matmul']().shape == (2, 17, 16)
+    seconds = benchmark.cpu_times(functions, rounds=3, warmup=1)
+    assert {name: len(times) for name, times in seconds.items()} == dict.fromkeys(functions, 3)
