@@ -745,5 +745,5 @@ def test_step_benchmark_times_the_project_steps_it_names():
     for name in benchmark.STEP_VARIANTS:
         assert functions[name]().shape == (2, 13, 12)
     assert functions['full-width similarity matmul']().shape == (2, 17, 16)
-    seconds = benchmark.cpu_times(functions, rounds=3, warmup=1)
+    seconds = benchmark.cpu_times(functions, rounds=3, warmup=2)
     assert {name: len(times) for name, times in seconds.items()} == dict.fromkeys(functions, 3)

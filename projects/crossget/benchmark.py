@@ -28,7 +28,7 @@ times one merging step alone instead (what a layer adds between attention and ML
 metric from the attention's q and k, the matching, the weighted merge), on random tensors at
 DeiT-S size (batch 8, 197 tokens, width 384, 6 heads; r 8 and 13) and at the digits ViT's
 (``configs/vit-p4_digits.py``: its training batch, tokens, width and heads; r 4 and 8): CPU
-time of the thread (``time.thread_time``, one torch thread; the machine is shared), all
+time (one torch thread; the machine is shared; ``mmdistill.benchmarking.timing``), all
 variants in every round (their order rotating), each variant's time over the baseline's in
 the same round, the median and the range of those ratios. The baseline is ToMe's own
 ``bipartite_soft_matching`` + ``merge_wavg`` when ``--official-tome`` points at ToMe's
@@ -45,18 +45,20 @@ import os.path as osp
 import statistics
 import sys
 import time
-from collections import defaultdict
 from typing import Callable, Dict, List, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
-from mmdistill.apis.complexity import count_flops
-from benchmarks.evidence import Results, add_recording_arguments, publish
-
 HERE = osp.dirname(osp.abspath(__file__))
-sys.path.insert(0, osp.dirname(osp.dirname(HERE)))  # the repository root: projects.crossget
+if __package__ in (None, ''):  # run as a file: the repository's packages are importable
+    sys.path.insert(0, osp.dirname(osp.dirname(HERE)))
+
+from mmdistill.apis.complexity import count_flops  # noqa: E402
+from mmdistill.benchmarking.timing import time_rounds  # noqa: E402
+from benchmarks.evidence import Results, add_recording_arguments, publish  # noqa: E402
+
 BASE_CONFIG = osp.join(HERE, 'configs', 'vit-p4_digits.py')
 SCHEDULES = {'r4': 4, 'r8': 8}
 MATCHER_NAMES = ('tome', 'crossget')
@@ -98,16 +100,13 @@ def gflops(model: torch.nn.Module, image_size: int = 32) -> float:
 @torch.no_grad()
 def images_per_second(models: Dict[str, torch.nn.Module], batch: int, repeats: int,
                       image_size: int = 32) -> Dict[str, float]:
-    """Median images/s of each model's ``tensor`` forward, the models run interleaved."""
+    """Median images/s of each model's ``tensor`` forward, the models run interleaved
+    (:func:`mmdistill.benchmarking.timing.time_rounds`, two warm-up rounds)."""
     inputs = torch.randn(batch, 3, image_size, image_size)
-    seconds = defaultdict(list)
-    for round_index in range(repeats + 2):  # two warm-up rounds
-        for name, model in models.items():
-            start = time.perf_counter()
-            model(inputs, mode='tensor')
-            if round_index >= 2:
-                seconds[name].append(time.perf_counter() - start)
-    return {name: batch / statistics.median(times) for name, times in seconds.items()}
+    timing = time_rounds({name: (lambda model=model: model(inputs, mode='tensor'))
+                          for name, model in models.items()}, rounds=repeats)
+    return {name: batch / statistics.median(times.wall)
+            for name, times in timing.times.items()}
 
 
 class _Stopwatch:
@@ -299,20 +298,11 @@ def step_functions(batch: int, tokens: int, width: int, heads: int, r: int,
 
 def cpu_times(functions: Dict[str, Callable[[], object]], rounds: int,
               warmup: int = 10) -> Dict[str, List[float]]:
-    """Thread CPU seconds of each call, ``rounds`` rounds of every function, the order
-    rotating from round to round (``warmup`` rounds first, not kept)."""
-    names = list(functions)
-    seconds = defaultdict(list)
+    """CPU seconds of each call, ``rounds`` interleaved rounds of every function in rotating
+    order after ``warmup`` untimed ones (:func:`mmdistill.benchmarking.timing.time_rounds`)."""
     with torch.no_grad():
-        for round_index in range(warmup + rounds):
-            shift = round_index % len(names)
-            for name in names[shift:] + names[:shift]:
-                start = time.thread_time()
-                functions[name]()
-                elapsed = time.thread_time() - start
-                if round_index >= warmup:
-                    seconds[name].append(elapsed)
-    return dict(seconds)
+        timing = time_rounds(functions, rounds=rounds, warmup=warmup)
+    return {name: times.cpu for name, times in timing.times.items()}
 
 
 def step_rows(seconds: Dict[str, List[float]], size: dict, baseline: str) -> Dict[str, dict]:
