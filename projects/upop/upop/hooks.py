@@ -113,7 +113,7 @@ class StructuredPruningHook(Hook):
             structure.detach_mask()
             structure.prune(keep, optimizer)
         self.compressed = True
-        self._rewrap_pending = isinstance(runner.model, DistributedDataParallel)
+        self._rewrap_pending = isinstance(getattr(runner, 'model', None), DistributedDataParallel)
         print_log('compressed: ' + self.describe_widths(), logger='current')
         narrowest = [s.path for s in self.structures if s.num_units == 1]
         if narrowest:
