@@ -558,17 +558,30 @@ def test_search_ranks_units_of_both_towers_together():
                for tower in ('vision', 'text'))
 
 
-def test_dual_encoder_export_is_refused_clearly():
-    from projects.upop.upop.export import read_widths
+def test_pruned_model_builds_the_dual_encoder_at_given_widths():
+    """mmdistill.UPopPrunedModel (what an exported dual encoder's config names): the dense
+    config plus widths by structure path; unknown paths and impossible widths are refused."""
+    from mmdistill.pruning import UPopPrunedModel
     tiny_dual_encoder()  # registers mmdistill.ImageTextDualEncoder
-    cfg = dict(type='mmdistill.ImageTextDualEncoder',
+    cfg = dict(type='mmdistill.ImageTextDualEncoder', _scope_='mmpretrain',
                vision=dict(type='VisionTransformer', img_size=IMAGE, patch_size=PATCH,
                            out_type='cls_token',
                            arch=dict(embed_dims=EMBED, num_layers=1, num_heads=HEADS,
                                      feedforward_channels=HIDDEN)),
                text=dict(width=EMBED, layers=1, heads=HEADS), class_prompts=PROMPTS)
-    with pytest.raises(ValueError, match='with a backbone.*dual encoder'):
-        read_widths(cfg, {}, 'mmdistill')
+    widths = {'vision.layers.0.attn': 3, 'text.transformer.resblocks.0.attn': 5,
+              'text.transformer.resblocks.0.mlp': 7}
+    model = UPopPrunedModel(cfg, widths)
+    found = {s.path: s.num_units for s in find_structures(model)}
+    assert found == {'vision.layers.0.attn': 3, 'vision.layers.0.ffn': HIDDEN,
+                     'text.transformer.resblocks.0.attn': 5,
+                     'text.transformer.resblocks.0.mlp': 7}
+    assert model.text.transformer.resblocks[0].attn.in_proj_weight.shape == (3 * HEADS * 5,
+                                                                              EMBED)
+    with pytest.raises(KeyError, match="no prunable structure \\['text.layers.0.attn'\\]"):
+        UPopPrunedModel(cfg, {'text.layers.0.attn': 3})
+    with pytest.raises(ValueError, match='width 0 is not in 1..8'):
+        UPopPrunedModel(cfg, {'vision.layers.0.attn': 0})
 
 
 # ------------------------------------------------------------- the hook, step by step in a run
