@@ -1,4 +1,5 @@
 """UPop (projects/upop): masks, the unified search, exact compression, export, cost counts."""
+import logging
 import math
 import os.path as osp
 
@@ -291,6 +292,50 @@ def test_model_without_attention_or_mlp():
                         head=dict(type='LinearClsHead', num_classes=3, in_channels=32)))
     with pytest.raises(ValueError, match="no attention or MLP to prune.*MultiheadAttention"):
         find_structures(resnet)
+
+
+def test_ema_hook_and_other_wrappers_are_refused_at_start(model):
+    """EMAHook (its averaged copy would keep the dense shapes) and a wrapper other than DDP
+    (which the hook could not rebuild) stop the run before any step, naming the fix."""
+    from mmengine.hooks import EMAHook
+    from mmengine.model import MMSeparateDistributedDataParallel
+
+    class FakeRunner:
+        pass
+    runner = FakeRunner()
+    runner.model, runner.hooks = model, [EMAHook()]
+    for hook in (UPopHook(budget=0.3, search_iters=10, scope='backbone'),
+                 UniformMagnitudePruningHook(budget=0.3, scope='backbone')):
+        with pytest.raises(ValueError, match=f'{type(hook).__name__} cannot run beside '
+                                             'EMAHook.*Remove the EMA hook'):
+            hook.before_run(runner)
+    runner.hooks = []
+    runner.model = MMSeparateDistributedDataParallel.__new__(MMSeparateDistributedDataParallel)
+    with pytest.raises(ValueError, match='model wrapper MMSeparateDistributedDataParallel is '
+                                         'not supported.*Remove model_wrapper_cfg'):
+        UPopHook(budget=0.3, search_iters=10).before_run(runner)
+
+
+def test_one_unit_wide_layers_are_named_in_a_warning(model, monkeypatch):
+    import projects.upop.upop.hooks as hooks
+    logged = []
+    monkeypatch.setattr(hooks, 'print_log', lambda msg, **kw: logged.append((msg, kw)))
+
+    class FakeRunner:
+        pass
+    hook = UniformMagnitudePruningHook(budget=0.3, scope='backbone')
+    hook.structures = find_structures(model.backbone, 'backbone')
+    keeps = [torch.arange(1), torch.arange(HIDDEN), torch.arange(4), torch.arange(1)]
+    hook._compress(keeps, FakeRunner())
+    warnings = [msg for msg, kw in logged if kw.get('level') == logging.WARNING]
+    assert len(warnings) == 1
+    assert "['backbone.layers.0.attn', 'backbone.layers.1.ffn']" in warnings[0]
+    logged.clear()
+    hook = UniformMagnitudePruningHook(budget=0.3, scope='backbone')
+    hook.structures = find_structures(build(tiny_deit()).backbone, 'backbone')
+    hook._compress([torch.arange(2), torch.arange(HIDDEN), torch.arange(4), torch.arange(2)],
+                   FakeRunner())
+    assert not [msg for msg, kw in logged if kw.get('level') == logging.WARNING]
 
 
 def test_attention_with_v_shortcut_is_refused():

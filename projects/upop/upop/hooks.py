@@ -22,7 +22,7 @@ import torch
 from mmengine.dist import all_reduce
 from mmengine.hooks import CheckpointHook, EMAHook, Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import MMSeparateDistributedDataParallel, is_model_wrapper
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -83,11 +83,13 @@ class StructuredPruningHook(Hook):
 
     def _check_runner(self, runner) -> None:
         """Refuse, before any training, what compression would break later: a model wrapper
-        other than DDP (its parameters are flattened or split, and cannot be rebuilt), and
+        other than DDP around the whole model (FSDP's flattened parameters, DeepSpeed, MMEngine's
+        per-submodule MMSeparateDistributedDataParallel cannot be rebuilt), and
         ``EMAHook`` (its averaged copy of the model keeps the dense shapes)."""
         name = type(self).__name__
-        if is_model_wrapper(runner.model) and \
-                not isinstance(runner.model, DistributedDataParallel):
+        if is_model_wrapper(runner.model) and (
+                not isinstance(runner.model, DistributedDataParallel)
+                or isinstance(runner.model, MMSeparateDistributedDataParallel)):
             raise ValueError(
                 f'{name}: the model wrapper {type(runner.model).__name__} is not supported; '
                 'after compression the hook rebuilds a DistributedDataParallel wrapper '
