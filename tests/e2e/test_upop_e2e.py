@@ -205,7 +205,8 @@ def test_uniform_magnitude_baseline(digits_root, tmp_path):
 
 
 def test_kd_from_the_unpruned_model(digits_root, tmp_path):
-    """One config: the pruned student distils from the dense model (the teacher)."""
+    """One config: the pruned student distils from the dense model (the teacher); the exported
+    student loads in a process with only the mmdistill package."""
     from mmpretrain.registry import MODELS
     dense_cfg = Config.fromfile(osp.join(CONFIGS, 'deit-digits.py'))
     dense_cfg.merge_from_dict({'model.backbone.arch': TINY, 'model.backbone.patch_size': 8,
@@ -233,8 +234,14 @@ def test_kd_from_the_unpruned_model(digits_root, tmp_path):
                                        str(tmp_path / 'run' / 'epoch_3.pth'),
                                        str(tmp_path / 'exported'))
     from mmpretrain.apis import get_model
+    expected = outputs(runner)
     torch.testing.assert_close(outputs(runner, get_model(config, pretrained=checkpoint)),
-                               outputs(runner))
+                               expected)
+    batch = runner.model.data_preprocessor(next(iter(runner.val_dataloader)), False)
+    plain = load_in_plain_process(tmp_path, config, checkpoint, batch['inputs'])
+    assert plain['projects'] == []
+    for loaded in plain['outputs']:
+        torch.testing.assert_close(torch.tensor(loaded), expected)
 
 
 def test_dual_encoder_both_towers(digits_root, tmp_path):
