@@ -329,6 +329,7 @@ class UPopHook(StructuredPruningHook):
             return  # the checkpoint hook saved this point already
         checkpoint_hook._save_checkpoint_with_step(
             runner, step, meta=dict(epoch=runner.epoch, iter=runner.iter))
+        print_log(f'UPopHook: the compressed model saved as {path}', logger='current')
 
     def _accumulate(self) -> None:
         """Add each mask's gradient (the mean over the processes) and ``w·sign(α)`` to its
