@@ -1,4 +1,5 @@
 """UPop (projects/upop): masks, the unified search, exact compression, export, cost counts."""
+import logging
 import math
 import os.path as osp
 
@@ -182,15 +183,62 @@ def test_selection_standardises_per_kind_and_ranks_jointly():
     # per kind lets the top attention unit (index 2) compete with the MLP units.
     attn, mlp = torch.tensor([1e-6, 2e-6, 9e-6, 3e-6]), torch.tensor([100., 300., 200., 400.])
     # costs: attention unit 3, MLP unit 1; total 16. Standardised ranking:
-    # attn2 (1.46), mlp3 (1.16), mlp1 (0.39), attn3 ...; share 4/16 → attn2 + mlp3.
+    # attn2 (1.46), mlp3 (1.16), mlp1 (0.39), attn3 ...; cumulative costs 3, 4, 5, ...
+    # share 4/16: the cost 4 is reached at mlp3. The reference's rule makes mlp3 the threshold
+    # and keeps it (only attn2 selected); the 'nearest' rule takes the prefix up to it.
     chosen = select_units([attn, mlp], ['attn', 'mlp'], [3, 1], share=4 / 16)
     assert chosen[0].tolist() == [False, False, True, False]
+    assert chosen[1].tolist() == [False, False, False, False]
+    chosen = select_units([attn, mlp], ['attn', 'mlp'], [3, 1], share=4 / 16,
+                          boundary='nearest')
+    assert chosen[0].tolist() == [False, False, True, False]
     assert chosen[1].tolist() == [False, False, False, True]
+    with pytest.raises(ValueError, match="boundary must be one of .* got 'above'"):
+        select_units([attn, mlp], ['attn', 'mlp'], [3, 1], share=0.1, boundary='above')
 
 
-def test_final_selection_prunes_exactly_the_budget(model):
-    """At t = T−1, the pruned share of the cost is exactly p when p is reachable."""
-    hook = UPopHook(budget=0.5, search_iters=4, interval=1, scope='backbone')
+def test_sparsity_weights_cannot_change_the_selection():
+    """While the masks are positive, w·sign(α) adds the same w to every unit of a kind, and
+    standardisation per kind removes it: any weights give the same selection."""
+    generator = torch.Generator().manual_seed(0)
+    scores = [torch.randn(8, generator=generator), torch.randn(32, generator=generator),
+              torch.randn(8, generator=generator), torch.randn(32, generator=generator)]
+    kinds, costs = ['attn', 'mlp', 'attn', 'mlp'], [9234, 769, 9234, 769]
+    plain = select_units(scores, kinds, costs, share=0.3)
+    for weights in (dict(attn=4.8e-3, mlp=2e-4), dict(attn=10., mlp=0.), dict(attn=0., mlp=3.)):
+        shifted = [s + 50 * weights[k] for s, k in zip(scores, kinds)]  # 50 steps of w·sign(1)
+        for a, b in zip(select_units(shifted, kinds, costs, share=0.3), plain):
+            assert torch.equal(a, b)
+    assert any(c.any() for c in plain)
+
+
+def test_unit_costs_per_kind_replace_the_parameter_counts(model):
+    """unit_costs=dict(attn=36, mlp=1) (the reference's CLIP script) ranks with those weights;
+    the default weighs each unit by its parameters (DeiT-S: 9234 and 769, the reference's)."""
+    hook = UPopHook(budget=0.5, search_iters=4, interval=1, scope='backbone',
+                    unit_costs=dict(attn=36, mlp=1))
+    hook.structures = masked_structures(model)
+    assert [hook.cost_of(s) for s in hook.structures] == [36, 1] * LAYERS
+    for structure in hook.structures:
+        structure.score.copy_(torch.arange(structure.num_units, dtype=torch.float))
+    share = hook.update_masks(3)
+    total = LAYERS * (36 * HEAD_DIMS + HIDDEN)
+    pruned = sum(int((s.mask == 0).sum()) * hook.cost_of(s) for s in hook.structures)
+    assert share == pruned / total and abs(pruned - total / 2) <= 36
+    default = UPopHook(budget=0.5, search_iters=4, scope='backbone')
+    default.structures = hook.structures
+    assert [default.cost_of(s) for s in hook.structures] == \
+        [s.unit_cost for s in hook.structures]
+    for bad in (dict(attn=36), dict(attn=36, mlp=0), dict(attn=1, mlp=1, cross=2)):
+        with pytest.raises(ValueError, match='unit_costs gives a positive cost'):
+            UPopHook(budget=0.5, search_iters=4, unit_costs=bad)
+
+
+@pytest.mark.parametrize('boundary', ['reference', 'nearest'])
+def test_final_selection_prunes_the_budget(model, boundary):
+    """At t = T−1 the masks of the selected units are 0 and the pruned share is the budget's
+    (to the boundary rule's unit)."""
+    hook = UPopHook(budget=0.5, search_iters=4, interval=1, scope='backbone', boundary=boundary)
     hook.structures = masked_structures(model)
     costs = [s.num_units * s.unit_cost for s in hook.structures]
     # scores 0..n−1 in every structure: after standardisation per kind, exactly the upper half
@@ -202,10 +250,13 @@ def test_final_selection_prunes_exactly_the_budget(model):
         value = torch.tensor(1 - progressive_share(step, 4, 0.5) / 0.5).item()  # in float32
         for structure in hook.structures:
             assert set(structure.mask.unique().tolist()) == {1.0, value}
-    assert share == 0.5
-    pruned = sum(int((s.mask == 0).sum()) * s.unit_cost for s in hook.structures)
-    assert pruned == sum(costs) / 2
-    assert all(int((s.mask == 0).sum()) == s.num_units // 2 for s in hook.structures)
+    pruned = [int((s.mask == 0).sum()) for s in hook.structures]
+    if boundary == 'nearest':  # the prefix whose cost is nearest: exactly half
+        assert pruned == [s.num_units // 2 for s in hook.structures] and share == 0.5
+    else:  # the threshold is MLP unit 16 (tied in both layers) and is kept, in both layers
+        assert pruned == [HEAD_DIMS // 2, HIDDEN // 2 - 1] * LAYERS
+        assert share == sum(n * s.unit_cost for n, s in zip(pruned, hook.structures)) / \
+            sum(costs) < 0.5
 
 
 # ------------------------------------------------------------------------------ errors
@@ -241,6 +292,50 @@ def test_model_without_attention_or_mlp():
                         head=dict(type='LinearClsHead', num_classes=3, in_channels=32)))
     with pytest.raises(ValueError, match="no attention or MLP to prune.*MultiheadAttention"):
         find_structures(resnet)
+
+
+def test_ema_hook_and_other_wrappers_are_refused_at_start(model):
+    """EMAHook (its averaged copy would keep the dense shapes) and a wrapper other than DDP
+    (which the hook could not rebuild) stop the run before any step, naming the fix."""
+    from mmengine.hooks import EMAHook
+    from mmengine.model import MMSeparateDistributedDataParallel
+
+    class FakeRunner:
+        pass
+    runner = FakeRunner()
+    runner.model, runner.hooks = model, [EMAHook()]
+    for hook in (UPopHook(budget=0.3, search_iters=10, scope='backbone'),
+                 UniformMagnitudePruningHook(budget=0.3, scope='backbone')):
+        with pytest.raises(ValueError, match=f'{type(hook).__name__} cannot run beside '
+                                             'EMAHook.*Remove the EMA hook'):
+            hook.before_run(runner)
+    runner.hooks = []
+    runner.model = MMSeparateDistributedDataParallel.__new__(MMSeparateDistributedDataParallel)
+    with pytest.raises(ValueError, match='model wrapper MMSeparateDistributedDataParallel is '
+                                         'not supported.*Remove model_wrapper_cfg'):
+        UPopHook(budget=0.3, search_iters=10).before_run(runner)
+
+
+def test_one_unit_wide_layers_are_named_in_a_warning(model, monkeypatch):
+    import projects.upop.upop.hooks as hooks
+    logged = []
+    monkeypatch.setattr(hooks, 'print_log', lambda msg, **kw: logged.append((msg, kw)))
+
+    class FakeRunner:
+        pass
+    hook = UniformMagnitudePruningHook(budget=0.3, scope='backbone')
+    hook.structures = find_structures(model.backbone, 'backbone')
+    keeps = [torch.arange(1), torch.arange(HIDDEN), torch.arange(4), torch.arange(1)]
+    hook._compress(keeps, FakeRunner())
+    warnings = [msg for msg, kw in logged if kw.get('level') == logging.WARNING]
+    assert len(warnings) == 1
+    assert "['backbone.layers.0.attn', 'backbone.layers.1.ffn']" in warnings[0]
+    logged.clear()
+    hook = UniformMagnitudePruningHook(budget=0.3, scope='backbone')
+    hook.structures = find_structures(build(tiny_deit()).backbone, 'backbone')
+    hook._compress([torch.arange(2), torch.arange(HIDDEN), torch.arange(4), torch.arange(2)],
+                   FakeRunner())
+    assert not [msg for msg, kw in logged if kw.get('level') == logging.WARNING]
 
 
 def test_attention_with_v_shortcut_is_refused():
@@ -496,7 +591,9 @@ def test_search_ranks_units_of_both_towers_together():
         pruned = {tower: sum(int((s.mask == 0).sum()) * s.unit_cost
                              for s, t in zip(hook.structures, towers) if t == tower)
                   for tower in ('vision', 'text')}
-        assert pruned[favoured] / total == pytest.approx(0.3, abs=0.02) == share
+        # (scores 0..n−1 in every layer tie across layers: the reference's boundary keeps all
+        # units tied at the threshold, one in each layer of its kind)
+        assert pruned[favoured] / total == pytest.approx(0.3, abs=0.04) == share
         assert pruned[{'text': 'vision', 'vision': 'text'}[favoured]] == 0
     # equal scores in both towers: the same step selects from both
     for structure in hook.structures:
@@ -506,25 +603,39 @@ def test_search_ranks_units_of_both_towers_together():
                for tower in ('vision', 'text'))
 
 
-def test_dual_encoder_export_is_refused_clearly():
-    from projects.upop.upop.export import read_widths
+def test_pruned_model_builds_the_dual_encoder_at_given_widths():
+    """mmdistill.UPopPrunedModel (what an exported dual encoder's config names): the dense
+    config plus widths by structure path; unknown paths and impossible widths are refused."""
+    from mmdistill.pruning import UPopPrunedModel
     tiny_dual_encoder()  # registers mmdistill.ImageTextDualEncoder
-    cfg = dict(type='mmdistill.ImageTextDualEncoder',
+    cfg = dict(type='mmdistill.ImageTextDualEncoder', _scope_='mmpretrain',
                vision=dict(type='VisionTransformer', img_size=IMAGE, patch_size=PATCH,
                            out_type='cls_token',
                            arch=dict(embed_dims=EMBED, num_layers=1, num_heads=HEADS,
                                      feedforward_channels=HIDDEN)),
                text=dict(width=EMBED, layers=1, heads=HEADS), class_prompts=PROMPTS)
-    with pytest.raises(ValueError, match='with a backbone.*dual encoder'):
-        read_widths(cfg, {}, 'mmdistill')
+    widths = {'vision.layers.0.attn': 3, 'text.transformer.resblocks.0.attn': 5,
+              'text.transformer.resblocks.0.mlp': 7}
+    model = UPopPrunedModel(cfg, widths)
+    found = {s.path: s.num_units for s in find_structures(model)}
+    assert found == {'vision.layers.0.attn': 3, 'vision.layers.0.ffn': HIDDEN,
+                     'text.transformer.resblocks.0.attn': 5,
+                     'text.transformer.resblocks.0.mlp': 7}
+    assert model.text.transformer.resblocks[0].attn.in_proj_weight.shape == (3 * HEADS * 5,
+                                                                              EMBED)
+    with pytest.raises(KeyError, match="no prunable structure \\['text.layers.0.attn'\\]"):
+        UPopPrunedModel(cfg, {'text.layers.0.attn': 3})
+    with pytest.raises(ValueError, match='width 0 is not in 1..8'):
+        UPopPrunedModel(cfg, {'vision.layers.0.attn': 0})
 
 
 # ------------------------------------------------------------- the hook, step by step in a run
 def hand_selection(scores: list, kinds: list, costs: list, share: float) -> list:
-    """UPop's selection written out: scores standardised per kind ((x − mean) / std over all
-    units of that kind), all units ranked together, highest first, each structure's
-    lowest-scored unit left out; the longest prefix of the ranking whose cost is nearest to
-    ``share`` of the total cost is selected."""
+    """UPop's selection as the reference writes it: scores standardised per kind ((x − mean) /
+    std over all units of that kind), all units ranked together, highest first; the rank
+    whose cumulative cost (its own unit included) is nearest to ``share`` of the total cost
+    gives the threshold; the units scored strictly above it are selected, except each
+    structure's lowest-scored unit."""
     standardised = [None] * len(scores)
     for kind in set(kinds):
         members = [i for i, k in enumerate(kinds) if k == kind]
@@ -532,18 +643,15 @@ def hand_selection(scores: list, kinds: list, costs: list, share: float) -> list
         mean, std = values.mean(), values.std()
         for i in members:
             standardised[i] = (scores[i] - mean) / std
-    ranking = sorted(((float(z[u]), i, u) for i, z in enumerate(standardised)
-                      for u in range(len(z)) if u != int(z.argmin())), key=lambda t: -t[0])
+    ranking = sorted(((float(z[u]), i) for i, z in enumerate(standardised)
+                      for u in range(len(z))), key=lambda t: -t[0])
     target = share * sum(cost * len(s) for cost, s in zip(costs, scores))
-    count, gap, cost = 0, target, 0
-    for prefix, (_, i, _) in enumerate(ranking, 1):
+    threshold, gap, cost = None, None, 0
+    for z, i in ranking:
         cost += costs[i]
-        if abs(cost - target) < gap:
-            count, gap = prefix, abs(cost - target)
-    selected = [torch.zeros(len(s), dtype=torch.bool) for s in scores]
-    for _, i, u in ranking[:count]:
-        selected[i][u] = True
-    return selected
+        if gap is None or abs(cost - target) < gap:
+            threshold, gap = z, abs(cost - target)
+    return [(z > threshold) & (z > z.min()) for z in standardised]
 
 
 class StepRecorder(Hook):
@@ -581,14 +689,14 @@ def test_upop_hook_steps_through_a_real_run(digits_root, tmp_path):
     """The project's UPop config on a tiny DeiT, run by MMEngine's Runner: 20 images in batches
     of 5 are 4 steps an epoch; search_epochs = 2 makes T = 8 steps; interval = 3; 3 epochs.
 
-    This pins the CURRENT schedule: masks are updated after the 0-based steps interval − 1,
-    2·interval − 1, ... and after the last search step T − 1: here after steps 2, 5 and 7, and
-    at no other step. Issue 27 notes that the reference updates at steps interval,
-    2·interval, ... (here 3 and 6, then 7); moving to that must change this test, deliberately.
-    At an update after step t the share is π(t) = p·sin(π(t + 1) / (2T)) with p = 0.5, T = 8
-    (π(2) = 0.5·sin(3π/16) ≈ 0.278, π(5) = 0.5·sin(6π/16) ≈ 0.462, π(7) = 0.5 exactly); the
-    units selected (:func:`hand_selection`) from the scores accumulated so far get mask
-    1 − π(t)/p, all others 1; after step 7 the selected units are removed. Each search step
+    The reference's schedule (its ``step > 0 and step % interval == 0 or step == T − 1``):
+    masks are updated after the 0-based steps interval, 2·interval, ... and after the last
+    search step T − 1: here after steps 3, 6 and 7, and at no other step. At an update after
+    step t the share is π(t) = p·sin(π(t + 1) / (2T)) with p = 0.5, T = 8
+    (π(3) = 0.5·sin(4π/16) ≈ 0.354, π(6) = 0.5·sin(7π/16) ≈ 0.490, π(7) = 0.5 exactly); the
+    units selected (:func:`hand_selection`, the reference's boundary) from the scores
+    accumulated so far get mask 1 − π(t)/p, all others 1; after step 7 the selected units are
+    removed. Each search step
     adds the mask gradient plus w·sign(mask) to the scores; the retraining steps change
     nothing."""
     from mmengine.runner import Runner
@@ -629,10 +737,10 @@ def test_upop_hook_steps_through_a_real_run(digits_root, tmp_path):
         scores = [s + g + w * torch.sign(m) for s, g, m, w in
                   zip(pre['scores'], pre['grads'], pre['masks'], weights)]
         assert all(torch.equal(m, old) for m, old in zip(pre['masks'], masks))
-        if t in (2, 5, 7):
+        if t in (3, 6, 7):
             share = 0.5 * math.sin(math.pi * (t + 1) / 16) if t < 7 else 0.5
             selected = hand_selection(scores, kinds, costs, share)
-        if t in (2, 5):
+        if t in (3, 6):
             value = torch.tensor(1 - share / 0.5)
             masks = [torch.where(sel, value, torch.ones(())) for sel in selected]
             assert any(sel.any() for sel in selected) and 0 < value < 1

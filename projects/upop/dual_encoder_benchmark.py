@@ -3,8 +3,9 @@
     PYTHONPATH=. python projects/upop/dual_encoder_benchmark.py CONFIG DENSE_CKPT \
         [NAME=CHECKPOINT ...] [--batch 32] [--rounds 15]
 
-The pruned dual encoder is not exported (mmpretrain has no config for it); each checkpoint is
-loaded into the model of ``CONFIG`` after narrowing every structure to the checkpoint's widths.
+Each checkpoint of a pruning run is loaded into the model of ``CONFIG`` after narrowing every
+structure to the checkpoint's widths (what ``mmdistill.UPopPrunedModel`` in an exported config
+does too).
 A forward pass scores a batch of images against all class prompts, so both towers run (the
 FLOPs are those of one image and all prompts). The dense model runs with the same
 ``HeadPrunableSelfAttention`` in the text tower as the pruned one (at full width), so the

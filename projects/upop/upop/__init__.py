@@ -3,13 +3,13 @@
 Configs bring it in with ``custom_imports = dict(imports=['projects.upop.upop'])`` (run from
 the repository root, or with it on ``PYTHONPATH``); importing it registers, in mmdistill's
 registries (children of MMEngine's): ``UPopHook`` and ``UniformMagnitudePruningHook``. What a
-pruned model needs to load (its prunable structures and ``UPopPrunedBackbone``) lives in the
-installed package, :mod:`mmdistill.pruning`, so that an exported model loads without this
-project.
+pruned model needs to load (its prunable structures, ``UPopPrunedBackbone`` and
+``UPopPrunedModel``) lives in the installed package, :mod:`mmdistill.pruning`, so that an
+exported model loads without this project.
 """
 from mmdistill.pruning import (AttentionHeadDims, HeadPrunableSelfAttention, MLPHiddenUnits,
                                TextAttentionHeadDims, TextMLPHiddenUnits, UPopPrunedBackbone,
-                               find_structures, shrink_attention)
+                               UPopPrunedModel, find_structures, shrink_attention)
 from .export import export_pruned, pruned_model_config
 from .hooks import StructuredPruningHook, UniformMagnitudePruningHook, UPopHook
 from .search import progressive_share, select_units
@@ -17,6 +17,6 @@ from .search import progressive_share, select_units
 __all__ = [
     'AttentionHeadDims', 'HeadPrunableSelfAttention', 'MLPHiddenUnits', 'StructuredPruningHook',
     'TextAttentionHeadDims', 'TextMLPHiddenUnits', 'UPopHook', 'UPopPrunedBackbone',
-    'UniformMagnitudePruningHook', 'export_pruned', 'find_structures',
+    'UPopPrunedModel', 'UniformMagnitudePruningHook', 'export_pruned', 'find_structures',
     'progressive_share', 'pruned_model_config', 'select_units', 'shrink_attention'
 ]

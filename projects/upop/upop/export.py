@@ -3,6 +3,9 @@
     from projects.upop.upop import export_pruned
     export_pruned('configs/upop_x.py', 'work_dirs/upop_x/epoch_300.pth', 'exported/')
     model = mmpretrain.get_model('exported/pruned_config.py', pretrained='exported/pruned.pth')
+
+The exported config imports ``mmdistill.pruning`` (installed with mmdistill) instead of this
+project, so it loads wherever mmdistill is installed.
 """
 import copy
 import os
@@ -11,6 +14,7 @@ from typing import Dict, List, Tuple
 
 import torch
 from mmengine.config import Config
+from torch import nn
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmdistill.apis.export import (KEPT_META, is_distiller_config, student_config,
@@ -24,24 +28,34 @@ LOADER_MODULE = 'mmdistill.pruning'
 PRUNING_HOOKS = ('UPopHook', 'UniformMagnitudePruningHook')
 
 
-def read_widths(model_cfg: dict, state_dict: Dict[str, torch.Tensor],
-                scope: str) -> Tuple[List[int], List[int], bool]:
-    """The head dims of each attention layer and the hidden units of each MLP of the backbone
-    in ``state_dict`` (the dense model of ``model_cfg`` tells where they are), and whether any
-    attention layer is narrower than in the dense model."""
+def build_dense(model_cfg: dict, scope: str) -> nn.Module:
+    """The dense model of ``model_cfg``, on the meta device (shapes only)."""
     with torch.device('meta'):
-        dense = build_model_in_scope(copy.deepcopy(model_cfg), scope)
-    if not hasattr(dense, 'backbone'):
-        raise ValueError(
-            f'export_pruned writes mmpretrain models with a backbone (ImageClassifier); '
-            f'{type(dense).__name__} has none. A pruned model without one (e.g. the image-text '
-            'dual encoder) is not exported: use its run\'s checkpoint with its run\'s config '
-            '(the UPopHook narrows the model to the checkpoint when a Runner loads it).')
-    head_dims, hidden, narrowed = [], [], False
-    for structure in find_structures(dense.backbone, 'backbone'):
+        return build_model_in_scope(copy.deepcopy(model_cfg), scope)
+
+
+def read_widths(dense: nn.Module, state_dict: Dict[str, torch.Tensor],
+                prefix: str = '') -> Dict[str, int]:
+    """The width in ``state_dict`` of each prunable structure of ``dense`` (found under
+    ``prefix``), by its path: head dims of an attention, hidden units of an MLP."""
+    widths = {}
+    for structure in find_structures(dense, prefix):
         width = structure.width_in(state_dict)
         if width is None:
             raise KeyError(f'{structure.path} of the model is not in the checkpoint')
+        widths[structure.path] = width
+    return widths
+
+
+def backbone_widths(dense: nn.Module, state_dict: Dict[str, torch.Tensor]
+                    ) -> Tuple[List[int], List[int], bool]:
+    """The head dims of each attention layer and the hidden units of each MLP of the backbone
+    of ``dense`` in ``state_dict``, and whether any attention layer is narrower than in the
+    dense model."""
+    head_dims, hidden, narrowed = [], [], False
+    widths = read_widths(dense.backbone, state_dict, 'backbone')
+    for structure in find_structures(dense.backbone, 'backbone'):
+        width = widths[structure.path]
         if isinstance(structure, AttentionHeadDims):
             head_dims.append(width)
             narrowed |= width < structure.num_units
@@ -80,11 +94,14 @@ def export_pruned(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str]
     """Write ``pruned.pth`` and ``pruned_config.py`` for a checkpoint of a pruning run (of a
     plain model or of the student of an ``mmdistill.Distiller``).
 
-    The config is the run's own without its pruning hooks, with the pruned widths
-    (:func:`pruned_model_config`) and ``custom_imports`` of :mod:`mmdistill.pruning` (for
-    ``mmdistill.UPopPrunedBackbone``) in place of this project's;
-    ``mmpretrain.get_model(config, pretrained=checkpoint)`` and ``init_model`` load it wherever
-    mmdistill is installed.
+    The config is the run's own without its pruning hooks, with the pruned widths and
+    ``custom_imports`` of :mod:`mmdistill.pruning` in place of this project's. A model with a
+    backbone (mmpretrain's ``ImageClassifier``) gets them as :func:`pruned_model_config` writes
+    them; any other (the image–text dual encoder) as ``mmdistill.UPopPrunedModel``: its dense
+    config and the width of each pruned structure. ``mmpretrain.get_model(config,
+    pretrained=checkpoint)`` and ``init_model`` load it wherever mmdistill (and the model's own
+    code: for the dual encoder, ``projects.crossget``, which its config imports) is
+    importable.
 
     Returns:
         The paths of the checkpoint and the config.
@@ -100,10 +117,16 @@ def export_pruned(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str]
     state_dict = {k: v for k, v in state_dict.items() if 'upop_' not in k}
     scope = cfg.get('default_scope', 'mmpretrain')
     model_cfg = model_cfg_of(cfg)
-    head_dims, hidden, narrowed = read_widths(model_cfg, state_dict, scope)
+    dense = build_dense(model_cfg, scope)
 
     out = copy.deepcopy(cfg)
-    out.model = pruned_model_config(model_cfg, head_dims, hidden, narrowed)
+    if hasattr(dense, 'backbone'):
+        out.model = pruned_model_config(model_cfg, *backbone_widths(dense, state_dict))
+    else:
+        widths = read_widths(dense, state_dict)
+        structures = {s.path: s.num_units for s in find_structures(dense)}
+        out.model = dict(type='mmdistill.UPopPrunedModel', model=model_cfg,
+                         widths={p: w for p, w in widths.items() if w < structures[p]})
     out.pop('data_preprocessor', None)  # folded into model
     out.custom_hooks = [h for h in out.get('custom_hooks', [])
                         if str(h.get('type', '')).split('.')[-1] not in PRUNING_HOOKS]

@@ -8,18 +8,33 @@
 Both resume from any checkpoint of their run: mid-search checkpoints carry the masks and their
 accumulated gradients as buffers; a checkpoint written after compression has narrower weights,
 and the model is narrowed to them before they are loaded (``after_load_checkpoint``).
+
+Both run in several processes (DDP): the mask gradients are averaged over the processes at
+every step (as DDP averages the weights' gradients), so every process selects and compresses the
+same units, and after compression the DDP wrapper is rebuilt around the compressed model.
 """
+import copy
+import gc
+import logging
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import all_reduce
+from mmengine.hooks import CheckpointHook, EMAHook, Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import MMSeparateDistributedDataParallel, is_model_wrapper
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from mmdistill.registry import HOOKS
-from .search import check_budget, progressive_share, select_units
 from mmdistill.pruning.structures import MASK, PrunableStructure, find_structures
+from mmdistill.registry import HOOKS
+from .search import BOUNDARIES, check_budget, progressive_share, select_units
+
+# When UPopHook updates the masks during its search of T steps (0-based steps t):
+# 'reference': after the steps interval, 2·interval, ... and T − 1 (the authors' code);
+# 'one_earlier': after the steps interval − 1, 2·interval − 1, ... and T − 1 (this project's
+# rule before issue 27; the evidence tables in the README were measured with it).
+UPDATE_STEPS = ('reference', 'one_earlier')
 
 
 class StructuredPruningHook(Hook):
@@ -40,6 +55,7 @@ class StructuredPruningHook(Hook):
         self.scope = scope
         self.structures: List[PrunableStructure] = []
         self.compressed = False
+        self._rewrap_pending = False
 
     # ---------------------------------------------------------------------- finding
     def _pruned_model(self, runner) -> nn.Module:
@@ -52,6 +68,7 @@ class StructuredPruningHook(Hook):
                              '(model_path)') from error
 
     def before_run(self, runner) -> None:
+        self._check_runner(runner)
         model = self._pruned_model(runner)
         scopes = [self.scope] if isinstance(self.scope, str) else list(self.scope)
         self.structures = []
@@ -64,9 +81,33 @@ class StructuredPruningHook(Hook):
             prefix = '.'.join(p for p in (self.model_path, scope) if p)
             self.structures += find_structures(searched, prefix)
 
+    def _check_runner(self, runner) -> None:
+        """Refuse, before any training, what compression would break later: a model wrapper
+        other than DDP around the whole model (FSDP's flattened parameters, DeepSpeed, MMEngine's
+        per-submodule MMSeparateDistributedDataParallel cannot be rebuilt), and
+        ``EMAHook`` (its averaged copy of the model keeps the dense shapes)."""
+        name = type(self).__name__
+        if is_model_wrapper(runner.model) and (
+                not isinstance(runner.model, DistributedDataParallel)
+                or isinstance(runner.model, MMSeparateDistributedDataParallel)):
+            raise ValueError(
+                f'{name}: the model wrapper {type(runner.model).__name__} is not supported; '
+                'after compression the hook rebuilds a DistributedDataParallel wrapper '
+                "(MMEngine's MMDistributedDataParallel, "
+                'mmdistill.AnyDeviceDistributedDataParallel) around the narrower model, and no '
+                'other. Remove model_wrapper_cfg from the config or name one of those.')
+        ema = [type(h).__name__ for h in getattr(runner, 'hooks', []) if isinstance(h, EMAHook)]
+        if ema:
+            raise ValueError(
+                f'{name} cannot run beside {ema[0]}: its averaged copy of the model keeps the '
+                'dense shapes when the model is compressed. Remove the EMA hook from '
+                'custom_hooks for the pruning run; add it to a run that fine-tunes the pruned '
+                'model (e.g. from the exported config).')
+
     # ------------------------------------------------------------------ compression
     def _compress(self, keeps: List[torch.Tensor], runner) -> None:
-        """Keep the units ``keeps[i]`` of structure ``i``; slice optimizer state alike."""
+        """Keep the units ``keeps[i]`` of structure ``i``; slice optimizer state alike; under
+        DDP, wrap the compressed model anew."""
         optimizer = getattr(getattr(runner, 'optim_wrapper', None), 'optimizer', None)
         if not isinstance(optimizer, torch.optim.Optimizer):
             optimizer = None  # no optimizer built (testing) or several (not supported)
@@ -74,7 +115,20 @@ class StructuredPruningHook(Hook):
             structure.detach_mask()
             structure.prune(keep, optimizer)
         self.compressed = True
+        self._rewrap_pending = isinstance(getattr(runner, 'model', None), DistributedDataParallel)
         print_log('compressed: ' + self.describe_widths(), logger='current')
+        narrowest = [s.path for s in self.structures if s.num_units == 1]
+        if narrowest:
+            print_log(f'{type(self).__name__}: the budget left these layers one unit wide '
+                      f'(one head dim in every head, or one MLP unit): {narrowest}. Such a '
+                      'layer keeps almost nothing of what it computed; if accuracy suffers, '
+                      'lower the budget.', logger='current', level=logging.WARNING)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        """Under DDP, the first step after compression gets a new wrapper."""
+        if self._rewrap_pending:
+            self._rewrap_pending = False
+            _rewrap(runner)
 
     def describe_widths(self) -> str:
         """Per-layer widths, e.g. ``attn head dims [64, 48, ...]; mlp hidden [1536, ...]``."""
@@ -117,21 +171,35 @@ class UPopHook(StructuredPruningHook):
         + w_{mlp}\\lVert\\alpha_{mlp}\\rVert_1\\big)
 
     (the sparsity terms reach only ``α``, which no optimizer updates, so their whole effect is
-    ``w·sign(α)`` added to ``s``; the model's loss stays the task loss). Every ``interval`` steps
-    and at step ``T − 1``, the scores are standardised per kind, ranked across all layers together,
-    and the top-ranked units that make up the share ``π(t) = p·sin(π(t+1)/(2T))`` of the
-    parameter cost are selected (:func:`~.search.select_units`; each layer's attention and MLP
-    keep their lowest-ranked unit, so a layer is never removed whole); their masks are set to
-    ``1 − π(t)/p``, all others to 1. At ``t = T − 1`` the selected masks reach 0 and the model is
-    compressed (weights sliced in place, optimizer state sliced alike); the rest of the run
-    retrains the compressed model.
+    ``w·sign(α)`` added to ``s``; the model's loss stays the task loss; in several processes the
+    gradient is the processes' mean, as DDP averages the reference's mask parameters). After
+    the 0-based steps ``interval, 2·interval, ...`` and ``T − 1`` (the reference's steps), the
+    scores are standardised per kind, ranked across all layers together, and the top-ranked
+    units that make up the share ``π(t) = p·sin(π(t+1)/(2T))`` of the cost are selected
+    (:func:`~.search.select_units`; the unit at the threshold is kept, as is each layer's
+    lowest-ranked attention and MLP unit, so a layer is never removed whole); their masks are
+    set to ``1 − π(t)/p``, all others to 1. At ``t = T − 1`` the selected masks reach 0 and the
+    model is compressed (weights sliced in place, optimizer state sliced alike, a DDP wrapper
+    rebuilt), a checkpoint is saved through the runner's ``CheckpointHook`` at the next point a
+    run can resume from exactly (the next step, or the next epoch for an epoch-based checkpoint
+    hook), and the rest of the run retrains the compressed model.
 
     Args:
-        budget: ``p``, the share of the attention and MLP parameters to remove, in (0, 1).
+        budget: ``p``, the share of the attention and MLP cost to remove, in (0, 1).
         search_epochs: the search length ``T`` in epochs (of the train dataloader), or
         search_iters: ``T`` in iterations (give exactly one of the two).
         interval: steps between two mask updates (the reference: 800 for DeiT, 50 for BLIP).
-        sparsity_weights: ``w`` per kind (the reference: attn 4.8e-3, mlp 2e-4).
+        sparsity_weights: ``w`` per kind (the reference: attn 4.8e-3, mlp 2e-4). They cannot
+            change the ranking: ``w·sign(α)`` is the same for every unit of a kind while the
+            masks are positive, and standardisation per kind removes it.
+        unit_costs: the cost of one unit per kind, e.g. ``dict(attn=36, mlp=1)`` (the
+            reference's CLIP script: 12 heads × q, k, v); ``None`` (default): each structure's
+            true parameter count (for DeiT-S 9234 and 769, the reference's DeiT weights).
+        update_steps: ``'reference'`` (default) or ``'one_earlier'`` (steps ``interval − 1,
+            2·interval − 1, ...``: this project's earlier rule).
+        boundary: ``'reference'`` (default: the unit at the threshold is kept) or
+            ``'nearest'`` (this project's earlier rule, one unit more); see
+            :func:`~.search.select_units`.
         model_path, scope: see :class:`StructuredPruningHook`.
     """
 
@@ -141,10 +209,27 @@ class UPopHook(StructuredPruningHook):
                  search_iters: Optional[int] = None,
                  interval: int = 100,
                  sparsity_weights: Optional[Dict[str, float]] = None,
+                 unit_costs: Optional[Dict[str, float]] = None,
+                 update_steps: str = 'reference',
+                 boundary: str = 'reference',
                  model_path: str = '',
                  scope: Union[str, Sequence[str]] = ''):
         super().__init__(model_path, scope)
         self.budget = check_budget(budget)
+        if update_steps not in UPDATE_STEPS:
+            raise ValueError(f"UPopHook: update_steps must be one of {UPDATE_STEPS}, got "
+                             f"'{update_steps}'")
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"UPopHook: boundary must be one of {BOUNDARIES}, got "
+                             f"'{boundary}'")
+        if unit_costs is not None and (set(unit_costs) != {'attn', 'mlp'} or
+                                       not all(c > 0 for c in unit_costs.values())):
+            raise ValueError(f'UPopHook: unit_costs gives a positive cost to each of the kinds '
+                             f'attn and mlp (e.g. dict(attn=36, mlp=1)), got {unit_costs}')
+        self.update_steps = update_steps
+        self.boundary = boundary
+        self.unit_costs = unit_costs
+        self._save_pending = False
         if (search_epochs is None) == (search_iters is None):
             raise ValueError('UPopHook needs exactly one of search_epochs and search_iters, '
                              f'got search_epochs={search_epochs}, search_iters={search_iters}')
@@ -161,10 +246,16 @@ class UPopHook(StructuredPruningHook):
             raise ValueError(f'sparsity_weights takes the kinds attn and mlp, got {unknown}')
         self.sparsity_weights.update(sparsity_weights or {})
 
+    def cost_of(self, structure: PrunableStructure) -> float:
+        """The cost of one unit of ``structure`` in the ranking (``unit_costs``)."""
+        if self.unit_costs is None:
+            return structure.unit_cost
+        return self.unit_costs[structure.kind]
+
     def before_run(self, runner) -> None:
         super().before_run(runner)
-        total = sum(s.num_units * s.unit_cost for s in self.structures)
-        floor = sum(s.unit_cost for s in self.structures)  # one unit left in each
+        total = sum(s.num_units * self.cost_of(s) for s in self.structures)
+        floor = sum(self.cost_of(s) for s in self.structures)  # one unit left in each
         if self.budget * total > total - floor:
             raise ValueError(
                 f'budget {self.budget} would remove whole attention or MLP layers: keeping one '
@@ -184,43 +275,91 @@ class UPopHook(StructuredPruningHook):
                              f'run ({runner.max_iters}); lengthen train_cfg or shorten the '
                              'search')
 
+    def is_update_step(self, step: int) -> bool:
+        """Whether the masks are updated after the 0-based search step ``step``."""
+        if step == self.search_iters - 1:
+            return True
+        if self.update_steps == 'reference':
+            return step > 0 and step % self.interval == 0
+        return (step + 1) % self.interval == 0
+
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         step = runner.iter  # 0-based: the step that just ran
         if self.compressed or step >= self.search_iters:
             return
         self._accumulate()
-        last = step == self.search_iters - 1
-        if (step + 1) % self.interval == 0 or last:
+        if self.is_update_step(step):
             share = self.update_masks(step)
             runner.message_hub.update_scalar('train/upop_pruned_share', share)
-            if last:
+            if step == self.search_iters - 1:
                 self._compress([torch.nonzero(s.mask).flatten().cpu() for s in self.structures],
                                runner)
+                self._save_pending = True
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        super().before_train_iter(runner, batch_idx, data_batch)
+        if not self._save_pending:
+            return
+        checkpoint_hook = self._checkpoint_hook(runner)
+        if checkpoint_hook is None or batch_idx == 0 or not checkpoint_hook.by_epoch:
+            self._save_after_compression(runner, checkpoint_hook)
+
+    def after_train(self, runner) -> None:
+        if self._save_pending:  # the search ended with the run
+            self._save_after_compression(runner, self._checkpoint_hook(runner))
+
+    def _checkpoint_hook(self, runner) -> Optional[CheckpointHook]:
+        return next((h for h in runner.hooks if isinstance(h, CheckpointHook)), None)
+
+    def _save_after_compression(self, runner, checkpoint_hook: Optional[CheckpointHook]) -> None:
+        """Save the compressed model through the runner's checkpoint hook (whatever subclass
+        it is: it does the writing), named and stamped as that hook names a checkpoint of this
+        point, unless it saved this point itself. Called once everything of the compression
+        step (and epoch, for an epoch-based hook) has run, so that a resume from it continues
+        exactly."""
+        self._save_pending = False
+        if checkpoint_hook is None:
+            print_log('UPopHook: no CheckpointHook in the runner, so no checkpoint is saved '
+                      'after compression', logger='current', level=logging.WARNING)
+            return
+        step = runner.epoch if checkpoint_hook.by_epoch else runner.iter
+        path = checkpoint_hook.file_backend.join_path(
+            checkpoint_hook.out_dir, checkpoint_hook.filename_tmpl.format(step))
+        if getattr(checkpoint_hook, 'last_ckpt', None) == path:
+            return  # the checkpoint hook saved this point already
+        checkpoint_hook._save_checkpoint_with_step(
+            runner, step, meta=dict(epoch=runner.epoch, iter=runner.iter))
+        print_log(f'UPopHook: the compressed model saved as {path}', logger='current')
 
     def _accumulate(self) -> None:
+        """Add each mask's gradient (the mean over the processes) and ``w·sign(α)`` to its
+        score, and clear the gradient."""
         with torch.no_grad():
-            for structure in self.structures:
+            grads = torch.cat([s.mask.grad if s.mask.grad is not None else
+                               torch.zeros_like(s.mask) for s in self.structures])
+            all_reduce(grads, op='mean')  # nothing to do in one process
+            for structure, grad in zip(self.structures,
+                                       grads.split([s.num_units for s in self.structures])):
                 mask, score = structure.mask, structure.score
-                if mask.grad is not None:
-                    score.add_(mask.grad)
-                    mask.grad = None
+                score.add_(grad)
+                mask.grad = None
                 score.add_(self.sparsity_weights[structure.kind] * torch.sign(mask))
 
     def update_masks(self, step: int) -> float:
         """Select the units to prune at ``step`` and set the masks; return the pruned share of
         the cost."""
         share = progressive_share(step, self.search_iters, self.budget)
+        costs = [self.cost_of(s) for s in self.structures]
         chosen = select_units([s.score for s in self.structures],
-                              [s.kind for s in self.structures],
-                              [s.unit_cost for s in self.structures], share)
+                              [s.kind for s in self.structures], costs, share, self.boundary)
         value = 1 - share / self.budget
         with torch.no_grad():
             for structure, selected in zip(self.structures, chosen):
                 structure.mask.copy_(torch.where(selected.to(structure.mask.device),
                                                  torch.full_like(structure.mask, value),
                                                  torch.ones_like(structure.mask)))
-        pruned = sum(int(c.sum()) * s.unit_cost for c, s in zip(chosen, self.structures))
-        total = sum(s.num_units * s.unit_cost for s in self.structures)
+        pruned = sum(int(c.sum()) * cost for c, cost in zip(chosen, costs))
+        total = sum(s.num_units * cost for s, cost in zip(self.structures, costs))
         return pruned / total
 
 
@@ -254,6 +393,26 @@ class UniformMagnitudePruningHook(StructuredPruningHook):
                             for param, dim, index in structure.cuts(torch.arange(n)))
             keeps.append(torch.sort(torch.topk(magnitude, n - removed).indices).values)
         self._compress(keeps, runner)
+
+
+def _rewrap(runner) -> None:
+    """Wrap the runner's compressed model in a new DDP wrapper, as the Runner wrapped it.
+
+    The old wrapper's reducer holds each parameter's gradient accumulator with the dense shape
+    (torch would fail at the next backward with "Function TBackward0 returned an invalid
+    gradient") and buckets sized for the dense parameters: it is dropped before the new one is
+    built. Called before a step, never right after one: the step's loss, still referenced by
+    its outputs, keeps the old accumulators alive, and a wrapper built then would take them
+    over. The new wrapper checks that every process has the same
+    shapes and broadcasts rank 0's weights (equal already: every process compressed the same
+    units). The parameters stay the same objects, so the optimizer keeps them.
+    """
+    old = runner.model
+    module = old.module
+    runner.model = module
+    del old
+    gc.collect()
+    runner.model = runner.wrap_model(copy.deepcopy(runner.cfg.get('model_wrapper_cfg')), module)
 
 
 def _unit_magnitude(param: torch.Tensor, dim: int, index: torch.Tensor, n: int) -> torch.Tensor:

@@ -8,6 +8,9 @@ from typing import Dict, List, Sequence
 
 import torch
 
+# How select_units draws the line between pruned and kept units (see there).
+BOUNDARIES = ('reference', 'nearest')
+
 
 def check_budget(budget: float) -> float:
     """``budget`` is the share ``p`` of the prunable parameters to remove: ``0 < p < 1``."""
@@ -38,29 +41,38 @@ def standardise(values: torch.Tensor) -> torch.Tensor:
 
 def select_units(scores: Sequence[torch.Tensor], kinds: Sequence[str],
                  unit_costs: Sequence[float], share: float,
-                 min_keep: int = 1) -> List[torch.Tensor]:
-    """The units to prune so that they make up the share ``share`` of the total cost.
+                 boundary: str = 'reference') -> List[torch.Tensor]:
+    """The units to prune so that they make up about the share ``share`` of the total cost.
 
     1. Each structure's scores (accumulated mask gradients) are standardised together with all
        structures of the same kind (``attn`` / ``mlp``): the kinds' gradients have different
        scales.
     2. All units of all structures are ranked together by standardised score, highest first
-       (a large positive gradient: lowering the mask lowers the loss most).
-    3. The longest prefix of the ranking whose cumulative cost (each unit weighted by its
-       parameter cost) is nearest to ``share · total cost`` is selected. The ``min_keep``
-       lowest-ranked units of each structure are never selected: a layer keeps some attention
-       and some MLP (mmpretrain's layers cannot be zero wide).
+       (a large positive gradient: lowering the mask lowers the loss most), each unit weighted
+       by its cost (``unit_costs``).
+    3. The cut: with ``boundary='reference'`` (the authors' rule), the rank ``k`` whose
+       cumulative cost, the ``k``-th unit included, is nearest to ``share · total cost`` sets the
+       threshold ``z_k``; the units scored strictly above it are selected, the unit at the
+       threshold is kept. With ``boundary='nearest'`` (this project's earlier rule, one unit
+       more), the longest prefix whose cost is nearest to the target is selected, ranked
+       without the protected units below.
+    4. Each structure's lowest-scored unit is never selected: a layer keeps some attention and
+       some MLP (the reference keeps ``z ≤ min z`` of each layer the same way; mmpretrain's
+       layers cannot be zero wide).
 
     Args:
         scores: one 1-D tensor per structure.
         kinds: the kind of each structure.
-        unit_costs: parameters removed with one unit of each structure.
-        share: target share of the total cost, in [0, 1).
-        min_keep: units each structure keeps whatever the ranking.
+        unit_costs: the cost of one unit of each structure (its parameters, or a weight per
+            kind).
+        share: target share of the total cost, in [0, 1].
+        boundary: ``'reference'`` or ``'nearest'``, see 3.
 
     Returns:
         One boolean tensor per structure, True for the units to prune.
     """
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {BOUNDARIES}, got '{boundary}'")
     by_kind: Dict[str, List[int]] = {}
     for i, kind in enumerate(kinds):
         by_kind.setdefault(kind, []).append(i)
@@ -72,16 +84,21 @@ def select_units(scores: Sequence[torch.Tensor], kinds: Sequence[str],
     flat = torch.cat(standardised)
     costs = torch.cat([torch.full((s.numel(), ), float(c), dtype=torch.float64)
                        for s, c in zip(standardised, unit_costs)])
-    protected = torch.zeros(flat.numel(), dtype=torch.bool)
-    start = 0
-    for part in standardised:
-        lowest = torch.sort(part, stable=True).indices[:min_keep]
-        protected[start + lowest] = True
-        start += part.numel()
-    order = torch.sort(flat, descending=True, stable=True).indices
-    order = order[~protected[order]]
-    cumulative = torch.cat([costs.new_zeros(1), costs[order].cumsum(0)])
-    count = int(torch.argmin((cumulative - share * costs.sum()).abs()))
-    chosen = torch.zeros(flat.numel(), dtype=torch.bool)
-    chosen[order[:count]] = True
+    target = share * costs.sum()
+    if boundary == 'reference':
+        protected = torch.cat([part <= part.min() for part in standardised])
+        order = torch.sort(flat, descending=True, stable=True).indices
+        threshold = flat[order[int(torch.argmin((costs[order].cumsum(0) - target).abs()))]]
+        chosen = (flat > threshold) & ~protected
+    else:
+        protected = torch.zeros(flat.numel(), dtype=torch.bool)
+        start = 0
+        for part in standardised:
+            protected[start + torch.sort(part, stable=True).indices[0]] = True
+            start += part.numel()
+        order = torch.sort(flat, descending=True, stable=True).indices
+        order = order[~protected[order]]
+        cumulative = torch.cat([costs.new_zeros(1), costs[order].cumsum(0)])
+        chosen = torch.zeros(flat.numel(), dtype=torch.bool)
+        chosen[order[:int(torch.argmin((cumulative - target).abs()))]] = True
     return list(chosen.split([s.numel() for s in standardised]))
