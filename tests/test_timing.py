@@ -64,3 +64,30 @@ def test_subnormals_are_flushed_while_timing_and_not_after():
 def test_noisy_rounds_are_reported():
     assert not warn_if_noisy('calm', Spread(1.0, 0.95, 1.05))
     assert warn_if_noisy('busy', Spread(1.0, 0.8, 1.3))
+
+
+class _Classifier(torch.nn.Module):
+    """A linear classifier called the way mmpretrain's are (``mode='tensor'``)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, width),
+                                        torch.nn.Linear(width, 10))
+
+    def forward(self, images, mode='tensor'):
+        return self.body(images)
+
+
+def test_upop_speed_table_pairs_each_model_with_the_dense_one_per_round():
+    """The dense model against itself: speed-up 1 in every round, FLOPs reduction 1. A model
+    with a quarter of the hidden width: (192·64 + 64·10) / (192·16 + 16·10) MACs fewer."""
+    from projects.upop.benchmark import measure
+    torch.manual_seed(0)
+    results = measure(dict(dense=_Classifier(64), pruned=_Classifier(16)), image_size=8,
+                      batch=4, rounds=3, repeats=1)
+    dense, pruned = results['dense'], results['pruned']
+    assert dense['speedup'] == dense['speedup_low'] == dense['speedup_high'] == 1.0
+    assert dense['cpu_speedup'] == 1.0 and dense['flops_reduction'] == 1.0
+    assert pruned['flops_reduction'] == pytest.approx((192 * 64 + 64 * 10) / (192 * 16 + 16 * 10))
+    assert pruned['speedup_low'] <= pruned['speedup'] <= pruned['speedup_high']
+    assert pruned['params'] == 192 * 16 + 16 + 16 * 10 + 10

@@ -4,16 +4,16 @@
         [NAME=PRUNED_CFG:PRUNED_CKPT ...] [--batch 32] [--rounds 15] [--by-op]
 
 Each model runs ``model(images, mode='tensor')`` on a batch of ``--batch`` images in eval mode,
-without gradients, on one thread. The models take turns (round-robin, so a change of machine
-load hits all alike); each round times ``--repeats`` forward passes per model; the table gives
-the median over rounds. Speed-up is ``dense time / model time``; FLOPs reduction is
+without gradients, on one thread. The models take turns in interleaved rounds
+(``mmdistill.benchmarking.timing``: rotating order, so a change of machine load hits all alike);
+each round times ``--repeats`` forward passes per model. Images/s comes from the median time;
+speed-up is ``dense time / model time`` in each round, its median; FLOPs reduction is
 ``dense FLOPs / model FLOPs``; their ratio says how much of the FLOPs reduction the CPU turns
 into speed. ``--by-op`` adds where each model's forward time goes (attention, matrix products,
 the rest), from PyTorch's profiler.
 """
 import argparse
 import statistics
-import time
 from typing import Dict
 
 import torch
@@ -21,6 +21,7 @@ from mmpretrain import get_model
 from torch import nn
 
 from mmdistill.apis.complexity import count_flops
+from mmdistill.benchmarking.timing import Timing, time_rounds
 
 
 def count_params(model: nn.Module) -> int:
@@ -28,21 +29,15 @@ def count_params(model: nn.Module) -> int:
 
 
 def time_models(models: Dict[str, nn.Module], images: torch.Tensor, rounds: int = 15,
-                repeats: int = 3, warmup: int = 3) -> Dict[str, float]:
-    """Median seconds per forward pass of each model, the models interleaved."""
-    times = {name: [] for name in models}
+                repeats: int = 3, warmup: int = 3) -> Timing:
+    """Seconds per forward pass of each model in eval mode without gradients, the models in
+    interleaved rounds (:func:`mmdistill.benchmarking.timing.time_rounds`: rotating order,
+    wall and CPU time, denormals flushed)."""
+    for model in models.values():
+        model.eval()
     with torch.no_grad():
-        for model in models.values():
-            model.eval()
-            for _ in range(warmup):
-                model(images, mode='tensor')
-        for _ in range(rounds):
-            for name, model in models.items():
-                start = time.perf_counter()
-                for _ in range(repeats):
-                    model(images, mode='tensor')
-                times[name].append((time.perf_counter() - start) / repeats)
-    return {name: statistics.median(t) for name, t in times.items()}
+        return time_rounds({name: (lambda model=model: model(images, mode='tensor'))
+                            for name, model in models.items()}, rounds, warmup, repeats)
 
 
 def seeded_batch(image_size: int, batch: int) -> torch.Tensor:
@@ -53,18 +48,23 @@ def seeded_batch(image_size: int, batch: int) -> torch.Tensor:
 
 def measure(models: Dict[str, nn.Module], image_size: int = 32, batch: int = 32,
             rounds: int = 15, repeats: int = 3) -> Dict[str, dict]:
-    """Parameters, MACs per image, images/s; the first model is the reference for the ratios."""
+    """Parameters, MACs per image, images/s (median wall time) and the speed-up over the first
+    model (the reference), paired per round: its median and range, and its median in CPU
+    time."""
     images = seeded_batch(image_size, batch)
-    seconds = time_models(models, images, rounds, repeats)
+    timing = time_models(models, images, rounds, repeats)
     reference = next(iter(models))
     results = {}
     for name, model in models.items():
+        speedup = timing.ratio(reference, [name])
         results[name] = dict(params=count_params(model),
                              flops=count_flops(model, images[:1]),
-                             images_per_s=batch / seconds[name])
+                             images_per_s=batch / statistics.median(timing.times[name].wall),
+                             speedup=speedup.median, speedup_low=speedup.low,
+                             speedup_high=speedup.high,
+                             cpu_speedup=timing.ratio(reference, [name], clock='cpu').median)
     for result in results.values():
         result['flops_reduction'] = results[reference]['flops'] / result['flops']
-        result['speedup'] = result['images_per_s'] / results[reference]['images_per_s']
     return results
 
 
