@@ -34,6 +34,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 
 from mmdistill.apis.complexity import count_flops
+from mmdistill.engine import safe_checkpoint_loading
 from benchmarks.evidence import Results, add_recording_arguments, publish
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -66,7 +67,8 @@ def build_classifier(merging: Optional[dict], config: str = BASE_CONFIG,
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         built = MODELS.build(model)
     if checkpoint is not None:
-        load_checkpoint(built, checkpoint, map_location='cpu', logger='silent')
+        with safe_checkpoint_loading('checkpoint'):
+            load_checkpoint(built, checkpoint, map_location='cpu', logger='silent')
     built.eval()
     return built
 
