@@ -63,9 +63,10 @@ def _pickled_method(owner: Any, name: str) -> Callable:
     function = vars(owner).get(name) if isinstance(owner, type) else None
     if (owner not in ALLOWED_GLOBALS.values() or name.startswith('_')
             or not isinstance(function, types.FunctionType)):
+        owner_name = f'{getattr(owner, "__module__", "?")}.{getattr(owner, "__qualname__", owner)}'
         raise pickle.UnpicklingError(
-            f'Unsupported global: GLOBAL builtins.getattr({owner!r}, {name!r}) is refused: only '
-            'public functions of the allowed classes are')
+            f'Unsupported global: GLOBAL {owner_name}.{name} (reached through builtins.getattr) '
+            'is refused: only public functions of the allowed classes are')
     return function
 
 
@@ -116,10 +117,16 @@ def _trusted(filename: str) -> bool:
                for path in value.split(os.pathsep) if path)
 
 
+# What torch's weights-only unpickler (and the restricted one) say when a pickle names
+# something outside the allow-list, as opposed to a pickle that is broken.
+_REFUSALS = ('GLOBAL', 'Trying to call reduce for unrecognized function',
+             'Can only create new object', 'Can only build')
+
+
 def _refused_names(filename: str, message: str) -> List[str]:
     """The ``module.name`` globals of ``filename`` that loading refused (from the file where
     torch can list them, else from the error message)."""
-    names = re.findall(r'GLOBAL (\S+(?:\([^)]*\))?)', message)
+    names = re.findall(r'GLOBAL (\S+)', message)
     lister = getattr(torch.serialization, 'get_unsafe_globals_in_checkpoint', None)
     if lister is not None:
         try:
@@ -207,7 +214,7 @@ def load_checkpoint_file(filename: str, map_location=None, role: str = 'checkpoi
         return loader(filename, map_location=map_location)
     except pickle.UnpicklingError as error:
         message = str(error)
-        if 'GLOBAL' in message or 'Weights only load failed' in message:
+        if any(refusal in message for refusal in _REFUSALS):
             names = _refused_names(filename, message)
             raise UnsafeCheckpointError(
                 f'{role} checkpoint {filename} was refused: its pickle names '
@@ -220,9 +227,11 @@ def load_checkpoint_file(filename: str, map_location=None, role: str = 'checkpoi
 
 
 def _read_error(filename: str, role: str, error: Exception) -> CheckpointReadError:
+    # torch wraps its weights-only unpickler's errors in advice to load with weights_only=False
+    cause = str(error).split('WeightsUnpickler error:')[-1].strip().split('\n')[0]
     return CheckpointReadError(
         f'{role} checkpoint {filename} cannot be read: it is truncated or not a checkpoint '
-        f'({type(error).__name__}: {str(error)[:200]}); {_fix_for(role)}')
+        f'({type(error).__name__}: {cause[:200]}); {_fix_for(role)}')
 
 
 @contextlib.contextmanager

@@ -119,9 +119,17 @@ def test_a_load_from_checkpoint_that_runs_code_is_refused(digits_run):
     assert not osp.exists(marker)
 
 
-def test_a_checkpoint_that_runs_code_is_refused_on_resume(digits_run):
-    work_dir = str(digits_run['tmp'] / 'resume_run')
+def copy_of_run(digits_run, name: str) -> str:
+    """A copy of the one-epoch run's work dir, its ``last_checkpoint`` naming its own copy."""
+    work_dir = str(digits_run['tmp'] / name)
     shutil.copytree(digits_run['work_dir'], work_dir)
+    with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+        f.write(osp.join(work_dir, 'epoch_1.pth'))
+    return work_dir
+
+
+def test_a_checkpoint_that_runs_code_is_refused_on_resume(digits_run):
+    work_dir = copy_of_run(digits_run, 'resume_run')
     marker = str(digits_run['tmp'] / 'resume_marker')
     evil = osp.join(work_dir, 'epoch_1.pth')
     poisoned(evil, evil, marker)  # the work dir's latest checkpoint, replaced
@@ -134,8 +142,7 @@ def test_a_checkpoint_that_runs_code_is_refused_on_resume(digits_run):
 
 
 def test_a_real_checkpoint_resumes_through_the_weights_only_loader(digits_run):
-    work_dir = str(digits_run['tmp'] / 'clean_resume')
-    shutil.copytree(digits_run['work_dir'], work_dir)
+    work_dir = copy_of_run(digits_run, 'clean_resume')
     code, out = train_tool(['--work-dir', work_dir, '--resume', '--cfg-options',
                             *digits_run['options'], 'train_cfg.max_epochs=2'],
                            str(digits_run['tmp']))
