@@ -204,6 +204,53 @@ def test_broken_files_are_named_as_teacher_checkpoints(tmp_path, loader_kind):
             assert "point the teacher's checkpoint at the complete file" in message
 
 
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A folder served over HTTP on localhost (its URL prefix), and torch's hub cache in
+    ``tmp_path`` (where URLs are downloaded to)."""
+    import functools
+    import http.server
+    import threading
+    folder = tmp_path / 'served'
+    folder.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f'http://127.0.0.1:{server.server_address[1]}'
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_teacher_from_a_url_loads_weights_only(tmp_path, served, loader_kind):
+    """Teacher checkpoints from model zoos are URLs: downloaded, then read weights-only."""
+    folder, url = served
+    config = write_config(str(tmp_path / 'teacher.py'), default_scope='mmpretrain',
+                          model=tiny_classifier(8))
+    marker = tmp_path / 'created'
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        model = MODELS.build(tiny_classifier(8))
+    torch.save({'state_dict': model.state_dict(), 'meta': {'x': Payload(str(marker))}},
+               str(folder / 'evil_teacher.pth'))
+    torch.save({'state_dict': model.state_dict(), 'meta': {'epoch': 3}},
+               str(folder / 'teacher.pth'))
+
+    def distiller(checkpoint):
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return Distiller(student=tiny_classifier(4), distill_losses=dict(kd=KD),
+                             teacher=dict(config=config, checkpoint=checkpoint))
+
+    with pytest.raises(UnsafeCheckpointError) as error:
+        distiller(f'{url}/evil_teacher.pth')
+    cached = str(tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'evil_teacher.pth')
+    assert f'teacher ({url}/evil_teacher.pth) checkpoint {cached} was refused' in str(error.value)
+    assert 'io.open' in str(error.value) and not marker.exists()
+    teacher = distiller(f'{url}/teacher.pth').teacher
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in teacher.state_dict().items())
+
+
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='resume checkpoint .*nowhere.pth can not be'):
         load_checkpoint_file(str(tmp_path / 'nowhere.pth'), role='resume')
@@ -255,9 +302,15 @@ def test_the_loader_is_routed_only_inside_the_context(tmp_path):
         with pytest.raises(FileNotFoundError, match='^load_from checkpoint'):
             _load_checkpoint(str(tmp_path / 'absent.pth'))
     assert CheckpointLoader._get_checkpoint_loader(path) is before
+    url = 'https://download.openmmlab.com/x.pth'
+    url_loader = CheckpointLoader._get_checkpoint_loader(url)
     with pytest.raises(RuntimeError), safe_checkpoint_loading('resume'):
+        assert CheckpointLoader._get_checkpoint_loader(url).__name__ == \
+            'load_from_url_weights_only'
         raise RuntimeError('training failed')
-    assert CheckpointLoader._get_checkpoint_loader(path) is before  # restored on an error too
+    # restored on an error too
+    assert CheckpointLoader._get_checkpoint_loader(path) is before
+    assert CheckpointLoader._get_checkpoint_loader(url) is url_loader
 
 
 def test_importing_mmdistill_changes_no_checkpoint_loading():

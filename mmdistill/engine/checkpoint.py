@@ -13,10 +13,11 @@ names is refused before it is called, with an error that names the file, what it
   ``torch.load(weights_only=True)`` inside ``torch.serialization.safe_globals`` (scoped: nothing
   global changes); on older torch, whose weights-only unpickler cannot be extended, an unpickler
   that resolves only the allowed names and torch's own tensor-rebuilding ones.
-- :func:`safe_checkpoint_loading` routes MMEngine's loader for local files
-  (``CheckpointLoader``, prefix ``''``; what ``Runner.load_checkpoint``, ``Runner.resume`` and
-  ``init_cfg=dict(type='Pretrained')`` reach) through :func:`load_checkpoint_file` while it is
-  open, and puts the previous loader back afterwards. Importing mmdistill changes nothing.
+- :func:`safe_checkpoint_loading` routes MMEngine's loaders for local files and for
+  ``http(s)://`` URLs (``CheckpointLoader``; what ``Runner.load_checkpoint``, ``Runner.resume``
+  and ``init_cfg=dict(type='Pretrained')`` reach) through :func:`load_checkpoint_file` while it
+  is open (a URL is downloaded to torch's hub cache first, as MMEngine does), and puts the
+  previous loaders back afterwards. Importing mmdistill changes nothing.
 
 **Trusted legacy checkpoints.** A checkpoint you trust that holds other Python objects (written
 by old code, or with custom classes) loads with full unpickling only when the environment
@@ -30,16 +31,20 @@ import os
 import os.path as osp
 import pickle
 import re
+import sys
 import types
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from mmengine.dist import get_dist_info
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 TRUST_ENV = 'MMDISTILL_TRUST_CHECKPOINTS'
 _LOCAL_PREFIX = ''  # MMEngine's CheckpointLoader scheme for local files
+_HTTP_PREFIXES = ('http://', 'https://')  # ... and its schemes for URLs
 # torch >= 2.5 can extend its weights-only unpickler for the duration of a load
 _TORCH_HAS_SAFE_GLOBALS = hasattr(torch.serialization, 'safe_globals')
 
@@ -99,10 +104,10 @@ def _fix_for(role: str) -> str:
     if role.startswith('teacher'):
         return ('download or export the teacher checkpoint again and point the teacher\'s '
                 'checkpoint at the complete file')
-    if role == 'resume':
+    if role.startswith('resume'):
         return ('resume from an earlier checkpoint of the work dir (--resume PATH), or move this '
                 'file away so that resume takes the newest complete one')
-    if role == 'load_from':
+    if role.startswith('load_from'):
         return 'point load_from at a complete checkpoint (download or copy it again)'
     return 'use a complete checkpoint (download or copy it again)'
 
@@ -234,19 +239,47 @@ def _read_error(filename: str, role: str, error: Exception) -> CheckpointReadErr
         f'({type(error).__name__}: {cause[:200]}); {_fix_for(role)}')
 
 
+def download_checkpoint(url: str) -> str:
+    """The local copy of ``url`` in torch's hub cache (``<hub dir>/checkpoints/<file name>``,
+    where MMEngine's and torch's URL loaders keep it), downloaded if absent: by rank 0 first,
+    then by any other rank that does not see it (another machine), as MMEngine does."""
+    cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path))
+
+    def fetch() -> None:
+        if not osp.isfile(cached):
+            os.makedirs(osp.dirname(cached), exist_ok=True)
+            sys.stderr.write(f'Downloading: "{url}" to {cached}\n')
+            torch.hub.download_url_to_file(url, cached, progress=os.isatty(0))
+
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        fetch()
+    if world_size > 1:
+        torch.distributed.barrier()
+        fetch()
+    return cached
+
+
 @contextlib.contextmanager
 def safe_checkpoint_loading(role: str = 'checkpoint') -> Iterator[None]:
-    """While open, MMEngine loads local checkpoint files with :func:`load_checkpoint_file`
-    (messages naming ``role``): ``Runner.load_checkpoint``, ``Runner.resume``, ``Pretrained``
-    initialisation and ``mmengine.runner.checkpoint._load_checkpoint``. The loader that was
-    registered before is put back on leaving, also on an error."""
+    """While open, MMEngine loads checkpoint files and ``http(s)://`` URLs with
+    :func:`load_checkpoint_file` (messages naming ``role``): ``Runner.load_checkpoint``,
+    ``Runner.resume``, ``Pretrained`` initialisation and
+    ``mmengine.runner.checkpoint._load_checkpoint``. The loaders that were registered before are
+    put back on leaving, also on an error."""
     def load_from_local_weights_only(filename: str, map_location=None) -> Any:
         return load_checkpoint_file(filename, map_location, role=role)
 
-    schemes: Dict[str, Callable] = CheckpointLoader._schemes
-    previous: Optional[Callable] = schemes.get(_LOCAL_PREFIX)
+    def load_from_url_weights_only(url: str, map_location=None) -> Any:
+        return load_checkpoint_file(download_checkpoint(url), map_location,
+                                    role=f'{role} ({url})')
+
+    previous: Dict[str, Callable] = {
+        prefix: CheckpointLoader._schemes[prefix] for prefix in (_LOCAL_PREFIX, *_HTTP_PREFIXES)}
     CheckpointLoader.register_scheme(_LOCAL_PREFIX, load_from_local_weights_only, force=True)
+    CheckpointLoader.register_scheme(_HTTP_PREFIXES, load_from_url_weights_only, force=True)
     try:
         yield
     finally:
-        CheckpointLoader.register_scheme(_LOCAL_PREFIX, previous, force=True)
+        for prefix, loader in previous.items():
+            CheckpointLoader.register_scheme(prefix, loader, force=True)
