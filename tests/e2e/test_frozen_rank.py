@@ -85,7 +85,9 @@ def test_a_frozen_rank_ends_the_job_with_a_timeout_error(tmp_path):
             log = logs[0] if logs else log
         frozen = worker_of_rank(job.pid, rank=1)
         os.kill(frozen, signal.SIGSTOP)
+        stopped_at = time.monotonic()
         job.wait(timeout=BOUND_S)  # a hang fails the test here (TimeoutExpired)
+        print(f'the job ended {time.monotonic() - stopped_at:.0f} s after SIGSTOP')
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
