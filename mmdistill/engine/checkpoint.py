@@ -9,10 +9,11 @@ numpy arrays, scalars and dtypes under their numpy 1.x and 2.x names). Anything 
 names is refused before it is called, with an error that names the file, what it was loaded as
 (its *role*: ``teacher``, ``load_from``, ``resume``) and the refused ``module.name``.
 
-- :func:`load_checkpoint_file` reads one local file so. On torch >= 2.5 it is
-  ``torch.load(weights_only=True)`` inside ``torch.serialization.safe_globals`` (scoped: nothing
-  global changes); on older torch, whose weights-only unpickler cannot be extended, an unpickler
-  that resolves only the allowed names and torch's own tensor-rebuilding ones.
+- :func:`load_checkpoint_file` reads one local file so. Where torch's weights-only unpickler
+  takes named allow-list entries for one load (``torch.serialization.safe_globals`` with
+  ``(object, 'module.name')`` entries; torch 2.13 does) it is ``torch.load(weights_only=True)`` inside it (scoped: nothing global changes);
+  on older torch, whose weights-only unpickler cannot be extended so, an unpickler that
+  resolves only the allowed names and torch's own tensor-rebuilding ones.
 - :func:`safe_checkpoint_loading` routes MMEngine's loaders for local files and for
   ``http(s)://`` URLs (``CheckpointLoader``; what ``Runner.load_checkpoint``, ``Runner.resume``
   and ``init_cfg=dict(type='Pretrained')`` reach) through :func:`load_checkpoint_file` while it
@@ -45,8 +46,6 @@ from mmengine.runner.checkpoint import CheckpointLoader
 TRUST_ENV = 'MMDISTILL_TRUST_CHECKPOINTS'
 _LOCAL_PREFIX = ''  # MMEngine's CheckpointLoader scheme for local files
 _HTTP_PREFIXES = ('http://', 'https://')  # ... and its schemes for URLs
-# torch >= 2.5 can extend its weights-only unpickler for the duration of a load
-_TORCH_HAS_SAFE_GLOBALS = hasattr(torch.serialization, 'safe_globals')
 
 
 def _numpy_multiarray_globals() -> Dict[str, Any]:
@@ -172,9 +171,26 @@ _RESTRICTED_PICKLE = types.SimpleNamespace(
     load=lambda file, **kwargs: _RestrictedUnpickler(file, **kwargs).load())
 
 
+@functools.lru_cache(maxsize=None)
+def _torch_weights_only_extensible() -> bool:
+    """Whether torch's weights-only unpickler can take this allow-list for one load:
+    ``torch.serialization.safe_globals`` (torch >= 2.5) with entries named by the caller,
+    ``(object, 'module.name')`` (needed for numpy's two names of one function), which came
+    after it. Checked by feature, not by version."""
+    if not hasattr(torch.serialization, 'safe_globals'):
+        return False
+    from torch import _weights_only_unpickler
+    try:
+        with torch.serialization.safe_globals([(dict, 'mmdistill.probe')]):
+            return _weights_only_unpickler._get_user_allowed_globals().get(
+                'mmdistill.probe') is dict
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 def _weights_only_load(filename: str, map_location) -> Any:
     """``torch.load`` of ``filename`` that resolves only the allowed globals."""
-    if _TORCH_HAS_SAFE_GLOBALS:
+    if _torch_weights_only_extensible():
         allowed = [(value, name) for name, value in ALLOWED_GLOBALS.items()]
         allowed += list(_NUMPY_DTYPE_CLASSES)
         with torch.serialization.safe_globals(allowed):
