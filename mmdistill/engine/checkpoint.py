@@ -11,9 +11,10 @@ names is refused before it is called, with an error that names the file, what it
 
 - :func:`load_checkpoint_file` reads one local file so. Where torch's weights-only unpickler
   takes named allow-list entries for one load (``torch.serialization.safe_globals`` with
-  ``(object, 'module.name')`` entries; torch 2.13 does) it is ``torch.load(weights_only=True)`` inside it (scoped: nothing global changes);
-  on older torch, whose weights-only unpickler cannot be extended so, an unpickler that
-  resolves only the allowed names and torch's own tensor-rebuilding ones.
+  ``(object, 'module.name')`` entries; torch 2.13 does) it is ``torch.load(weights_only=True)``
+  inside it (scoped: nothing global changes); on older torch, whose weights-only unpickler
+  cannot be extended so, an unpickler that resolves only the allowed names and torch's own
+  tensor-rebuilding ones.
 - :func:`safe_checkpoint_loading` routes MMEngine's loaders for local files and for
   ``http(s)://`` URLs (``CheckpointLoader``; what ``Runner.load_checkpoint``, ``Runner.resume``
   and ``init_cfg=dict(type='Pretrained')`` reach) through :func:`load_checkpoint_file` while it
