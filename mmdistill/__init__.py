@@ -1,8 +1,10 @@
 """mmdistill: knowledge distillation for OpenMMLab 2.x configs, by inheritance.
 
 Importing the package registers the distiller, the losses and the hooks in the ``mmdistill``
-scope and makes MMEngine's checkpoint loading work on torch >= 2.6 (see
-:mod:`mmdistill.engine.checkpoint`). Configs bring it in with
+scope and changes nothing else: checkpoints are read weights-only where mmdistill loads them
+(teachers; ``load_from`` and resume through its Runner), each inside
+:func:`mmdistill.engine.safe_checkpoint_loading`, see :mod:`mmdistill.engine.checkpoint`.
+Configs bring it in with
 ``custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)``.
 """
 import os
@@ -11,11 +13,8 @@ import os
 # time, up to 2 s on a machine without network; its documented switch turns that off.
 os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')
 
-from .engine import register_full_checkpoint_loader  # noqa: E402
 from .version import __version__
 
 from . import apis, distillers, hooks, losses  # noqa: E402,F401  (register the modules)
-
-register_full_checkpoint_loader()
 
 __all__ = ['__version__']

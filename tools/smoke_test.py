@@ -19,7 +19,7 @@ import tempfile
 
 from mmengine.config import DictAction
 
-import mmdistill  # noqa: F401  (registers mmdistill's modules, fixes resume on torch>=2.6)
+import mmdistill  # noqa: F401  (registers mmdistill's modules)
 from mmdistill.apis.smoke import problems, smoke_test
 
 

@@ -18,6 +18,7 @@ from mmengine.runner import Runner
 
 import mmdistill  # noqa: F401  (registers mmdistill's modules)
 from mmdistill.apis import export_student, is_distiller_config
+from mmdistill.engine import safe_checkpoint_loading
 
 
 def parse_args():
@@ -44,7 +45,8 @@ def main():
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = work_dir
     cfg.load_from = checkpoint
-    Runner.from_cfg(cfg).test()
+    with safe_checkpoint_loading('load_from'):
+        Runner.from_cfg(cfg).test()
 
 
 if __name__ == '__main__':

@@ -12,8 +12,8 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-import mmdistill  # noqa: F401  (registers mmdistill's modules, fixes resume on torch>=2.6)
-from mmdistill.engine import setup_distributed
+import mmdistill  # noqa: F401  (registers mmdistill's modules)
+from mmdistill.engine import safe_checkpoint_loading, setup_distributed
 
 
 def parse_args():
@@ -51,7 +51,8 @@ def main():
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     setup_distributed(cfg)  # gloo and a CPU-capable DDP wrapper where CUDA is absent
-    Runner.from_cfg(cfg).train()
+    with safe_checkpoint_loading('resume' if cfg.get('resume') else 'load_from'):
+        Runner.from_cfg(cfg).train()
 
 
 if __name__ == '__main__':

@@ -20,6 +20,8 @@ from typing import Callable, Dict, Optional, Sequence
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmdistill.engine import safe_checkpoint_loading
+
 from .provenance import collect_provenance
 
 RESULT_FILE = 'result.json'
@@ -87,7 +89,8 @@ def train_and_validate(cfg: Config, metric: str, fingerprint: str,
     provenance = collect_provenance()
     runner = Runner.from_cfg(cfg)
     start = time.perf_counter()
-    runner.train()
+    with safe_checkpoint_loading('load_from'):
+        runner.train()
     seconds = time.perf_counter() - start
     metrics = runner.val_loop.run()
     if metric not in metrics and missing_metric is not None:

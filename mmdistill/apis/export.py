@@ -11,6 +11,8 @@ from mmengine.logging import print_log
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from mmdistill.engine.checkpoint import safe_checkpoint_loading
+
 STUDENT_PREFIX = 'student.'
 KEPT_META = ('dataset_meta', 'epoch', 'iter', 'seed', 'experiment_name', 'mmengine_version')
 _DROPPED = object()  # what plain_meta returns for a value it leaves out
@@ -103,7 +105,8 @@ def export_student(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str
         The paths of the checkpoint and the config.
     """
     cfg = Config.fromfile(config)
-    loaded = _load_checkpoint(checkpoint, map_location='cpu')
+    with safe_checkpoint_loading('checkpoint to export'):
+        loaded = _load_checkpoint(checkpoint, map_location='cpu')
     meta = plain_meta({k: v for k, v in loaded.get('meta', {}).items() if k in KEPT_META})
     meta['distilled_from'] = osp.abspath(checkpoint)
     os.makedirs(out_dir, exist_ok=True)

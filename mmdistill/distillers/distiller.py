@@ -2,7 +2,9 @@
 import copy
 import difflib
 import inspect
+import math
 import weakref
+from numbers import Real
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -33,6 +35,31 @@ def _map_loss(value: LossValue, fn) -> LossValue:
 def _remove_taps(student_taps: ModuleTaps, teachers: Teachers) -> None:
     student_taps.remove()
     teachers.remove_taps()
+
+
+def check_weight(value, where: str) -> None:
+    """Refuse a loss weight that is not a finite number >= 0, naming ``where`` it is set: a NaN
+    weight turns every weight NaN at the first step, a negative one maximises its loss, and one
+    given as a string fails only inside the loss."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
+            or value < 0:
+        raise ValueError(
+            f'{where} must be a finite number >= 0, got {value!r} ({type(value).__name__}): '
+            'set it to a number >= 0 (0 switches the term off)')
+
+
+def check_loss_weights(distill_losses: Dict[str, dict], student_loss_weight) -> None:
+    """:func:`check_weight` on ``student_loss_weight`` and on each weight the config of each
+    distillation loss sets (``loss_weight`` and those its class lists in ``weight_arguments``;
+    the defaults of a loss class are valid)."""
+    check_weight(student_loss_weight, 'model.student_loss_weight')
+    for name, loss_cfg in distill_losses.items():
+        loss_type = loss_cfg.get('type')
+        loss_class = loss_type if inspect.isclass(loss_type) else MODELS.get(loss_type)
+        for argument in getattr(loss_class, 'weight_arguments', ('loss_weight', )):
+            if argument in loss_cfg:
+                check_weight(loss_cfg[argument], f"distillation loss '{name}': "
+                             f'model.distill_losses.{name}.{argument}')
 
 
 @MODELS.register_module()
@@ -91,6 +118,9 @@ class Distiller(BaseModel):
             :class:`~mmdistill.distillers.taps.Tap`), or ``dict(mean=[tap, tap, ...])``, the
             element-wise mean of several taps (:class:`~mmdistill.distillers.taps.TapMean`).
             A loss whose forward takes ``data_samples`` receives the batch's data samples.
+            Its weights (``loss_weight``, and the arguments a loss class lists in its
+            ``weight_arguments``, such as FGD's ``alpha_fgd``) must be finite numbers >= 0:
+            anything else is refused when the distiller is built, naming the loss.
         save_teacher: write the teacher's weights into checkpoints too.
         shared_modules: module paths (``['backbone', 'neck']``) where the student uses the
             teacher's own frozen modules instead of its own: the student never trains them, and
@@ -144,6 +174,7 @@ class Distiller(BaseModel):
         if unknown:
             self._raise_unknown_arguments(unknown)
         super().__init__(init_cfg=init_cfg)
+        check_loss_weights(distill_losses or {}, student_loss_weight)
         teacher_configs = named_teachers(teacher, teachers)
         # Every tap is checked against the teachers' names before a model is built: a
         # teacher's checkpoint can take minutes to load.

@@ -8,6 +8,7 @@ from mmengine.model import BaseModule, revert_sync_batchnorm
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from torch import nn
 
+from mmdistill.engine.checkpoint import safe_checkpoint_loading
 from mmdistill.utils import build_model_in_scope, load_config, model_cfg_of
 from .input_preparation import TeacherInputs
 from .precision import teacher_dtype, teacher_precision
@@ -54,17 +55,20 @@ def check_state_dict_fits(model: nn.Module, state_dict: dict, config: str,
 
 
 def build_teacher(config: str, checkpoint: Optional[str], cfg_options: Optional[dict] = None,
-                  strict: bool = True, dtype: Optional[str] = None) -> Tuple[nn.Module, str]:
+                  strict: bool = True, dtype: Optional[str] = None,
+                  role: str = 'teacher') -> Tuple[nn.Module, str]:
     """Build the model of an OpenMMLab config and load its checkpoint.
 
     Args:
         config: a config file or a package-scoped path (``'mmdet::retinanet/...py'``).
-        checkpoint: a path or URL loaded with MMEngine's loader; ``None`` only for
+        checkpoint: a path or URL loaded with MMEngine's loader, a local file weights-only
+            (:func:`~mmdistill.engine.safe_checkpoint_loading`); ``None`` only for
             benchmarks and tests that need no trained teacher (a warning says so).
         cfg_options: overrides merged into the teacher config.
         strict: refuse a checkpoint whose keys or shapes differ from the model's.
         dtype: ``'bfloat16'`` or ``'float16'`` casts the loaded weights (and buffers) to that
             precision; ``None`` or ``'float32'`` keeps them in float32.
+        role: what errors call the checkpoint (``'teacher'``, ``'teacher a'``).
 
     Returns:
         The teacher model (eval mode, no gradients) and the scope it was built in.
@@ -81,7 +85,8 @@ def build_teacher(config: str, checkpoint: Optional[str], cfg_options: Optional[
         print_log(f'teacher {config} has no checkpoint: its weights are random. Fine for '
                   'benchmarks, useless for training.', logger='current', level=logging.WARNING)
     else:
-        loaded = _load_checkpoint(checkpoint, map_location='cpu')
+        with safe_checkpoint_loading(role):
+            loaded = _load_checkpoint(checkpoint, map_location='cpu')
         state_dict = loaded.get('state_dict', loaded)
         state_dict = {k[len('module.'):] if k.startswith('module.') else k: v
                       for k, v in state_dict.items()}
@@ -133,7 +138,8 @@ class FrozenTeacher:
         config = dict(config)
         inputs, input_size = config.pop('inputs', None) or 'auto', config.pop('input_size', None)
         self.described = 'the teacher' if name == TEACHER else f"the teacher '{self.prefix}'"
-        self.model, self.scope = build_teacher(**config)
+        self.model, self.scope = build_teacher(
+            **config, role=TEACHER if name == TEACHER else f'{TEACHER} {name}')
         self.dtype = teacher_dtype(config.get('dtype'))
         self.inputs = TeacherInputs(inputs, input_size, student_preprocessor,
                                     self.model.data_preprocessor, self.prefix)

@@ -1,5 +1,7 @@
-from .checkpoint import load_full_checkpoint_from_local, register_full_checkpoint_loader
+from .checkpoint import (ALLOWED_GLOBALS, CheckpointReadError, UnsafeCheckpointError,
+                         load_checkpoint_file, safe_checkpoint_loading)
 from .distributed import AnyDeviceDistributedDataParallel, setup_distributed
 
-__all__ = ['load_full_checkpoint_from_local', 'register_full_checkpoint_loader',
+__all__ = ['ALLOWED_GLOBALS', 'CheckpointReadError', 'UnsafeCheckpointError',
+           'load_checkpoint_file', 'safe_checkpoint_loading',
            'AnyDeviceDistributedDataParallel', 'setup_distributed']

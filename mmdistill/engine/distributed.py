@@ -8,8 +8,12 @@ group itself (the Runner then skips its own initialisation) and names
 :class:`AnyDeviceDistributedDataParallel` as the model wrapper. On a CUDA machine it changes
 nothing but the wrapper's name, and that wrapper then behaves as MMEngine's.
 """
+import datetime
 import logging
+import math
 import os
+from numbers import Real
+from typing import Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -44,6 +48,21 @@ class AnyDeviceDistributedDataParallel(MMDistributedDataParallel):
         super().__init__(module=module, **kwargs)
 
 
+def process_group_timeout(cfg: Config) -> Optional[datetime.timedelta]:
+    """``env_cfg.dist_cfg.timeout`` (seconds, as MMEngine reads it) as a ``timedelta``, or
+    ``None`` when the config sets none (torch's default then: 30 minutes). A collective that
+    waits longer for another rank (a frozen or dead process) fails with an error instead of
+    hanging the job."""
+    timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, Real) or not math.isfinite(timeout) \
+            or timeout <= 0:
+        raise ValueError(f'env_cfg.dist_cfg.timeout must be a number of seconds > 0, got '
+                         f'{timeout!r}; e.g. env_cfg = dict(dist_cfg=dict(timeout=1800))')
+    return datetime.timedelta(seconds=timeout)
+
+
 def setup_distributed(cfg: Config) -> None:
     """Prepare ``cfg`` (with ``cfg.launcher`` set) for the Runner in a multi-process run.
 
@@ -53,10 +72,15 @@ def setup_distributed(cfg: Config) -> None:
     :class:`AnyDeviceDistributedDataParallel` unless the config names a wrapper, with the
     arguments the Runner's default wrapper gets (``broadcast_buffers=False`` and the config's
     ``find_unused_parameters``). Does nothing for ``launcher='none'``.
+
+    The process group's timeout is ``env_cfg.dist_cfg.timeout`` in seconds
+    (:func:`process_group_timeout`), which MMEngine also passes to ``init_process_group``
+    where it creates the group itself (CUDA).
     """
     launcher = cfg.get('launcher', 'none')
     if launcher == 'none':
         return
+    timeout = process_group_timeout(cfg)
     if not torch.cuda.is_available() and not torch_dist.is_initialized():
         if launcher != 'pytorch':
             raise RuntimeError(
@@ -68,9 +92,10 @@ def setup_distributed(cfg: Config) -> None:
         if missing:
             raise RuntimeError(f'--launcher pytorch needs {missing} in the environment: '
                                'start the processes with torchrun')
-        torch_dist.init_process_group('gloo')
+        torch_dist.init_process_group('gloo', **({} if timeout is None else {'timeout': timeout}))
         print_log(f'no CUDA: process group initialised with gloo, rank '
-                  f'{torch_dist.get_rank()} of {torch_dist.get_world_size()}',
+                  f'{torch_dist.get_rank()} of {torch_dist.get_world_size()}, timeout '
+                  f'{"torch default" if timeout is None else f"{timeout.total_seconds():g} s"}',
                   logger='current', level=logging.INFO)
     if cfg.get('model_wrapper_cfg') is None:
         cfg.model_wrapper_cfg = dict(

@@ -131,6 +131,8 @@ class FGDLoss(nn.Module):
         lambda_fgd: λ, weight of the global loss.
     """
 
+    weight_arguments = ('alpha_fgd', 'beta_fgd', 'gamma_fgd', 'lambda_fgd')
+
     def __init__(self, student_channels: int, teacher_channels: int, temp: float = 0.5,
                  alpha_fgd: float = 1e-3, beta_fgd: float = 5e-4, gamma_fgd: float = 1e-3,
                  lambda_fgd: float = 5e-6):

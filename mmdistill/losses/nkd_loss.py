@@ -35,6 +35,8 @@ class NKDLoss(nn.Module):
         loss_weight: a weight on the whole loss.
     """
 
+    weight_arguments = ('gamma', 'loss_weight')
+
     def __init__(self, tau: float = 1.0, gamma: float = 1.5, loss_weight: float = 1.0):
         super().__init__()
         if tau <= 0:

@@ -62,6 +62,8 @@ class USKDLoss(nn.Module):
             N×C×H×W features are average-pooled; N×C features are used as they are.
     """
 
+    weight_arguments = ('alpha', 'beta', 'mu')
+
     def __init__(self, in_channels: int, num_classes: int, alpha: float = 1.0,
                  beta: float = 0.1, mu: float = 0.005, rank_term: str = 'log_prob',
                  token_pool: str = 'cls'):

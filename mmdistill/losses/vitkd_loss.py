@@ -66,6 +66,8 @@ class ViTKDLoss(nn.Module):
         teacher_extra_tokens: the same for the teacher.
     """
 
+    weight_arguments = ('alpha', 'beta')
+
     def __init__(self, student_dims: int, teacher_dims: int, alpha: float = 3e-5,
                  beta: float = 3e-6, mask_ratio: float = 0.5, student_extra_tokens: int = 1,
                  teacher_extra_tokens: int = 1):

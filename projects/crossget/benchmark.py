@@ -57,6 +57,7 @@ if __package__ in (None, ''):  # run as a file: the repository's packages are im
 
 from mmdistill.apis.complexity import count_flops  # noqa: E402
 from mmdistill.benchmarking.timing import time_rounds  # noqa: E402
+from mmdistill.engine import safe_checkpoint_loading  # noqa: E402
 from benchmarks.evidence import Results, add_recording_arguments, publish  # noqa: E402
 
 BASE_CONFIG = osp.join(HERE, 'configs', 'vit-p4_digits.py')
@@ -87,7 +88,8 @@ def build_classifier(merging: Optional[dict], config: str = BASE_CONFIG,
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         built = MODELS.build(model)
     if checkpoint is not None:
-        load_checkpoint(built, checkpoint, map_location='cpu', logger='silent')
+        with safe_checkpoint_loading('checkpoint'):
+            load_checkpoint(built, checkpoint, map_location='cpu', logger='silent')
     built.eval()
     return built
 

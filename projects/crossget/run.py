@@ -36,6 +36,7 @@ CONFIGS = osp.join(HERE, 'configs')
 from benchmarks.evidence import (Results, add_recording_arguments, publish,  # noqa: E402
                                  training)
 from benchmarks.digits import run as digits_run  # noqa: E402
+from mmdistill.engine import safe_checkpoint_loading  # noqa: E402
 from projects.crossget import benchmark  # noqa: E402
 
 
@@ -60,7 +61,8 @@ def evaluate(config: str, work_dir: str, data_root: str, checkpoint: str, **over
     cfg.work_dir = work_dir
     cfg.load_from = checkpoint
     cfg.merge_from_dict({**{key: data_root for key in training.DATA_ROOT_KEYS}, **overrides})
-    return Runner.from_cfg(cfg).val()['accuracy/top1']
+    with safe_checkpoint_loading('load_from'):
+        return Runner.from_cfg(cfg).val()['accuracy/top1']
 
 
 def merging_overrides(merging: dict) -> dict:

@@ -18,6 +18,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from mmdistill.engine.checkpoint import safe_checkpoint_loading
 from mmdistill.utils import build_model_in_scope, model_cfg_of
 from projects.upop.benchmark import measure, print_table
 from projects.upop.upop import find_structures
@@ -28,8 +29,9 @@ def load_narrowed(cfg: Config, checkpoint: str):
     """The model of ``cfg`` with the widths and weights of ``checkpoint``, and its structures."""
     model = build_model_in_scope(model_cfg_of(cfg), cfg.get('default_scope'))
     structures = find_structures(model)
-    state = {k: v for k, v in _load_checkpoint(checkpoint, map_location='cpu')['state_dict']
-             .items() if 'upop_' not in k}
+    with safe_checkpoint_loading('checkpoint to benchmark'):
+        loaded = _load_checkpoint(checkpoint, map_location='cpu')
+    state = {k: v for k, v in loaded['state_dict'].items() if 'upop_' not in k}
     for structure in structures:
         structure.prune(torch.arange(structure.width_in(state)))
     model.load_state_dict(state)

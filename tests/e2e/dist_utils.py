@@ -125,7 +125,7 @@ def train_in_phases(rank: int, phases: List[dict], out_dir: str) -> None:
     --launcher pytorch`` would (the first one creates the gloo process group); write each
     phase's :class:`RankProbe` record to ``out_dir/phase{i}_rank{rank}.pth``. After the last
     phase, every rank loads the latest checkpoint (rank 0's) and validates."""
-    from mmdistill.engine import setup_distributed
+    from mmdistill.engine import safe_checkpoint_loading, setup_distributed
 
     for index, phase in enumerate(phases):
         if index:
@@ -138,10 +138,12 @@ def train_in_phases(rank: int, phases: List[dict], out_dir: str) -> None:
         runner = Runner.from_cfg(cfg)
         probe = RankProbe()
         runner.register_hook(probe)
-        runner.train()
+        with safe_checkpoint_loading('resume' if cfg.get('resume') else 'load_from'):
+            runner.train()
         if index == len(phases) - 1:
             torch_dist.barrier()  # rank 0 has written the checkpoint
-            with open(osp.join(cfg.work_dir, 'last_checkpoint')) as f:
+            with open(osp.join(cfg.work_dir, 'last_checkpoint')) as f, \
+                    safe_checkpoint_loading('load_from'):
                 runner.load_checkpoint(f.read().strip())
             counts = count_computed_results(runner)
             probe.record['val_metrics'] = runner.val_loop.run()

@@ -35,6 +35,7 @@ from mmengine.runner import Runner
 from benchmarks.digits.run import write_digits
 from e2e.dist_utils import (RankProbe, free_port, load_records, run_in_processes,
                             train_in_phases)
+from mmdistill.engine import safe_checkpoint_loading
 from mmdistill.testing import write_coco_detection, write_coco_keypoints, write_seg_dataset
 from helpers.rtmpose import loader
 from helpers.runner import write_teacher_checkpoint
@@ -65,8 +66,10 @@ def two_process_scenario(tmp, cfg: Config, first: dict, second: dict, first_chec
     single = Runner.from_cfg(single_cfg)
     probe = RankProbe()
     single.register_hook(probe)
-    single.train()
-    single.load_checkpoint(last_checkpoint)
+    with safe_checkpoint_loading('resume'):
+        single.train()
+    with safe_checkpoint_loading('load_from'):
+        single.load_checkpoint(last_checkpoint)
     return SimpleNamespace(first=load_records(out, 0), second=load_records(out, 1),
                            single=probe.record, single_iter=single.iter,
                            single_metrics=single.val_loop.run(), single_runner=single)

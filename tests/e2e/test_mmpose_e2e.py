@@ -17,6 +17,7 @@ from helpers.rtmpose import loader, small_head, small_pipeline
 from helpers.runner import (latest_checkpoint, logged_loss_terms,
                                       predict_per_image, train, write_teacher_checkpoint)
 from mmdistill.apis import export_student
+from mmdistill.engine import safe_checkpoint_loading
 from mmdistill.testing import write_coco_keypoints
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -93,7 +94,8 @@ def test_kd_train_resume_evaluate_export(pose_root, tmp_path):
                                        str(tmp_path / 'export'))
     model = init_model(student_cfg, ckpt, device='cpu')
     distiller = resumed.model.eval()
-    load_checkpoint(distiller, latest_checkpoint(work_dir), map_location='cpu')  # EMA weights
+    with safe_checkpoint_loading('load_from'):  # EMA weights
+        load_checkpoint(distiller, latest_checkpoint(work_dir), map_location='cpu')
     batch = next(iter(resumed.val_dataloader))
     ours = predict_per_image(distiller, batch)
     for sample in ours:

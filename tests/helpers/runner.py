@@ -9,6 +9,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner import Runner
 
+from mmdistill.engine import safe_checkpoint_loading
 from mmdistill.utils import resolve_config_path
 
 
@@ -18,7 +19,8 @@ def train(cfg: Config, work_dir: str, **options) -> Runner:
     cfg.work_dir = work_dir
     cfg.merge_from_dict(options)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    with safe_checkpoint_loading('resume' if cfg.get('resume') else 'load_from'):
+        runner.train()
     return runner
 
 

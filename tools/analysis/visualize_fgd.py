@@ -28,6 +28,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
 from mmdistill.apis import build_distiller
+from mmdistill.engine import safe_checkpoint_loading
 from mmdistill.utils import load_config
 from mmdistill.visualization import draw_fgd_grid, fgd_level_maps
 
@@ -119,7 +120,8 @@ def prepare(distiller, cfg, image: str, boxes: np.ndarray) -> dict:
 def load_student(distiller, checkpoint: str) -> None:
     """Load a distillation checkpoint (``student.*`` and loss weights) into the distiller, or
     an exported student checkpoint into its student."""
-    state_dict = _load_checkpoint(checkpoint, map_location='cpu')
+    with safe_checkpoint_loading('checkpoint to visualise'):
+        state_dict = _load_checkpoint(checkpoint, map_location='cpu')
     state_dict = state_dict.get('state_dict', state_dict)
     target = distiller if any(k.startswith('student.') for k in state_dict) \
         else distiller.student

@@ -19,6 +19,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmdistill.apis.export import (KEPT_META, is_distiller_config, student_config,
                                    student_state_dict)
+from mmdistill.engine.checkpoint import safe_checkpoint_loading
 from mmdistill.utils import build_model_in_scope, model_cfg_of
 from mmdistill.pruning.structures import AttentionHeadDims, find_structures
 
@@ -107,7 +108,8 @@ def export_pruned(config: str, checkpoint: str, out_dir: str) -> Tuple[str, str]
         The paths of the checkpoint and the config.
     """
     cfg = Config.fromfile(config)
-    loaded = _load_checkpoint(checkpoint, map_location='cpu')
+    with safe_checkpoint_loading('checkpoint to export'):
+        loaded = _load_checkpoint(checkpoint, map_location='cpu')
     if is_distiller_config(cfg):
         cfg = student_config(cfg)
         state_dict = student_state_dict(loaded, checkpoint)
