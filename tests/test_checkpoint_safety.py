@@ -15,7 +15,8 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend
-from mmengine.registry import RUNNERS, DefaultScope
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS, RUNNERS, DefaultScope
 from mmengine.runner import Runner
 
 from benchmarks.digits.run import write_digits
@@ -296,3 +297,29 @@ def test_resume_continues_the_uninterrupted_run_exactly(digits_root, tmp_path, b
         plain_runner.train()
         got = weights(str(tmp_path / 'plain' / 'epoch_3.pth'))
         assert any(not torch.equal(got[k], expected[k]) for k in expected)
+
+
+@HOOKS.register_module()
+class SaveAfterFirstEpochHook(Hook):
+    """Asks the checkpoint hook for a checkpoint after the first epoch (as UPop's hook could
+    after compression)."""
+
+    priority = 'ABOVE_NORMAL'
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.epoch == 0:
+            checkpoint_hook(runner).save_now(runner)
+
+
+def test_a_hook_can_ask_for_a_checkpoint_that_resumes_exactly(digits_root, tmp_path):
+    cfg = config(digits_root, str(tmp_path / 'whole'), custom_hooks=[
+        dict(type='SaveAfterFirstEpochHook')])
+    cfg.default_hooks.checkpoint.interval = 5  # no interval save in the 3 epochs
+    build(cfg).train()
+    assert sorted(f for f in os.listdir(str(tmp_path / 'whole')) if f.endswith('.pth')) == [
+        'epoch_1.pth', 'epoch_3.pth']  # asked for, and the last
+    resumed = build(config(digits_root, str(tmp_path / 'resumed'), resume=True,
+                           load_from=str(tmp_path / 'whole' / 'epoch_1.pth')))
+    resumed.train()
+    assert_identical(weights(str(tmp_path / 'resumed' / 'epoch_3.pth')),
+                     weights(str(tmp_path / 'whole' / 'epoch_3.pth')))

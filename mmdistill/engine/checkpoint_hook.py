@@ -310,6 +310,15 @@ class SafeCheckpointHook(CheckpointHook):
             self._before_val_rng = None
 
     # --------------------------------------------------------------------- saving
+    def save_now(self, runner) -> None:
+        """Write the current step's checkpoint now, as an interval save would (name,
+        ``max_keep_ckpts``, pointer, random state), for a hook that has just changed the model
+        in a way a resume from an older checkpoint would have to redo (UPop's compression).
+        Call it on every process from ``after_train_epoch`` (``by_epoch``) or
+        ``after_train_iter``; an interval save of the same step later rewrites the same file."""
+        runner.logger.info('saving a checkpoint now, as a hook asked')
+        self._save_checkpoint(runner)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self._gathered_rng is not None:
             checkpoint['rng_states'] = self._gathered_rng
