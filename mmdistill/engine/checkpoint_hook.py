@@ -60,17 +60,19 @@ def capture_rng_state(dataloader=None) -> dict:
 
 
 def restore_rng_state(state: dict, dataloader=None) -> None:
-    """Put back a state that :func:`capture_rng_state` captured."""
+    """Put back a state that :func:`capture_rng_state` captured (its tensors may have been
+    loaded onto a GPU: ``Runner.resume`` maps checkpoints to the run's device)."""
     version, internal, gauss = state['python']
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached_gaussian = state['numpy']
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gaussian))
-    torch.set_rng_state(state['torch'])
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss,
+                         cached_gaussian))
+    torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
     for name, generator in _own_generators(dataloader):
         if name in state:
-            generator.set_state(state[name])
+            generator.set_state(state[name].cpu())
 
 
 def _own_generators(dataloader):
