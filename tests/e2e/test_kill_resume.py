@@ -27,9 +27,12 @@ from helpers.runner import write_teacher_checkpoint
 from mmdistill.engine.checkpoint_hook import POINTER, is_complete_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-KD_EPOCHS, UPOP_EPOCHS = 10, 8
-# each plan: a save window of KillWindowHook ('<window>:<n>'), 'random' (a uniform moment of
-# the training still to do) or 'at_start' (as soon as training starts)
+KD_EPOCHS, UPOP_EPOCHS = 16, 12
+ITERS_PER_EPOCH = 4  # both set-ups
+# each plan: a save window of KillWindowHook ('<window>:<n>'), 'random' (a random moment in the
+# first epoch or so after the resume: after 1 to 4 iterations of this process, plus a uniform
+# 0-0.3 s; the run may be in a step, loading data, validating or saving) or 'at_start' (as
+# soon as training starts)
 KD_PLANS = ['mid_write:2', 'random', 'before_replace:2', 'random', 'after_replace:2', 'random',
             'after_pointer:1', 'random', 'random', 'random', 'random']
 UPOP_PLANS = ['at_start', 'after_compression:1', 'random', 'mid_write:2', 'random',
@@ -129,18 +132,32 @@ class Run:
         with open(path) as f:
             return float(f.read())
 
+    def wait_for_iteration(self, process, iteration: int) -> None:
+        """Wait until the process has done ``iteration`` iterations (of the whole run)."""
+        path = osp.join(self.marks, 'iter')
+        while True:
+            assert process.poll() is None, f'the process ended before iteration {iteration}'
+            try:
+                with open(path) as f:
+                    if int(f.read()) >= iteration:
+                        return
+            except (OSError, ValueError):  # not written yet, or being written
+                pass
+            time.sleep(0.02)
+
     def finish(self, resume: bool = True) -> None:
         process = self.start(resume)
         assert process.wait(timeout=600) == 0, \
             f'see {self.work_dir}_process{self.starts}.log'
 
-    def kill_by(self, plan: str, train_seconds: float, epochs: int) -> None:
+    def kill_by(self, plan: str) -> None:
+        resumed_at = self.newest_epoch() * ITERS_PER_EPOCH
         process = self.start(resume=self.starts > 0,
                              window=None if plan in ('random', 'at_start') else plan)
         started = self.wait_for(process, 'started')
         if plan == 'random':
-            done = self.newest_epoch()
-            time.sleep(self.rng.uniform(0, train_seconds * (epochs - done) / epochs))
+            self.wait_for_iteration(process, resumed_at + self.rng.randint(1, ITERS_PER_EPOCH))
+            time.sleep(self.rng.uniform(0, 0.3))
         elif plan != 'at_start':
             self.wait_for(process, 'waiting')
         assert process.poll() is None, f'{plan}: the run ended before the kill'
@@ -177,15 +194,12 @@ def kill_and_resume(cfg: Config, root: str, plans, epochs: int, seed: int) -> di
     """The uninterrupted run, then the killed and resumed one; what the test compares."""
     config = osp.join(root, 'config.py')
     cfg.dump(config)
-    baseline = Run(config, osp.join(root, 'uninterrupted'), random.Random(seed))
     began = time.time()
-    process = baseline.start(resume=False)
-    train_began = baseline.wait_for(process, 'started')
-    assert process.wait(timeout=600) == 0, f'see {baseline.work_dir}_process1.log'
-    train_seconds = time.time() - train_began
+    baseline = Run(config, osp.join(root, 'uninterrupted'), random.Random(seed))
+    baseline.finish(resume=False)
     killed = Run(config, osp.join(root, 'killed'), random.Random(seed))
     for plan in plans:
-        killed.kill_by(plan, train_seconds, epochs)
+        killed.kill_by(plan)
     killed.finish()
     return dict(expected=final_weights(baseline.work_dir, epochs),
                 got=final_weights(killed.work_dir, epochs), kills=killed.kills,

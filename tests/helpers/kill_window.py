@@ -4,8 +4,9 @@
 A test config adds ``dict(type='KillWindowHook')`` to ``custom_hooks`` and
 ``'helpers.kill_window'`` to ``custom_imports`` (``tests/`` on ``PYTHONPATH``). The hook reads:
 
-- ``KILL_MARK_DIR``: a folder; the hook writes ``started`` there when training starts and
-  ``waiting`` when it holds the process;
+- ``KILL_MARK_DIR``: a folder; the hook writes ``started`` there when training starts,
+  ``iter`` (the number of iterations done) after each iteration and ``waiting`` when it holds
+  the process;
 - ``KILL_WINDOW``: ``<window>:<n>``, hold at the ``n``-th time (in this process) the window
   comes: ``mid_write`` (half of a checkpoint's temporary file written), ``before_replace``
   (temporary file complete, not renamed), ``after_replace`` (checkpoint in place, pointer not
@@ -39,10 +40,10 @@ class KillWindowHook(Hook):
         self.seen = 0
         self.compressed = False
 
-    def _mark(self, name: str) -> None:
+    def _mark(self, name: str, value=None) -> None:
         if self.marks:
             with open(osp.join(self.marks, name), 'w') as f:
-                f.write(str(time.time()))
+                f.write(str(time.time() if value is None else value))
 
     def _arrived(self, window: str) -> bool:
         """Count ``window``; true at its ``n``-th arrival if it is the one to hold at."""
@@ -63,6 +64,7 @@ class KillWindowHook(Hook):
         self._mark('started')
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self._mark('iter', runner.iter + 1)
         upop = [h for h in runner.hooks if type(h).__name__ == 'UPopHook']
         if upop and upop[0].compressed and not self.compressed:
             self.compressed = True
