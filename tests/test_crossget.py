@@ -92,7 +92,7 @@ def test_no_token_merges_twice_in_a_layer(matcher):
     torch.manual_seed(0)
     keys = torch.randn(8, 20, 6)
     keys[:, 10:] = keys[:, :10]  # exact duplicates: many equally good partners
-    plan = get_matcher(matcher)(keys, 10, torch.randn(8, 6))
+    plan = get_matcher(matcher)(keys, 10, guide_query=torch.randn(8, 6))
     for src, dst in zip(plan.src.tolist(), plan.dst.tolist()):
         assert len(set(src)) == 10  # each source leaves once
         assert not set(src) & set(dst)  # a destination never also leaves (no chains)
@@ -104,13 +104,14 @@ def test_bipartite_matching_links_a_to_b_by_best_similarity():
     keys = torch.tensor([[[1., 0.], [1., 1.], [0., 1.], [0., 1.]]])
     plan = bipartite_soft_matching(keys, 1)
     assert plan.src.tolist() == [[2]] and plan.dst.tolist() == [[3]] and plan.weights is None
+    assert plan.keep.tolist() == [[0, 1, 3]]  # [A's unmerged tokens, B]
 
 
 def test_complete_graph_matching_by_hand():
     # tokens 0 and 1 are identical, 2 is near them, 3 is apart; the guide points at token 3.
     keys = torch.tensor([[[1., 0., 0.], [1., 0., 0.], [1., 0.2, 0.], [0., 0., 1.]]])
     guide = torch.tensor([[0., 0., 1.]])
-    plan = complete_graph_soft_matching(keys, 1, guide)
+    plan = complete_graph_soft_matching(keys, 1, guide_query=guide)
     # 0 and 1 are each other's best (similarity 1); ordered first, 0 sees 1, 1 sees only
     # 2 and 3: scores 0 - 1, 0 - cos(1, 2), ... -> token 0 leaves, into its best non-source 1
     assert plan.src.tolist() == [[0]] and plan.dst.tolist() == [[1]]
@@ -123,7 +124,7 @@ def test_ordering_lets_only_one_of_two_mutual_best_matches_leave():
     both 0 and 1 would score lowest and leave (into worse partners); with it one token of
     each pair leaves, into the other."""
     keys = torch.tensor([[[1., 0., 0.], [1., .05, 0.], [0., 1., 0.], [0., 1., .5], [0., 0., 1.]]])
-    plan = complete_graph_soft_matching(keys, 2, torch.tensor([[0., 0., 1.]]))
+    plan = complete_graph_soft_matching(keys, 2, guide_query=torch.tensor([[0., 0., 1.]]))
     pairs = sorted(zip(plan.src[0].tolist(), plan.dst[0].tolist()))
     assert pairs[0] in [(0, 1), (1, 0)] and pairs[1] in [(2, 3), (3, 2)]
 
@@ -140,7 +141,8 @@ def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
         k = [key / key.norm() for key in sample_keys]  # each token's key has unit length
         sim = [[float(k[i] @ k[j]) for j in range(n)] for i in range(n)]
         best = [max(sim[i][j] for j in range(n) if j != i) for i in range(n)]
-        order = sorted(range(n), key=lambda i: -best[i])  # best similarity, descending
+        # best similarity, descending; equal ones (mutual best matches) in position order
+        order = sorted(range(n), key=lambda i: (-best[i], i))
         place = {token: rank for rank, token in enumerate(order)}
         best_later = [max([sim[i][j] for j in range(n) if place[j] > place[i]],
                           default=-math.inf) for i in range(n)]
@@ -153,8 +155,10 @@ def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
     return plans, torch.tensor(importances)
 
 
-def plan_as_dicts(plan: MergePlan) -> list:
-    return [dict(zip(src, dst)) for src, dst in zip(plan.src.tolist(), plan.dst.tolist())]
+def plan_as_dicts(plan: MergePlan, offset: int = 0) -> list:
+    """Per sample ``{source: destination}``, in indices less ``offset`` (leading tokens)."""
+    return [{s - offset: d - offset for s, d in zip(src, dst)}
+            for src, dst in zip(plan.src.tolist(), plan.dst.tolist())]
 
 
 def reference_merge(x: torch.Tensor, sizes: torch.Tensor, pairs: list, weights: torch.Tensor):
@@ -181,14 +185,14 @@ def test_complete_graph_matching_on_random_keys_matches_the_written_out_rule():
     minus best later similarity, destination = best non-source) against the loop above."""
     torch.manual_seed(3)
     keys, guide = torch.randn(4, 12, 6) * 3, torch.randn(4, 6)
-    plan = complete_graph_soft_matching(keys, 4, guide)
+    plan = complete_graph_soft_matching(keys, 4, guide_query=guide)
     expected, importance = reference_crossget_plan(keys, 4, guide)
     assert plan_as_dicts(plan) == expected
     torch.testing.assert_close(plan.weights.squeeze(-1), importance.exp().float())
     # the keys' scales differ per token: normalising each key, not each feature over the
     # tokens, is what the cosine similarity asks for
     scaled = keys * torch.rand(4, 12, 1) * 10
-    assert plan_as_dicts(complete_graph_soft_matching(scaled, 4, guide)) == expected
+    assert plan_as_dicts(complete_graph_soft_matching(scaled, 4, guide_query=guide)) == expected
 
 
 def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
@@ -197,7 +201,7 @@ def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
     torch.manual_seed(4)
     x, sizes = torch.randn(3, 10, 5), torch.randint(1, 4, (3, 10, 1)).float()
     keys, guide = torch.randn(3, 10, 4), torch.randn(3, 4)
-    plan = complete_graph_soft_matching(keys, 5, guide)
+    plan = complete_graph_soft_matching(keys, 5, guide_query=guide)
     pairs = plan_as_dicts(plan)
     assert any(len(set(dst)) < len(dst) for dst in plan.dst.tolist())  # groups of three
     merged, new_sizes = merge_tokens(x, sizes, plan)
@@ -205,40 +209,132 @@ def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():
     torch.testing.assert_close(merged, expected)
     assert torch.equal(new_sizes, expected_sizes)
 
-def test_recorded_guide_is_the_cross_tokens_query_when_there_is_one():
-    """The guide is the head mean of the last token's query with a cross token, of the first
-    (class) token's without; the keys are the head means of all keys."""
+@pytest.mark.parametrize('lead,trail', [(1, 1), (2, 0)])
+def test_complete_graph_matching_leaves_protected_tokens_alone_and_keeps_the_order(lead, trail):
+    """A whole sequence with protected tokens in front (class, distillation) and behind (cross
+    token): the plan is the written-out rule's over the tokens between them, the protected
+    tokens weigh 1 and stay where they are, the other tokens keep their order; the merged
+    tokens and sizes are the weighted means written out."""
+    torch.manual_seed(8)
+    x, keys = torch.randn(3, 23, 5), torch.randn(3, 23, 6)
+    guide, sizes = torch.randn(3, 6), torch.randint(1, 4, (3, 23, 1)).float()
+    plan = complete_graph_soft_matching(keys, 6, lead, trail, guide)
+    expected, importance = reference_crossget_plan(keys[:, lead:23 - trail], 6, guide)
+    assert plan_as_dicts(plan, offset=lead) == expected
+    for keep, pairs in zip(plan.keep.tolist(), expected):
+        assert keep == [i for i in range(23) if i - lead not in pairs]
+    weights = torch.ones(3, 23)
+    weights[:, lead:23 - trail] = importance.exp()
+    torch.testing.assert_close(plan.weights.squeeze(-1), weights)
+    merged, new_sizes = merge_tokens(x, sizes, plan)
+    pairs = [{s + lead: d + lead for s, d in sample.items()} for sample in expected]
+    expected_x, expected_sizes = reference_merge(x, sizes, pairs, weights)
+    torch.testing.assert_close(merged, expected_x)
+    assert torch.equal(new_sizes, expected_sizes)
+
+
+def tome_step_written_out(x: torch.Tensor, sizes: torch.Tensor, metric: torch.Tensor, r: int,
+                          num_leading: int):
+    """ToMe's step (Bolya et al., ICLR 2023), one sample at a time, from its description:
+    positions 0, 2, 4... form set A, 1, 3, 5... set B; each token of A links to the token of
+    B with the most similar metric (cosine), the class token (A's first) links nowhere and a
+    distillation token (B's first) takes no link; the r strongest links merge, A's token into
+    B's, as size-weighted means; the sequence becomes [A's unmerged tokens, B] — A's tokens in
+    position order with a class token, else strongest link first — and with a distillation
+    token [class, distillation, rest of A, rest of B]."""
+    merged_x, merged_sizes = [], []
+    for tokens, token_sizes, keys in zip(x, sizes[..., 0].tolist(), metric.double()):
+        unit = [key / key.norm() for key in keys]
+        a_set, b_set = list(range(0, len(keys), 2)), list(range(1, len(keys), 2))
+        links = {}
+        for a in a_set:
+            targets = [b for b in b_set if not (num_leading == 2 and b == 1)]
+            best = max(targets, key=lambda b: float(unit[a] @ unit[b]))
+            links[a] = (-math.inf if num_leading and a == 0 else float(unit[a] @ unit[best]),
+                        best)
+        by_link = sorted(a_set, key=lambda a: -links[a][0])
+        merging, unmerged = by_link[:r], by_link[r:]
+        if num_leading:
+            unmerged = sorted(unmerged)
+        order = unmerged + b_set
+        if num_leading == 2:
+            order = [unmerged[0], b_set[0]] + unmerged[1:] + b_set[1:]
+        groups = [[t] + [a for a in merging if links[a][1] == t] for t in order]
+        merged_sizes.append([sum(token_sizes[i] for i in group) for i in [0] for group in groups])
+        merged_x.append(torch.stack([sum(token_sizes[i] * tokens[i] for i in group) /
+                                     sum(token_sizes[i] for i in group) for group in groups]))
+    return torch.stack(merged_x), torch.tensor(merged_sizes)[..., None]
+
+
+@pytest.mark.parametrize('num_leading,num_tokens', [(0, 20), (1, 21), (1, 20), (2, 22)])
+def test_tome_step_is_tomes_algorithm(num_leading, num_tokens):
+    """The project's ToMe step (attention's q and k recorded, then the merge; random tokens,
+    sizes and keys, three samples, class and distillation tokens) against ToMe's algorithm
+    written out: the same merged tokens, in the same order, with the same sizes."""
+    torch.manual_seed(num_tokens + num_leading)
+    query, key = torch.randn(3, HEADS, num_tokens, 4), torch.randn(3, HEADS, num_tokens, 4)
+    x, sizes = torch.randn(3, num_tokens, 5), torch.randint(1, 4, (3, num_tokens, 1)).float()
+    state = TokenMergingState([6], 'tome', num_leading=num_leading, cross_token=False)
+    state.sizes = sizes
+    state.record(query, key)
+    merged = state.merge(x, 0)
+    expected, expected_sizes = tome_step_written_out(x, sizes, key.mean(dim=1), 6, num_leading)
+    torch.testing.assert_close(merged, expected.float())
+    assert torch.equal(state.sizes, expected_sizes)
+
+
+def test_recorded_metric_is_full_width_by_default_and_head_means_on_request():
+    """CrossGET's metric (its default) is the full-width keys and guide query, the heads side
+    by side as the qkv projection gives them before the split into heads; ``'head_mean'``
+    averages over the heads, as ToMe's default does. The guide is the last token's query with
+    a cross token, the first (class) token's without."""
     torch.manual_seed(6)
-    query, key = torch.randn(2, 3, 7, 4), torch.randn(2, 3, 7, 4)  # B×H×N×d
+    qkv = torch.randn(2, 7, 3, 3, 4)  # B×N×(q, k, v)×H×d: mmpretrain's qkv output
+    query, key = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)  # B×H×N×d
     for cross_token, guide in ((True, 6), (False, 0)):
-        state = TokenMergingState([1], 'crossget', num_leading=1, cross_token=cross_token)
-        state.record(query, key)
+        full = TokenMergingState([1], 'crossget', num_leading=1, cross_token=cross_token)
+        full.record(query, key)
+        assert full.metric == 'full'
+        assert torch.equal(full.keys, qkv[:, :, 1].reshape(2, 7, 12))
+        assert torch.equal(full.guide_query, qkv[:, guide, 0].reshape(2, 12))
+        mean = TokenMergingState([1], 'crossget', num_leading=1, cross_token=cross_token,
+                                 metric='head_mean')
+        mean.record(query, key)
         hand = (query[:, 0, guide] + query[:, 1, guide] + query[:, 2, guide]) / 3
-        torch.testing.assert_close(state.guide_query, hand)
-        torch.testing.assert_close(state.keys, (key[:, 0] + key[:, 1] + key[:, 2]) / 3)
+        torch.testing.assert_close(mean.guide_query, hand)
+        torch.testing.assert_close(mean.keys, (key[:, 0] + key[:, 1] + key[:, 2]) / 3)
+    tome = TokenMergingState([1], 'tome', num_leading=1, cross_token=False)
+    tome.record(query, key)
+    assert tome.metric == 'head_mean' and tome.guide_query is None
+    torch.testing.assert_close(tome.keys, (key[:, 0] + key[:, 1] + key[:, 2]) / 3)
+    with pytest.raises(ValueError, match="metric 'mean'.*'full', 'head_mean'"):
+        TokenMergingState([1], 'crossget', 1, False, metric='mean')
 
 
-def test_non_zero_cross_tokens_guide_the_matching_in_every_layer():
+@pytest.mark.parametrize('metric', ['full', 'head_mean'])
+def test_non_zero_cross_tokens_guide_the_matching_in_every_layer(metric):
     """With trained (non-zero) cross tokens, the cross token differs from the class token, and
-    each layer's matcher gets: the keys of the mergeable tokens and, as the guide, the cross
-    token's query, both head means recomputed here from the layer's input with its own ln1 and
-    qkv; its plan is the written-out rule's."""
+    each layer's matcher gets the keys of all tokens and, as the guide, the cross token's
+    query, recomputed here from the layer's input with its own ln1 and qkv (full width: the
+    heads side by side; or their means); its plan over the mergeable tokens is the
+    written-out rule's, for each of the three samples. The two metrics choose differently."""
     vit = tiny_vit(out_type='raw')
-    state = apply_token_merging(vit, 2, matcher='crossget', cross_token=True)
+    state = apply_token_merging(vit, 2, matcher='crossget', cross_token=True, metric=metric)
     torch.manual_seed(5)
     with torch.no_grad():
         for layer in vit.layers:
             layer.cross_token.normal_()
     inputs, calls, matcher = {}, [], state.matcher
 
-    def recording_matcher(keys, r, guide):
-        plan = matcher(keys, r, guide)
-        calls.append((keys, guide, plan))
+    def recording_matcher(keys, r, num_leading, num_trailing, guide):
+        plan = matcher(keys, r, num_leading, num_trailing, guide)
+        calls.append((keys, (num_leading, num_trailing), guide, plan))
         return plan
     state.matcher = recording_matcher
     for index, layer in enumerate(vit.layers):
         layer.register_forward_pre_hook(
             lambda module, args, index=index: inputs.__setitem__(index, args[0]))
+    other_metric_differs = False
     with torch.no_grad():
         vit(images())
         for index, layer in enumerate(vit.layers):
@@ -249,21 +345,29 @@ def test_non_zero_cross_tokens_guide_the_matching_in_every_layer():
             torch.testing.assert_close(state.cross_states[index], cross)
             x = torch.cat([x[:, :-1], cross[:, None]], dim=1)
             qkv = layer.attn.qkv(layer.ln1(x)).reshape(*x.shape[:2], 3, HEADS, EMBED // HEADS)
-            query, key = qkv[:, :, 0].mean(dim=2), qkv[:, :, 1].mean(dim=2)  # B×N×d
-            keys, guide, plan = calls[index]
+            by_metric = {'full': (qkv[:, :, 0].flatten(2), qkv[:, :, 1].flatten(2)),
+                         'head_mean': (qkv[:, :, 0].mean(dim=2), qkv[:, :, 1].mean(dim=2))}
+            query, key = by_metric[metric]
+            keys, protected, guide, plan = calls[index]
+            assert protected == (1, 1)  # the class and the cross token
             torch.testing.assert_close(guide, query[:, -1])
             assert not torch.allclose(guide, query[:, 0], atol=1e-2)  # the class token's
-            torch.testing.assert_close(keys, key[:, 1:-1])  # class and cross tokens left out
-            expected, importance = reference_crossget_plan(keys, 2, guide)
-            assert plan_as_dicts(plan) == expected
-            torch.testing.assert_close(plan.weights.squeeze(-1), importance.exp().float())
+            torch.testing.assert_close(keys, key)
+            expected, importance = reference_crossget_plan(key[:, 1:-1], 2, query[:, -1])
+            assert plan_as_dicts(plan, offset=1) == expected
+            torch.testing.assert_close(plan.weights[:, 1:-1, 0], importance.exp().float())
+            query, key = by_metric['head_mean' if metric == 'full' else 'full']
+            other, _ = reference_crossget_plan(key[:, 1:-1], 2, query[:, -1])
+            other_metric_differs |= other != expected
+    assert other_metric_differs
+
 
 def test_cross_guided_ensemble_is_a_size_aware_softmax_average():
     x = torch.tensor([[[1., 0.], [0., 1.], [5., 5.]]])
     sizes = torch.tensor([[[2.], [1.], [1.]]])
     importance = torch.tensor([[0.3, -0.2, 0.0]])
     plan = MergePlan(src=torch.tensor([[0]]), dst=torch.tensor([[1]]),
-                     weights=importance.exp()[..., None])
+                     keep=torch.tensor([[1, 2]]), weights=importance.exp()[..., None])
     merged, new_sizes = merge_tokens(x, sizes, plan)
     w_src, w_dst = 2 * math.exp(0.3), 1 * math.exp(-0.2)
     expected = torch.tensor([w_src * 1., w_dst * 1.]) / (w_src + w_dst)
@@ -536,6 +640,20 @@ def test_deit_configs_switch_merging_on_in_the_mmpretrain_recipe():
         distilled = isinstance(model.backbone, DistilledVisionTransformer)
         assert state.num_leading == (2 if distilled else 1)
         assert type(model).__name__ == 'ImageClassifier'
+        assert state.metric == ('full' if matcher == 'crossget' else 'head_mean')
+
+
+@pytest.mark.parametrize('config,matcher,metric', [
+    ('crossget_vit-p4_digits.py', 'crossget', 'full'),
+    ('crossget-head-mean_vit-p4_digits.py', 'crossget', 'head_mean'),
+    ('tome_vit-p4_digits.py', 'tome', 'head_mean')])
+def test_digits_configs_name_the_metric(config, matcher, metric):
+    """Each matcher compares its authors' metric unless the config names the other."""
+    cfg = Config.fromfile(osp.join(CONFIGS, config))
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    state = model.backbone.token_merging
+    assert (state.matcher_name, state.metric, state.r) == (matcher, metric, [4] * 6)
 
 
 def test_distilling_a_token_merging_student_trains(digits_root, tmp_path):
@@ -589,3 +707,43 @@ def test_crossget_dual_encoder_config_trains_and_evaluates(digits_root, tmp_path
     assert total == 50
     assert runner.message_hub.get_scalar('val/accuracy/top1').current() == \
         pytest.approx(100 * correct / total)
+
+
+# ------------------------------------------------------------------- merging-step benchmark
+def test_step_benchmark_pairs_rounds_and_predicts_the_full_width_extra_from_flops():
+    """Synthetic CPU times of two rounds: ratios per round against the baseline (median, min,
+    max), against this project's ToMe, and the full-width metric's time beyond the baseline
+    against the extra similarity FLOPs' share of the full-width matmul's time."""
+    from projects.crossget import benchmark
+    size = dict(batch=8, tokens=197, width=384, heads=6)
+    bipartite = 8 * 99 * 98 * 64  # A: 99 even positions (class token first), B: 98; 384 / 6
+    full = 8 * 197 * 196 * 384  # 196 mergeable tokens plus the guide's row, full width
+    assert benchmark.similarity_flops(metric='bipartite', **size) == bipartite
+    assert benchmark.similarity_flops(metric='full', **size) == full
+    assert benchmark.similarity_flops(metric='head_mean', **size) == full // 6
+    seconds = {'official ToMe': [2., 4.], 'ToMe': [1., 2.],
+               'CrossGET, head-mean metric': [3., 4.], 'CrossGET, full-width metric': [4., 8.],
+               'full-width similarity matmul': [1., 2.]}
+    rows = benchmark.step_rows(seconds, size, 'official ToMe')
+    assert set(rows) == set(seconds) - {'full-width similarity matmul'}
+    head = rows['CrossGET, head-mean metric']
+    assert (head['ratio'], head['ratio_min'], head['ratio_max']) == (1.25, 1., 1.5)
+    assert head['over_tome'] == 2.5 and 'extra_us' not in head
+    share = 1 - bipartite / full
+    wide = rows['CrossGET, full-width metric']
+    assert wide['ratio'] == 2. and wide['extra_us'] == pytest.approx(3e6)
+    assert wide['predicted_us'] == pytest.approx(1.5e6 * share)
+    assert wide['extra_over_predicted'] == pytest.approx(2 / share)
+
+
+def test_step_benchmark_times_the_project_steps_it_names():
+    """The timed steps of the project's variants merge r tokens with their matcher and
+    metric (a small size, no official ToMe)."""
+    from projects.crossget import benchmark
+    functions = benchmark.step_functions(batch=2, tokens=17, width=12, heads=3, r=4)
+    assert set(functions) == {*benchmark.STEP_VARIANTS, 'full-width similarity matmul'}
+    for name in benchmark.STEP_VARIANTS:
+        assert functions[name]().shape == (2, 13, 12)
+    assert functions['full-width similarity matmul']().shape == (2, 17, 16)
+    seconds = benchmark.cpu_times(functions, rounds=3, warmup=1)
+    assert {name: len(times) for name, times in seconds.items()} == dict.fromkeys(functions, 3)

@@ -74,3 +74,36 @@ def test_offline_reads_no_weights_and_classes_come_from_the_student():
                      distill_losses=dict(kd=dict(num_classes=1000)))
     assert model_num_classes(distiller) == 80  # the student's, not a loss's
     assert model_num_classes(dict(backbone=dict(depth=18))) is None
+
+
+def test_offline_drops_every_weight_a_distillation_config_would_read(tmp_path):
+    """Student: an mmseg-style ``pretrained=`` string and a ``Pretrained`` init_cfg inside a
+    list; two teachers whose own configs load pretrained backbones, one already overriding
+    its config. Offline, every one of them is dropped and nothing else is touched."""
+    pretrained = dict(type='Pretrained', checkpoint='https://example.com/backbone.pth')
+    teacher = tmp_path / 'teacher.py'
+    teacher.write_text(
+        f"model = dict(type='ImageClassifier', backbone=dict(depth=50, init_cfg={pretrained!r}),"
+        " neck=dict(init_cfg=[dict(type='Constant', val=1), "
+        f"{pretrained!r}]), head=dict(num_classes=10))\n")
+    student = dict(type='EncoderDecoder', pretrained='open-mmlab://resnet18_v1c',
+                   backbone=dict(init_cfg=[dict(type='Kaiming'), pretrained]),
+                   decode_head=dict(num_classes=10, init_cfg=dict(type='Normal')))
+    teachers = dict(big=dict(config=str(teacher), checkpoint='https://example.com/big.pth'),
+                    mid=dict(config=str(teacher), checkpoint='mid.pth',
+                             cfg_options={'model.head.num_classes': 10}))
+    cfg = Config(dict(model=dict(type='mmdistill.Distiller', student=student, teachers=teachers),
+                      load_from='https://example.com/start.pth'))
+    go_offline(cfg, is_distiller=True)
+    assert cfg.load_from is None
+    assert cfg.model.student.pretrained is None
+    assert cfg.model.student.backbone.init_cfg is None
+    assert cfg.model.student.decode_head.init_cfg == dict(type='Normal')  # not a weight file
+    for name in ('big', 'mid'):
+        options = cfg.model.teachers[name].cfg_options
+        assert cfg.model.teachers[name].checkpoint is None
+        assert options['model.backbone.init_cfg'] is None
+        assert options['model.neck.init_cfg'] is None
+        assert set(options) >= {'model.backbone.init_cfg', 'model.neck.init_cfg'}
+    assert cfg.model.teachers.mid.cfg_options['model.head.num_classes'] == 10  # kept
+    assert 'model.head.num_classes' not in cfg.model.teachers.big.cfg_options

@@ -8,4 +8,8 @@ model = dict(
     type='mmdistill.token_merging_model',
     model=_base_.model,
     r=4,
-    matcher='crossget')
+    matcher='crossget',
+    # what the matcher compares: None = the matcher's authors' choice (CrossGET: the full-width
+    # q and k, all heads side by side; ToMe: keys averaged over the heads); or 'full' /
+    # 'head_mean' to set it
+    metric=None)

@@ -22,21 +22,31 @@ from torch import nn
 
 from .matching import check_r, get_matcher, merge_sum, merge_tokens
 
+METRICS = ('full', 'head_mean')
+AUTHORS_METRIC = {'crossget': 'full', 'tome': 'head_mean'}
+
 
 class TokenMergingState:
     """What the layers of one patched backbone share during a forward pass.
 
-    Settings: ``r`` per layer, the matcher, how many tokens lead the sequence and are protected
-    (class, distillation), whether a cross token trails it. Per pass: token sizes (B×N×1), the
-    keys and guide query the current layer's attention recorded, the cross token each layer
-    started with, and, with ``trace_source``, which input tokens each token holds (B×N×N₀).
+    Settings: ``r`` per layer, the matcher, the metric it compares (``'full'``: the
+    full-width keys and guide query, all heads side by side, as CrossGET; ``'head_mean'``:
+    their means over the heads, as ToMe; ``None``: the matcher's authors' choice), how many
+    tokens lead the sequence and are protected (class, distillation), whether a cross token
+    trails it. Per pass: token sizes (B×N×1), the keys and guide query the current layer's
+    attention recorded, the cross token each layer started with, and, with ``trace_source``,
+    which input tokens each token holds (B×N×N₀).
     """
 
     def __init__(self, r: List[int], matcher: str, num_leading: int, cross_token: bool,
-                 trace_source: bool = False):
+                 trace_source: bool = False, metric: Optional[str] = None):
         self.r = r
         self.matcher_name = matcher
         self.matcher = get_matcher(matcher)
+        self.metric = AUTHORS_METRIC[matcher] if metric is None else metric
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown token-merging metric '{metric}'; choose one of "
+                             f'{METRICS} (or None for the matcher\'s own)')
         self.num_leading = num_leading
         self.cross_token = cross_token
         self.trace_source = trace_source
@@ -68,11 +78,18 @@ class TokenMergingState:
         return self.sizes.log().transpose(1, 2)[:, None]
 
     def record(self, query: torch.Tensor, key: torch.Tensor) -> None:
-        """Keep the head-averaged keys and, for the guide token, the query (both detached)."""
-        self.keys = key.detach().mean(dim=1)
-        if self.matcher_name == 'crossget':
-            guide = -1 if self.cross_token else 0
-            self.guide_query = query.detach()[:, :, guide].mean(dim=1)
+        """Keep the keys of all tokens and, for CrossGET, the guide token's query (B×H×N×d
+        each, detached) as the metric asks: the heads side by side (B×N×H·d, the projection's
+        output before the split into heads) or their mean (B×N×d)."""
+        guide = -1 if self.cross_token else 0
+        query, key = query.detach(), key.detach()
+        if self.metric == 'full':
+            self.keys = key.transpose(1, 2).flatten(2)
+            guide_query = query[:, :, guide].flatten(1)
+        else:
+            self.keys = key.mean(dim=1)
+            guide_query = query[:, :, guide].mean(dim=1)
+        self.guide_query = guide_query if self.matcher_name == 'crossget' else None
 
     def merge(self, x: torch.Tensor, layer_index: int) -> torch.Tensor:
         """Merge ``r[layer_index]`` of the unprotected tokens of ``x``."""
@@ -83,8 +100,7 @@ class TokenMergingState:
         check_r(r, trail - lead, f'layer {layer_index} ({x.shape[1]} tokens, '
                 f'{lead + self.num_trailing} protected)')
         with torch.no_grad():
-            plan = self.matcher(self.keys[:, lead:trail], r, self.guide_query)
-        plan = plan.within(lead, self.num_trailing)  # protected tokens: no part in a merge
+            plan = self.matcher(self.keys, r, lead, self.num_trailing, self.guide_query)
         if self.source is not None:
             self.source = merge_sum(self.source, plan)
         x, self.sizes = merge_tokens(x, self.sizes, plan)
@@ -188,7 +204,8 @@ def _check_backbone(backbone: nn.Module) -> None:
 
 def apply_token_merging(backbone: nn.Module, r: Union[int, Sequence[int]],
                         matcher: str = 'crossget', cross_token: bool = False,
-                        trace_source: bool = False) -> TokenMergingState:
+                        trace_source: bool = False,
+                        metric: Optional[str] = None) -> TokenMergingState:
     """Patch ``backbone`` (an mmpretrain ``VisionTransformer``) in place to merge tokens.
 
     Args:
@@ -200,6 +217,9 @@ def apply_token_merging(backbone: nn.Module, r: Union[int, Sequence[int]],
             zeros); the CrossGET matcher then takes its query as the guide, else the class
             token's.
         trace_source: keep which input tokens each token holds (for inspection, slower).
+        metric: what the matcher compares: ``'full'`` (the full-width keys and guide query,
+            CrossGET's), ``'head_mean'`` (their means over the heads, ToMe's) or ``None``
+            (the matcher's own: ``'full'`` for ``'crossget'``, ``'head_mean'`` for ``'tome'``).
 
     Returns:
         the state the layers share (``state.sizes``, ``state.cross_states``, ``state.source``).
@@ -213,7 +233,7 @@ def apply_token_merging(backbone: nn.Module, r: Union[int, Sequence[int]],
         raise ValueError('the crossget matcher is guided by the class token or a cross token; '
                          'this ViT has neither: set cross_token=True or use matcher="tome"')
     state = TokenMergingState(_r_per_layer(r, num_layers), matcher, num_leading, cross_token,
-                              trace_source)
+                              trace_source, metric)
     num_tokens = backbone.pos_embed.shape[1] + int(cross_token)
     check_schedule(state.r, num_tokens, num_leading + int(cross_token))
     backbone.token_merging = state
