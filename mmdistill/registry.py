@@ -11,6 +11,7 @@ from typing import Callable
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import Registry
 
 MODELS = Registry(
@@ -21,6 +22,9 @@ HOOKS = Registry(
 MODEL_WRAPPERS = Registry(
     'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='mmdistill',
     locations=['mmdistill.engine'])
+# configs select ``runner_type = 'mmdistill.SafeRunner'``; OpenMMLab train scripts build it
+RUNNERS = Registry(
+    'runner', parent=MMENGINE_RUNNERS, scope='mmdistill', locations=['mmdistill.engine'])
 
 
 def build_weight_schedule(cfg: dict, registry: Registry) -> Callable[[int, int], float]:

@@ -4,16 +4,22 @@
     mim train mmdistill configs/kd/xxx.py
     bash tools/dist_train.sh configs/kd/xxx.py 8 [args]          # 8 GPUs (or processes)
     torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch   # also on CPU (gloo)
+
+The runner is the config's ``runner_type`` (mmdistill's configs name ``mmdistill.SafeRunner``),
+or ``mmdistill.SafeRunner`` when the config names none: crash-safe checkpoints, exact resume.
+``--resume`` alone resumes from the newest complete checkpoint of the work dir; when there is
+none it starts from the config's ``load_from`` (said in the log), or stops with an error.
 """
 import argparse
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
 
 import mmdistill  # noqa: F401  (registers mmdistill's modules)
-from mmdistill.engine import safe_checkpoint_loading, setup_distributed
+from mmdistill.engine import SafeRunner, safe_checkpoint_loading, setup_distributed
 
 
 def parse_args():
@@ -21,7 +27,9 @@ def parse_args():
     parser.add_argument('config', help='config file')
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from this checkpoint, or the latest in the work dir')
+                        help='resume from this checkpoint, or (alone) from the newest complete '
+                        "checkpoint of the work dir, starting from the config's load_from when "
+                        'there is none yet')
     parser.add_argument('--amp', action='store_true', help='mixed-precision training')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries, key=value')
@@ -46,13 +54,29 @@ def main():
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+    if 'runner_type' not in cfg:
+        cfg.runner_type = 'mmdistill.SafeRunner'
+        print_log('the config names no runner_type: tools/train.py runs it with '
+                  'mmdistill.SafeRunner (crash-safe checkpoints, exact resume)', logger='current')
+    runner_cls = cfg.runner_type if isinstance(cfg.runner_type, type) else \
+        RUNNERS.get(cfg.runner_type)
+    if runner_cls is None:
+        raise KeyError(f"{args.config}: runner_type '{cfg.runner_type}' is not a registered "
+                       "runner; use 'mmdistill.SafeRunner' (or remove runner_type)")
+    safe = issubclass(runner_cls, SafeRunner)
+    if args.resume == 'auto' and safe:
+        cfg.resume = 'auto'  # load_from stays: the start point while there is nothing to resume
+    elif args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None  # MMEngine's meaning for other runners
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     setup_distributed(cfg)  # gloo and a CPU-capable DDP wrapper where CUDA is absent
-    with safe_checkpoint_loading('resume' if cfg.get('resume') else 'load_from'):
-        Runner.from_cfg(cfg).train()
+    runner = RUNNERS.build(cfg)
+    if safe:
+        runner.train()  # SafeRunner loads checkpoints weights-only itself
+    else:  # another runner: its checkpoint loading goes through weights-only loading too
+        with safe_checkpoint_loading('resume' if cfg.get('resume') else 'load_from'):
+            runner.train()
 
 
 if __name__ == '__main__':

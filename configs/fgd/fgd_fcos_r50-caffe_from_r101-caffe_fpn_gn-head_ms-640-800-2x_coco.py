@@ -4,6 +4,7 @@
 # (mmdet ships that variant only as a 1x single-scale config); this file keeps mmdet's plain
 # ms-2x student, whose published 38.5 mAP is the paper's baseline. Neck and head inherited.
 _base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_ms-640-800-2x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 fgd = dict(type='FGDLoss', student_channels=256, teacher_channels=256, temp=0.8,

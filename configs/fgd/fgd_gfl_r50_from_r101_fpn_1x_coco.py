@@ -1,6 +1,7 @@
 # FGD (Yang et al., CVPR 2022): GFL-R50 student (its own 1x schedule, as the reference trains
 # it) <- GFL-R101 (multi-scale 2x), COCO. Gradients clipped at 35; neck and head inherited.
 _base_ = 'mmdet::gfl/gfl_r50_fpn_1x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 fgd = dict(type='FGDLoss', student_channels=256, teacher_channels=256, temp=0.5,

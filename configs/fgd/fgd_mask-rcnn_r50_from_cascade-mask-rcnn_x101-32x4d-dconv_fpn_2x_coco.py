@@ -3,6 +3,7 @@
 # own 2x schedule (SGD lr 0.02), gradients clipped at 35; no inheriting (the heads differ). The
 # four FPN convs are tapped: the fifth level of this FPN is a max-pool of the fourth.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 fgd = dict(type='FGDLoss', student_channels=256, teacher_channels=256, temp=0.5,

@@ -2,6 +2,7 @@
 # The reference's recipe: the student's own 2x schedule (SGD lr 0.01), gradients clipped at 35,
 # the student's neck and head start as the teacher's (both are 256-channel FPN + RetinaHead).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_2x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 fgd = dict(type='FGDLoss', student_channels=256, teacher_channels=256, temp=0.5,

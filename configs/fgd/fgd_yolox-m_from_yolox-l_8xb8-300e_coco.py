@@ -4,6 +4,7 @@
 # differ), no gradient clipping (as the reference). The recipe's YOLOXModeSwitchHook finds
 # the student as model.detector (see README.md).
 _base_ = 'mmdet::yolox/yolox_m_8xb8-300e_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 fgd = dict(type='FGDLoss', student_channels=192, teacher_channels=256, temp=0.5,

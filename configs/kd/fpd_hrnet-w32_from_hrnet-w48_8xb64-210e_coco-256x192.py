@@ -8,6 +8,7 @@
 # zero. For a distribution-style term, HintonKDLoss(spatial=True) spreads each keypoint's
 # heatmap over its H x W positions instead.)
 _base_ = 'mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w32_8xb64-210e_coco-256x192.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

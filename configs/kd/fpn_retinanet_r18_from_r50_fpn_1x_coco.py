@@ -1,6 +1,7 @@
 # FPN feature imitation for detection: RetinaNet-R18 student <- RetinaNet-R50 teacher (mmdet).
 # Both FPNs give 256 channels, so no align layer is needed; the teacher stops after its neck.
 _base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 fpn_level_loss = dict(type='FeatureMSELoss', student_channels=256, teacher_channels=256,

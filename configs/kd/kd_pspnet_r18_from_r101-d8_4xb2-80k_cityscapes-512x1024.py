@@ -1,5 +1,6 @@
 # Pixel-wise Hinton KD on the decode-head logits: PSPNet-R18 student <- PSPNet-R101 (mmseg).
 _base_ = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

@@ -1,5 +1,6 @@
 # Classic KD (Hinton) on ImageNet: ResNet-18 student <- ResNet-34 teacher (mmpretrain).
 _base_ = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

@@ -2,6 +2,7 @@
 # The SimCC head's own loss is softmax(beta * logits) with beta = 10, i.e. tau = 1 / beta;
 # loss_weight = 0.1 / tau^2 gives DWPose's logit-loss weight of 0.1 per axis.
 _base_ = 'mmpose::body_2d_keypoint/rtmpose/coco/rtmpose-s_8xb256-420e_coco-256x192.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 simcc_kd = dict(type='HintonKDLoss', tau=0.1, loss_weight=10.0, class_dim=-1)

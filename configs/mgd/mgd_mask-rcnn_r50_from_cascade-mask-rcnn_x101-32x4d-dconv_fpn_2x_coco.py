@@ -3,6 +3,7 @@
 # no inheriting (the heads differ). Two-stage detectors take the reference's two-stage values,
 # alpha 5e-7 and 45% of positions masked (one-stage ones: 2e-5, 65%), on the four FPN convs.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 mgd = dict(type='MGDLoss', student_channels=256, teacher_channels=256, loss_weight=5e-7,

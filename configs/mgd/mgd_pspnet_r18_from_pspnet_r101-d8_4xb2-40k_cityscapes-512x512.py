@@ -3,6 +3,7 @@
 # channels, alpha=2e-5, lambda=0.75) plus its logit term, channel-wise distillation of the
 # decode head's output (tau=4, weight 3).
 _base_ = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 crop_size = (512, 512)

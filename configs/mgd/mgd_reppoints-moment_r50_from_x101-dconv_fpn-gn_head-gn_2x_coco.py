@@ -2,6 +2,7 @@
 # deformable convs in stages 3-5 (GN neck and head), COCO. The student's own 2x schedule,
 # gradients clipped at 35, neck and head inherited, one MGD loss per FPN level.
 _base_ = 'mmdet::reppoints/reppoints-moment_r50_fpn-gn_head-gn_2x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 mgd = dict(type='MGDLoss', student_channels=256, teacher_channels=256, loss_weight=2e-5,

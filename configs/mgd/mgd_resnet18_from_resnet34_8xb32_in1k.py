@@ -1,6 +1,7 @@
 # MGD (Yang et al., ECCV 2022): ResNet-18 <- ResNet-34, last backbone stage (512 ch); the
 # reference's classification code masks channels, not positions.
 _base_ = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

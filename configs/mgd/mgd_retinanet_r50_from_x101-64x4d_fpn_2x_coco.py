@@ -3,6 +3,7 @@
 # schedule, gradients clipped at 35, neck and head inherited from the teacher, one MGD loss per
 # FPN level (alpha 2e-5, 65% of positions masked).
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_2x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 mgd = dict(type='MGDLoss', student_channels=256, teacher_channels=256, loss_weight=2e-5,

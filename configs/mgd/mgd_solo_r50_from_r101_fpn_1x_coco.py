@@ -4,6 +4,7 @@
 # model.teacher.checkpoint at it. Gradients clipped at 35, neck and mask head inherited, MGD on
 # the four FPN convs (the fifth level is a max-pool of the fourth).
 _base_ = 'mmdet::solo/solo_r50_fpn_1x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 mgd = dict(type='MGDLoss', student_channels=256, teacher_channels=256, loss_weight=2e-5,

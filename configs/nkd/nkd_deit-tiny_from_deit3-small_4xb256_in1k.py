@@ -1,6 +1,7 @@
 # NKD (Yang et al., ICCV 2023): DeiT-T <- DeiT III-S; the student's Mixup/CutMix and label
 # smoothing still apply.
 _base_ = 'mmpretrain::deit/deit-tiny_4xb256_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

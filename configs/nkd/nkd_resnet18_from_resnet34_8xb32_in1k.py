@@ -1,5 +1,6 @@
 # NKD (Yang et al., ICCV 2023): ResNet-18 <- ResNet-34.
 _base_ = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

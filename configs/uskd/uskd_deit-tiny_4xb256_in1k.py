@@ -1,6 +1,7 @@
 # USKD, teacher-free (Yang et al., ICCV 2023): DeiT-T, the class token after block 5 (of 12); no
 # teacher is built.
 _base_ = 'mmpretrain::deit/deit-tiny_4xb256_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

@@ -1,6 +1,7 @@
 # USKD, teacher-free (Yang et al., ICCV 2023): MobileNetV2, the 320-channel stage; no teacher is
 # built.
 _base_ = 'mmpretrain::mobilenet_v2/mobilenet-v2_8xb32_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

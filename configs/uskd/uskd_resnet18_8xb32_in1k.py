@@ -1,5 +1,6 @@
 # USKD, teacher-free (Yang et al., ICCV 2023): ResNet-18, stage 3 (256 ch); no teacher is built.
 _base_ = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

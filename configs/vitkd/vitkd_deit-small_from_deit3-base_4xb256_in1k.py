@@ -1,5 +1,6 @@
 # ViTKD (Yang et al., 2022): blocks 0-1 mimicked, last-layer tokens generated.
 _base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['mmdistill'], allow_failed_imports=False)
 
 model = dict(

@@ -3,6 +3,7 @@
 # shape classes, outlines labelled 255). Only sizes, data and the schedule change; the
 # segmentor, its losses, the pipeline's transforms and IoUMetric are mmseg's own.
 _base_ = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 
 data_root = 'work_dirs/dense_seg/data/'  # run.py sets its own
 crop_size = (64, 64)

@@ -3,6 +3,7 @@
 # log-uniformly from 10 to 150 pixels). Only sizes, anchors, data and the schedule change; the
 # detector, its losses, assigner, CocoDataset and CocoMetric are mmdet's own.
 _base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 
 data_root = 'work_dirs/dense_det/data/'  # run.py sets its own
 image_size = (160, 160)

@@ -1,6 +1,7 @@
 # The handwritten digits that scikit-learn ships (1797 8×8 images, 10 classes), written by
 # benchmarks/digits/run.py as PNG files in mmpretrain's CustomDataset folder layout and upscaled
 # to 32×32. Everything below is plain mmpretrain: dataset, pipeline, metric, schedule.
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 default_scope = 'mmpretrain'
 data_root = 'data/digits'
 max_epochs = 30

@@ -11,6 +11,7 @@
 #   - the recipe's milder last-stage pipeline (no box shift, scale 0.75-1.25, rotation 60)
 #     throughout: a few epochs leave no room for the first stage's stronger augmentation.
 _base_ = 'mmpose::body_2d_keypoint/rtmpose/coco/rtmpose-t_8xb256-420e_coco-256x192.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 
 data_root = 'work_dirs/dwpose_stick_figures/data/'
 input_size = (64, 96)

@@ -3,6 +3,7 @@ _base_ = [
     'mmpose::wholebody_2d_keypoint/rtmpose/coco-wholebody/rtmpose-l_8xb32-270e_coco-wholebody-384x288.py',
     '../_base_/dwpose_stage1.py',
 ]
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 
 model = dict(
     _delete_=True,

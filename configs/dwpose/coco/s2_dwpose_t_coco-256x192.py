@@ -6,6 +6,7 @@ _base_ = [
     'mmpose::body_2d_keypoint/rtmpose/coco/rtmpose-t_8xb256-420e_coco-256x192.py',
     '../_base_/dwpose_stage2.py',
 ]
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 
 model = dict(
     _delete_=True,

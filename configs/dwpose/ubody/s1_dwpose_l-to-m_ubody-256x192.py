@@ -3,6 +3,7 @@ _base_ = [
     'mmpose::wholebody_2d_keypoint/rtmpose/ubody/rtmpose-m_8xb64-270e_coco-ubody-wholebody-256x192.py',
     '../_base_/dwpose_stage1.py',
 ]
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 
 model = dict(
     _delete_=True,

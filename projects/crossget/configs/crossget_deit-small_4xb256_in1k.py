@@ -1,6 +1,7 @@
 # CrossGET on mmpretrain's DeiT-S recipe, unchanged but for token merging: r=13 in each of the
 # 12 layers takes 197 tokens down to 41 (ToMe's DeiT-S setting).
 _base_ = ['mmpretrain::deit/deit-small_4xb256_in1k.py']
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['projects.crossget.crossget'], allow_failed_imports=False)
 
 model = dict(

@@ -1,6 +1,7 @@
 # UPop on DeiT-S / ImageNet-1k with the reference's settings: budget 0.5, 60 search epochs
 # (masks updated every 800 steps) then 300 retraining epochs, from the pretrained DeiT-S.
 _base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
+runner_type = 'mmdistill.SafeRunner'  # crash-safe checkpoints, exact resume
 custom_imports = dict(imports=['projects.upop.upop'], allow_failed_imports=False)
 
 search_epochs = 60
