@@ -19,12 +19,11 @@ from mmengine.config import Config
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.registry import DefaultScope
 from mmengine.utils import digit_version
-from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint, load_from_local
 
 from conftest import ROOT, tiny_classifier, write_config
 from mmdistill.distillers import Distiller
-from mmdistill.engine import (CheckpointReadError, UnsafeCheckpointError, checkpoint,
+from mmdistill.engine import (CheckpointReadError, SafeRunner, UnsafeCheckpointError, checkpoint,
                               load_checkpoint_file, safe_checkpoint_loading)
 from mmdistill.engine.distributed import process_group_timeout
 
@@ -180,15 +179,15 @@ EXPECTED = dict(empty='is empty (0 bytes', truncated='cannot be read: it is trun
 
 def test_broken_files_are_named_with_their_role_as_load_from_and_on_resume(tmp_path,
                                                                           loader_kind):
-    """Through a real MMEngine Runner inside ``safe_checkpoint_loading``, as mmdistill's
-    runner and tools/train.py load ``load_from`` and resume."""
+    """Through mmdistill's SafeRunner, which loads ``load_from`` and a named resume file
+    inside ``safe_checkpoint_loading`` with their role."""
     for kind, path in broken_files(tmp_path).items():
         for resume, role, fix in ((False, 'load_from', 'point load_from at a complete'),
                                   (True, 'resume', 'resume from an earlier checkpoint')):
-            runner = Runner(model=tiny_classifier(4), work_dir=str(tmp_path / 'work'),
-                            default_scope='mmpretrain', load_from=path, resume=resume,
-                            experiment_name=f'{kind}_{role}')
-            with safe_checkpoint_loading(role), pytest.raises(CheckpointReadError) as error:
+            runner = SafeRunner(model=tiny_classifier(4), work_dir=str(tmp_path / 'work'),
+                                default_scope='mmpretrain', load_from=path, resume=resume,
+                                experiment_name=f'{kind}_{role}')
+            with pytest.raises(CheckpointReadError) as error:
                 runner.load_or_resume()
             message = str(error.value)
             assert f'{role} checkpoint {path} {EXPECTED[kind]}' in message, message
