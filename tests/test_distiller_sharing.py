@@ -111,3 +111,19 @@ def test_inherited_modules_are_copied_from_the_teacher_checkpoint_not_into_the_t
     # What is not inherited keeps the student's own initialisation.
     own = distiller.student.backbone.layer2[0].conv1.weight
     assert not torch.equal(own, saved['backbone.layer2.0.conv1.weight'])
+
+
+def test_a_student_initialisation_that_writes_into_the_shared_module_is_undone(teacher_files):
+    """A student ``init_cfg`` on every Conv2d reaches the shared backbone and writes into its
+    tensors in place: the teacher's weights must come back (a copy of them kept by reference
+    would be overwritten too)."""
+    config, checkpoint = teacher_files
+    student = dict(tiny_classifier(8), init_cfg=dict(type='Constant', layer='Conv2d', val=0.5))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        distiller = Distiller(student=student, teacher=dict(config=config, checkpoint=checkpoint),
+                              distill_losses=dict(kd=KD), shared_modules=['backbone'])
+    teacher_conv = distiller.teacher.backbone.conv1.weight.detach().clone()
+    assert not torch.all(teacher_conv == 0.5)
+    distiller.init_weights()
+    assert torch.equal(distiller.student.backbone.conv1.weight, teacher_conv)
+    assert torch.all(distiller.student.head.fc.weight != 0.5)  # not a Conv2d: untouched

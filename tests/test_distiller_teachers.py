@@ -287,6 +287,12 @@ def test_saved_weights_of_a_teacher_the_distiller_lacks_are_unexpected_keys(two_
                                            r'.*"teachers\.c\.head\.fc\.bias"'):
         build(two_teachers, save_teacher=True).load_state_dict({**state, **extra}, strict=True)
 
+    # A key inside a teacher it has but not in that teacher's model: unexpected, named in full.
+    stray = {'teachers.b.head.fc.extra': torch.zeros(1)}
+    result = build(two_teachers, save_teacher=True).load_state_dict({**state, **stray},
+                                                                    strict=False)
+    assert result.unexpected_keys == list(stray) and not result.missing_keys
+
     # A single teacher (teacher=) reading a checkpoint of named teachers: none of it is its.
     config, (first, _) = two_teachers
     with DefaultScope.overwrite_default_scope('mmpretrain'):

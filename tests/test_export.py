@@ -55,6 +55,8 @@ def test_only_the_student_keys_are_exported(teacher_files):
     assert sorted(exported) == sorted(student)
     for key, value in student.items():
         assert torch.equal(exported[key], value), key
+    # A bare state dict (the distiller's state_dict() saved as is) exports the same.
+    assert sorted(student_state_dict(state)) == sorted(student)
     with pytest.raises(ValueError, match="has no 'student.\\*' weights"):
         student_state_dict({'state_dict': {k: v for k, v in state.items()
                                            if not k.startswith('student.')}})
