@@ -308,3 +308,20 @@ def test_saved_weights_of_a_teacher_the_distiller_lacks_are_unexpected_keys(two_
     assert sorted(result.missing_keys) == sorted(
         f'teacher.{k}' for k in single.teacher.state_dict()
         if not k.endswith('num_batches_tracked'))
+
+
+def test_a_teacher_checkpoint_that_is_a_bare_state_dict_loads(tmp_path, teacher_files):
+    """Checkpoints published as a plain ``state_dict`` (no ``'state_dict'`` key, no meta) are
+    the teacher's weights as they are."""
+    config, checkpoint = teacher_files
+    weights = torch.load(checkpoint, map_location='cpu')['state_dict']
+    bare = str(tmp_path / 'bare.pth')
+    torch.save(weights, bare)
+    kd = dict(type='HintonKDLoss', tau=2.0, inputs=dict(student_logits='student.head.fc',
+                                                        teacher_logits='teacher.head.fc'))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        distiller = Distiller(student=tiny_classifier(4), distill_losses=dict(kd=kd),
+                              teacher=dict(config=config, checkpoint=bare))
+    loaded = distiller.teacher.state_dict()
+    assert sorted(loaded) == sorted(weights)
+    assert all(torch.equal(loaded[key], value) for key, value in weights.items())
