@@ -31,6 +31,7 @@ def distillation_config(teacher_files, student: dict) -> dict:
                             allow_failed_imports=False),
         custom_hooks=[dict(type='mmdistill.DistillLossWeightHook', policy='constant', value=0.5),
                       dict(type='EMAHook')],
+        runner_type='mmdistill.SafeRunner',
         model=dict(type='mmdistill.Distiller', student=student,
                    teacher=dict(config=config, checkpoint=checkpoint),
                    data_preprocessor=PREPROCESSOR, distill_losses=dict(fea=FEA)))
@@ -66,8 +67,13 @@ def test_exported_config_carries_the_distillers_data_preprocessor(teacher_files)
     cfg = Config(distillation_config(teacher_files, tiny_classifier(4)))
     out = student_config(cfg)
     assert out.model.to_dict() == dict(tiny_classifier(4), data_preprocessor=PREPROCESSOR)
-    assert out.custom_imports.imports == ['mmpretrain.models']
+    assert out.custom_imports == dict(imports=['mmpretrain.models'],
+                                      allow_failed_imports=False)
     assert [hook['type'] for hook in out.custom_hooks] == ['EMAHook']
+    assert 'runner_type' not in out and cfg.runner_type == 'mmdistill.SafeRunner'
+    only_mmdistill = Config(dict(distillation_config(teacher_files, tiny_classifier(4)),
+                                 custom_imports=dict(imports=['mmdistill'])))
+    assert 'custom_imports' not in student_config(only_mmdistill)
     assert cfg.model.student.get('data_preprocessor') is None  # the input is left as it was
     # A student with a data preprocessor of its own keeps its own.
     own = student_config(Config(distillation_config(

@@ -28,7 +28,8 @@ def is_distiller_config(cfg: Config) -> bool:
 
 def student_config(cfg: Config) -> Config:
     """The distillation config with ``model`` replaced by the student and mmdistill's parts
-    (its custom import and hooks) removed: a config the student codebase runs on its own."""
+    (its custom import, its hooks and its runner, ``runner_type='mmdistill.SafeRunner'``)
+    removed: a config the student codebase runs on its own."""
     if not is_distiller_config(cfg):
         raise ValueError(f"config model type is {cfg.model.get('type')}, not a distiller")
     student = copy.deepcopy(cfg.model.student)
@@ -46,6 +47,8 @@ def student_config(cfg: Config) -> Config:
     if out.get('custom_hooks'):
         out.custom_hooks = [h for h in out.custom_hooks
                             if not str(h.get('type', '')).startswith('mmdistill.')]
+    if str(out.get('runner_type', '')).startswith('mmdistill.'):
+        out.pop('runner_type')  # the codebase's own scripts build MMEngine's Runner
     return out
 
 
