@@ -262,10 +262,11 @@ class Distiller(BaseModel):
         self.teachers.train(mode and self.teacher_train_mode)  # super().train cannot reach them
         return self
 
-    def _apply(self, fn, recurse: bool = True) -> 'Distiller':
-        """``to``/``cuda``/``half``... move the teachers too (they are not submodules)."""
-        super()._apply(fn, recurse)
-        self.teachers.apply(fn, recurse)
+    def _apply(self, fn, *args, **kwargs) -> 'Distiller':
+        """``to``/``cuda``/``half``... move the teachers too (they are not submodules). Further
+        arguments pass through as torch gives them (``recurse`` since torch 2.1)."""
+        super()._apply(fn, *args, **kwargs)
+        self.teachers.apply(fn, *args, **kwargs)
         return self
 
     def _set_device(self, device: torch.device) -> None:
