@@ -46,9 +46,26 @@ def get_version():
     return scope['__version__']
 
 
+# What mmdistill needs, as ranges: it installs into an existing OpenMMLab 2.x environment. The
+# exact versions it is tested with (the newest and the oldest stack) are pinned in
+# requirements/*.txt and requirements/oldest/*.txt, which tools/setup.sh installs.
+INSTALL_REQUIRES = [
+    'torch>=2.0',
+    'mmengine>=0.10.0,<1.0.0',
+    'mmcv>=2.0.0rc4,<2.2.0',  # mmdet 3.3 and mmseg 1.2 assert mmcv<2.2.0
+]
+EXTRAS_REQUIRE = {
+    'det': ['mmdet>=3.0.0,<4.0.0'],
+    'seg': ['mmsegmentation>=1.0.0,<2.0.0'],
+    'cls': ['mmpretrain>=1.0.0,<2.0.0'],
+    # albumentations 2.x renamed the CoarseDropout arguments of mmpose's RTMPose recipes
+    'pose': ['mmpose>=1.0.0,<2.0.0', 'albumentations<2.0.0'],
+    'mim': ['openmim>=0.3.0'],
+    'tests': read_requirements('tests.txt'),
+}
+
 if __name__ == '__main__':
     copy_mim_extension()
-    codebases = read_requirements('mminstall.txt')
     setup(
         name='mmdistill',
         version=get_version(),
@@ -56,22 +73,12 @@ if __name__ == '__main__':
         long_description=open(osp.join(ROOT, 'README.md')).read(),
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
-        python_requires='>=3.11,<3.12',
+        python_requires='>=3.8',
         packages=find_packages(
             exclude=('tests', 'tests.*', 'benchmarks', 'benchmarks.*', 'configs', 'tools')),
         include_package_data=True,
         package_data={'mmdistill': ['.mim/**/*']},
-        install_requires=read_requirements('torch.txt') + [
-            req for req in codebases if req.startswith(('mmengine', 'mmcv'))
-        ],
-        extras_require={
-            'det': [r for r in codebases if r.startswith('mmdet')],
-            'seg': [r for r in codebases if r.startswith('mmsegmentation')],
-            'cls': [r for r in codebases if r.startswith('mmpretrain')],
-            'pose': [r for r in codebases if r.startswith('mmpose')] + [
-                r for r in read_requirements('codebases.txt') if r.startswith('albumentations')],
-            'mim': read_requirements('mim.txt'),
-            'tests': read_requirements('tests.txt'),
-        },
+        install_requires=INSTALL_REQUIRES,
+        extras_require=EXTRAS_REQUIRE,
         zip_safe=False,
     )

@@ -1,10 +1,12 @@
-"""Check that the current Python has the OpenMMLab stack mmdistill is tested with.
+"""Check that the current Python has a tested OpenMMLab stack for mmdistill.
 
-Exit code 0 when every package has the pinned version and imports, with mmcv's
-compiled ops and a working torchvision; otherwise print what is wrong and exit 1.
-``tools/setup.sh`` uses this to reuse a correct environment instead of
-rebuilding it.
+``python tools/check_env.py [--stack newest|oldest]``: exit code 0 when Python and every package
+have the stack's tested version and import, with mmcv's compiled ops and a working torchvision;
+otherwise print what is wrong and exit 1. Without ``--stack`` the environment may hold either
+stack (the one whose Python version it runs). ``tools/setup.sh`` uses this to reuse a correct
+environment instead of rebuilding it.
 """
+import argparse
 import importlib
 import importlib.metadata as metadata
 import os
@@ -12,9 +14,8 @@ import sys
 
 os.environ.setdefault('NO_ALBUMENTATIONS_UPDATE', '1')  # no version check over the network
 
-PINNED = {
-    'torch': '2.13.0',
-    'torchvision': '0.28.0',
+# What both stacks share (requirements/mminstall.txt, mim.txt).
+SHARED = {
     'mmengine': '0.10.7',
     'mmcv': '2.1.0',
     'mmdet': '3.3.0',
@@ -22,7 +23,12 @@ PINNED = {
     'mmpretrain': '1.2.0',
     'mmpose': '1.3.2',
     'openmim': '0.3.9',
-    'albumentations': '1.4.24',
+}
+# Per stack: Python (major.minor) and the pins of requirements/[oldest/]torch.txt and
+# requirements/codebases.txt (albumentations) that differ.
+STACKS = {
+    'newest': dict(python='3.11', torch='2.13.0', torchvision='0.28.0', albumentations='1.4.24'),
+    'oldest': dict(python='3.8', torch='2.0.1', torchvision='0.15.2', albumentations='1.4.18'),
 }
 
 IMPORTS = [
@@ -41,16 +47,28 @@ IMPORTS = [
 ]
 
 
-def problems():
+def stack_of_this_python():
+    """The stack whose Python version this interpreter is, or None."""
+    running = '%d.%d' % sys.version_info[:2]
+    return next((name for name, pins in STACKS.items() if pins['python'] == running), None)
+
+
+def problems(stack):
+    """What differs from ``stack`` (a key of STACKS) in this environment: a list of sentences."""
+    wanted = dict(SHARED, **STACKS[stack])
+    running = '%d.%d' % sys.version_info[:2]
+    if wanted.pop('python') != running:
+        return [f'Python {running} runs this, the {stack} stack is tested on '
+                f'Python {STACKS[stack]["python"]}']
     found = []
-    for name, wanted in PINNED.items():
+    for name, version in wanted.items():
         try:
-            version = metadata.version(name)
+            installed = metadata.version(name)
         except metadata.PackageNotFoundError:
-            found.append(f'{name} is not installed (want {wanted})')
+            found.append(f'{name} is not installed (want {version})')
             continue
-        if version.split('+')[0] != wanted:
-            found.append(f'{name} {version} is installed, want {wanted}')
+        if installed.split('+')[0] != version:
+            found.append(f'{name} {installed} is installed, want {version}')
     for module in IMPORTS:
         try:
             importlib.import_module(module)
@@ -66,10 +84,22 @@ def problems():
     return found
 
 
-if __name__ == '__main__':
-    issues = problems()
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--stack', choices=sorted(STACKS),
+                        help='the stack to check for (default: the one of this Python version)')
+    stack = parser.parse_args().stack or stack_of_this_python()
+    if stack is None:
+        issues = ['Python %d.%d runs this; the tested stacks run on Python %s' % (
+            sys.version_info[:2] + (' or '.join(p['python'] for p in STACKS.values()),))]
+    else:
+        issues = problems(stack)
     for line in issues:
         print(f'[check_env] {line}')
     if not issues:
-        print('[check_env] environment OK')
-    sys.exit(1 if issues else 0)
+        print(f'[check_env] environment OK ({stack} stack)')
+    return 1 if issues else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

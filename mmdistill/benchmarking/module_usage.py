@@ -1,5 +1,6 @@
 """Which leaf modules of a model run in one step: a teacher tapped in its neck does not run
 its head, a module shared with the teacher does not run in the student."""
+import functools
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
@@ -30,7 +31,7 @@ def leaf_modules(model: nn.Module) -> Dict[str, nn.Module]:
 
 
 class _LeavesRun:
-    """Forward hooks on ``model`` that note which of its leaf modules run inside its own calls.
+    """Note which leaf modules of ``model`` run inside its own calls (``model.forward`` wrapped).
 
     A leaf counts only while ``model`` itself is being called: a module the student shares
     with the teacher (``Distiller(shared_modules=...)``) and that runs in the teacher's pass
@@ -42,16 +43,25 @@ class _LeavesRun:
         self.leaves = leaf_modules(model)
         self.ran: Dict[str, None] = {}  # insertion-ordered set
         self.depth = 0
-        self.handles = [model.register_forward_pre_hook(self._enter),
-                        model.register_forward_hook(self._leave, always_call=True)]
-        self.handles += [module.register_forward_pre_hook(self._counter(name))
-                         for name, module in self.leaves.items()]
+        # ``model.forward`` is wrapped rather than hooked: a teacher that stops early raises
+        # out of its forward, and before torch 2.1 (``always_call``) no forward hook runs then.
+        self.model = model
+        self.own_forward = model.__dict__.get('forward')  # an instance's own forward, if any
+        model.forward = self._counting(model.forward)
+        self.handles = [module.register_forward_pre_hook(self._counter(name))
+                        for name, module in self.leaves.items()]
 
-    def _enter(self, module, args):
-        self.depth += 1
+    def _counting(self, forward: Callable) -> Callable:
 
-    def _leave(self, module, args, output):
-        self.depth -= 1
+        @functools.wraps(forward)
+        def counting_forward(*args, **kwargs):
+            self.depth += 1
+            try:
+                return forward(*args, **kwargs)
+            finally:
+                self.depth -= 1
+
+        return counting_forward
 
     def _counter(self, name: str) -> Callable:
         def hook(module, args):
@@ -62,6 +72,10 @@ class _LeavesRun:
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+        if self.own_forward is None:
+            del self.model.forward
+        else:
+            self.model.forward = self.own_forward
 
     def usage(self) -> ModuleUsage:
         parts: Dict[str, Tuple[int, int]] = {}

@@ -196,9 +196,11 @@ class Distiller(BaseModel):
         self.teachers = Teachers(teacher_configs, self.data_preprocessor)
         self.save_teacher = save_teacher
         if self.teachers:
-            self.register_load_state_dict_pre_hook(self._load_teacher_weights)
+            # torch 2.0 has these two hooks only under their private names (the public
+            # register_load_state_dict_pre_hook and register_state_dict_post_hook came later).
+            self._register_load_state_dict_pre_hook(self._load_teacher_weights, with_module=True)
             if save_teacher:
-                self.register_state_dict_post_hook(self._add_teacher_weights)
+                self._register_state_dict_hook(self._add_teacher_weights)
         self.teacher_modules = TeacherModules(self.student, self.teachers.get(TEACHER),
                                               shared_modules, inherit_modules)
         self.student_loss_weight = student_loss_weight
@@ -291,10 +293,11 @@ class Distiller(BaseModel):
         self.teachers.train(mode and self.teacher_train_mode)  # super().train cannot reach them
         return self
 
-    def _apply(self, fn, recurse: bool = True) -> 'Distiller':
-        """``to``/``cuda``/``half``... move the teachers too (they are not submodules)."""
-        super()._apply(fn, recurse)
-        self.teachers.apply(fn, recurse)
+    def _apply(self, fn, *args, **kwargs) -> 'Distiller':
+        """``to``/``cuda``/``half``... move the teachers too (they are not submodules). Further
+        arguments pass through as torch gives them (``recurse`` since torch 2.1)."""
+        super()._apply(fn, *args, **kwargs)
+        self.teachers.apply(fn, *args, **kwargs)
         return self
 
     def _set_device(self, device: torch.device) -> None:

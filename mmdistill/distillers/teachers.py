@@ -123,9 +123,9 @@ class Teachers(Mapping):
         for teacher in self._teachers.values():
             teacher.model.train(mode)
 
-    def apply(self, fn, recurse: bool = True) -> None:
+    def apply(self, fn, *args, **kwargs) -> None:
         for teacher in self._teachers.values():
-            teacher.model._apply(fn, recurse)
+            teacher.model._apply(fn, *args, **kwargs)
 
     def set_device(self, device: torch.device) -> None:
         """Tell each teacher's data preprocessor where it lives."""

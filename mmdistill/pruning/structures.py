@@ -312,6 +312,15 @@ def _slice(tensor: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
     return tensor.index_select(dim, index.to(tensor.device)).contiguous()
 
 
+def scaled_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     *args, scale: float, **kwargs) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` with the logits scaled by ``scale`` instead of
+    ``query.size(-1)^{-1/2}``: ``query`` is pre-scaled, since SDPA's own ``scale`` argument came
+    with torch 2.1."""
+    query = query * (scale * query.size(-1)**0.5)
+    return F.scaled_dot_product_attention(query, key, value, *args, **kwargs)
+
+
 def shrink_attention(attn: MultiheadAttention, head_dims: int) -> None:
     """Make ``attn`` compute with ``head_dims`` channels per head at its original scale.
 
@@ -326,8 +335,7 @@ def shrink_attention(attn: MultiheadAttention, head_dims: int) -> None:
     attn.embed_dims = attn.num_heads * head_dims
     attn.qkv.out_features = 3 * attn.embed_dims
     attn.proj.in_features = attn.embed_dims
-    attn.scaled_dot_product_attention = partial(
-        F.scaled_dot_product_attention, scale=original**-0.5)
+    attn.scaled_dot_product_attention = partial(scaled_attention, scale=original**-0.5)
 
 
 def find_structures(model: nn.Module, prefix: str = '') -> List[PrunableStructure]:
