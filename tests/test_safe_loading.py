@@ -4,6 +4,7 @@ unpickler older torch gets; anything else is refused naming file, role and globa
 files are named with their role in each role; the opt-in; nothing changes on import; loss
 weights and the process-group timeout are checked before training."""
 import argparse
+import collections
 import logging
 import os
 import os.path as osp
@@ -45,7 +46,8 @@ def loader_kind(request, monkeypatch):
 def mmengine_checkpoint(path: str) -> str:
     """A checkpoint as MMEngine's Runner writes one: model weights, the message hub's state
     (``HistoryBuffer`` of numpy arrays, numpy scalars in its runtime info), a meta with the
-    config text and numpy values, numpy's and Python's random states."""
+    config text and numpy values, numpy's and Python's random states, and a ``Counter`` (what
+    mmengine writes into a detection run's checkpoint on torch 2.0)."""
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         from mmpretrain.registry import MODELS
         model = MODELS.build(tiny_classifier(4))
@@ -56,7 +58,8 @@ def mmengine_checkpoint(path: str) -> str:
     hub.update_info('best', np.float32(0.25))
     torch.save({'meta': dict(cfg='model = dict(type="ImageClassifier")\n', seed=np.int64(3),
                              dataset_meta=dict(classes=('a', 'b')), epoch=1, iter=7,
-                             rng=np.random.RandomState(0).get_state()),
+                             rng=np.random.RandomState(0).get_state(),
+                             counts=collections.Counter(a=2, b=1)),
                 'state_dict': model.state_dict(), 'message_hub': hub.state_dict(),
                 'optimizer': dict(state={}, param_groups=[dict(lr=0.1, params=[0])])}, path)
     return path
@@ -98,6 +101,7 @@ def test_an_mmengine_checkpoint_loads_whole(tmp_path, loader_kind):
     assert isinstance(buffer, HistoryBuffer) and buffer.data[0].tolist() == [2.5, 1.5]
     assert buffer.mean() == 2.0 and buffer.statistics('min') == 1.5  # its methods came back
     assert loaded['message_hub']['runtime_info']['best'] == np.float32(0.25)
+    assert loaded['meta']['counts'] == collections.Counter(a=2, b=1)
     assert loaded['meta']['seed'] == 3 and loaded['meta']['cfg'] == expected['meta']['cfg']
     state, expected_state = loaded['meta']['rng'], expected['meta']['rng']
     assert state[0] == 'MT19937' and np.array_equal(state[1], expected_state[1])

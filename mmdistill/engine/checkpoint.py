@@ -26,6 +26,7 @@ by old code, or with custom classes) loads with full unpickling only when the en
 variable ``MMDISTILL_TRUST_CHECKPOINTS`` names it: a list of paths separated by ``os.pathsep``
 (``:`` on Linux), or ``1`` for every file. Each such load logs a warning.
 """
+import collections
 import contextlib
 import functools
 import logging
@@ -84,6 +85,9 @@ ALLOWED_GLOBALS: Dict[str, Any] = {
     'numpy.ndarray': np.ndarray,
     'numpy.dtype': np.dtype,
     '_codecs.encode': __import__('_codecs').encode,  # numpy writes array bytes through it
+    # mmengine on torch 2.0 writes a Counter (a dict of counts) into detection checkpoints;
+    # newer torch allows it by default, torch 2.0's weights-only list does not.
+    'collections.Counter': collections.Counter,
     **_numpy_multiarray_globals(),
 }
 # numpy dtypes are instances of one class per type (numpy.dtypes.Float64DType, ...): torch's
