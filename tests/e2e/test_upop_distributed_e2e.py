@@ -89,7 +89,7 @@ class UPopProbe(Hook):
 
 def train_upop(rank: int, cfg_path: str, work_dir: str, options: dict, out: str) -> None:
     """One process of the run (``rank`` < 0: a single process without a launcher)."""
-    from mmdistill.engine import setup_distributed
+    from mmdistill.engine import safe_checkpoint_loading, setup_distributed
     cfg = Config.fromfile(cfg_path)
     cfg.work_dir = work_dir
     cfg.merge_from_dict(options)
@@ -99,7 +99,8 @@ def train_upop(rank: int, cfg_path: str, work_dir: str, options: dict, out: str)
     runner = Runner.from_cfg(cfg)
     probe = UPopProbe()
     runner.register_hook(probe)
-    runner.train()
+    with safe_checkpoint_loading('resume' if cfg.get('resume') else 'load_from'):
+        runner.train()  # MMEngine's Runner: checkpoints loaded weights-only, as tools/train.py
     torch.save(probe.record, out)
     if rank >= 0:
         torch_dist.barrier()
