@@ -156,8 +156,13 @@ class Run:
                              window=None if plan in ('random', 'at_start') else plan)
         started = self.wait_for(process, 'started')
         if plan == 'random':
-            self.wait_for_iteration(process, resumed_at + self.rng.randint(1, ITERS_PER_EPOCH))
-            time.sleep(self.rng.uniform(0, 0.3))
+            # 1-4 iterations past the resume point, but never in the run's last epoch: a kill
+            # that lands after the final save (a fast machine) would leave later plans no run.
+            last = self.total_iters - ITERS_PER_EPOCH - 1
+            self.wait_for_iteration(
+                process, min(resumed_at + self.rng.randint(1, ITERS_PER_EPOCH), last))
+            if resumed_at + ITERS_PER_EPOCH < last:
+                time.sleep(self.rng.uniform(0, 0.3))
         elif plan != 'at_start':
             self.wait_for(process, 'waiting')
         assert process.poll() is None, f'{plan}: the run ended before the kill'
@@ -198,6 +203,7 @@ def kill_and_resume(cfg: Config, root: str, plans, epochs: int, seed: int) -> di
     baseline = Run(config, osp.join(root, 'uninterrupted'), random.Random(seed))
     baseline.finish(resume=False)
     killed = Run(config, osp.join(root, 'killed'), random.Random(seed))
+    killed.total_iters = epochs * ITERS_PER_EPOCH
     for plan in plans:
         killed.kill_by(plan)
     killed.finish()
