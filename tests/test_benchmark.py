@@ -226,6 +226,21 @@ def test_command_line_writes_a_table_and_json(tmp_path, teacher_files):
     assert f"{half['versus_float32_floor']:.3f}" in done.stdout
 
 
+def test_commands_recording_different_tables_write_different_work_dirs(monkeypatch):
+    """The README's cost commands record two tables one after the other: each gets its own
+    ``results.json`` (one file holds one table), unless --work-dir says otherwise."""
+    benchmark_script = script_module('tools/analysis/benchmark_overhead.py',
+                                     'benchmark_overhead')
+
+    def work_dir(*arguments):
+        monkeypatch.setattr(sys, 'argv', ['benchmark_overhead.py', 'x.py', *arguments])
+        return benchmark_script.parse_args().work_dir
+    assert work_dir('--record', 'overhead') == osp.join('work_dirs', 'overhead')
+    assert work_dir('--record', 'dense_cost') == osp.join('work_dirs', 'dense_cost')
+    assert work_dir('--record', 'dense_cost', '--work-dir', 'mine') == 'mine'
+    assert work_dir() == osp.join('work_dirs', 'benchmark_overhead')
+
+
 def test_overhead_figures_on_hand_made_timings():
     """Student step 100 ms, teacher forward 50 ms, distillation step 180 ms: the floor is
     150 ms, the step 1.2 times it, 20 % over. A bfloat16 run of the same pair (student step

@@ -372,6 +372,20 @@ def test_pruned_config_expresses_widths(model, images, tmp_path):
         'VisionTransformer'
 
 
+def test_pruned_backbone_refuses_widths_it_cannot_build():
+    from mmdistill.pruning import UPopPrunedBackbone
+    backbone = tiny_deit()['backbone']
+    too_wide = [HEAD_DIMS] * (LAYERS - 1) + [HEAD_DIMS + 1]
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        with pytest.raises(ValueError, match='head_dims has 1 entries; the backbone has '
+                           f'{LAYERS} attention layers'):
+            UPopPrunedBackbone(backbone, [HEAD_DIMS])
+        with pytest.raises(ValueError, match=f'UPopPrunedBackbone head_dims: layers.'
+                           f'{LAYERS - 1}.attn has {HEAD_DIMS} units; width {HEAD_DIMS + 1} '
+                           f'is not in 1..{HEAD_DIMS}'):
+            UPopPrunedBackbone(backbone, too_wide)
+
+
 def test_magnitude_keeps_the_largest_units(model):
     hook = UniformMagnitudePruningHook(budget=0.5, scope='backbone')
     hook.structures = find_structures(model.backbone, 'backbone')

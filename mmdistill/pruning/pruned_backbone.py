@@ -10,7 +10,6 @@ own (``VisionTransformer``, ``DistilledVisionTransformer``, ...), so its weights
 """
 from typing import Sequence
 
-import torch
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from torch import nn
 
@@ -36,9 +35,5 @@ def UPopPrunedBackbone(backbone: dict, head_dims: Sequence[int]) -> nn.Module:  
         raise ValueError(f'head_dims has {len(head_dims)} entries; the backbone has '
                          f'{len(attentions)} attention layers')
     for attention, width in zip(attentions, head_dims):
-        if not 0 < width <= attention.num_units:
-            raise ValueError(f'{attention.path}: head_dims {width} is not in 1..'
-                             f'{attention.num_units}')
-        if width < attention.num_units:
-            attention.prune(torch.arange(width))
+        attention.narrow_to(width, 'UPopPrunedBackbone head_dims')
     return model

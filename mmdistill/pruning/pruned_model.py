@@ -9,7 +9,6 @@ width of every pruned structure, by the structure's path.
 import copy
 from typing import Dict, Optional
 
-import torch
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from torch import nn
 
@@ -43,10 +42,5 @@ def UPopPrunedModel(model: dict, widths: Dict[str, int],  # noqa: N802
         raise KeyError(f'UPopPrunedModel: {type(built).__name__} has no prunable structure '
                        f'{unknown}; it has {sorted(structures)}')
     for path, width in widths.items():
-        structure = structures[path]
-        if not 0 < width <= structure.num_units:
-            raise ValueError(f'UPopPrunedModel: {path} has {structure.num_units} units; '
-                             f'width {width} is not in 1..{structure.num_units}')
-        if width < structure.num_units:
-            structure.prune(torch.arange(width))
+        structures[path].narrow_to(width, 'UPopPrunedModel')
     return built

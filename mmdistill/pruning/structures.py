@@ -118,6 +118,16 @@ class PrunableStructure:
             param.grad = None
         self._set_width(len(keep))
 
+    def narrow_to(self, width: int, caller: str) -> None:
+        """Keep the first ``width`` units, as a pruned model's config describes it (the
+        export stores the kept units first); ``caller`` names the config's builder in the
+        error for a width outside ``1..num_units``."""
+        if not 0 < width <= self.num_units:
+            raise ValueError(f'{caller}: {self.path} has {self.num_units} units; width {width} '
+                             f'is not in 1..{self.num_units}')
+        if width < self.num_units:
+            self.prune(torch.arange(width))
+
     def _set_width(self, width: int) -> None:
         raise NotImplementedError
 

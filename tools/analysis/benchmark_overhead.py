@@ -4,7 +4,7 @@
         [--batch-size 2] [--input-size 224 224] [--warmup 5] [--iters 20] [--threads N]
         [--data synthetic|train] [--teacher-checkpoint PATH] [--cfg-options k=v ...]
         [--teacher-dtypes float32 bfloat16 ...] [--json FILE] [--seeds 0 1 2]
-        [--record TABLE [--work-dir DIR]]
+        [--record TABLE [--work-dir work_dirs/TABLE]]
 
 For each config: the median milliseconds of (a) the student's training step alone, (b) the
 teacher's forward pass as the distiller runs it (no_grad, stopped after its deepest tap) and
@@ -82,9 +82,12 @@ def parse_args():
     parser.add_argument('--record', metavar='TABLE',
                         help='also save an evidence table to <work-dir>/results.json and '
                         'benchmarks/cost/results/TABLE.json (rendered in a README)')
-    parser.add_argument('--work-dir', default='work_dirs/benchmark_overhead',
-                        help='where --record writes results.json')
+    parser.add_argument('--work-dir',
+                        help='where --record writes results.json (default: work_dirs/TABLE, '
+                        'so that commands recording other tables do not meet)')
     args = parser.parse_args()
+    if args.work_dir is None:
+        args.work_dir = osp.join('work_dirs', args.record or 'benchmark_overhead')
     if args.teacher_checkpoint and len(args.configs) > 1:
         parser.error('--teacher-checkpoint fits one teacher: give one config with it')
     return args

@@ -125,7 +125,7 @@ def complete_graph_soft_matching(metric: torch.Tensor, r: int, num_leading: int 
     similarity.diagonal(dim1=-2, dim2=-1).fill_(float('-inf'))
 
     order = similarity.amax(dim=-1).argsort(dim=-1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, _positions(0, size, order))
+    rank = order.argsort(dim=-1)  # the inverse permutation: rank[b, order[b, k]] = k
     # Cosines lie in [-1, 1], so lowering the pairs with an earlier token by 8 puts them below
     # every pair with a later one: the same maxima as -inf wherever a token has a later one.
     # The last token has none; its score (>= 6) then stays above every other token's (<= 2).
