@@ -233,6 +233,34 @@ def test_complete_graph_matching_leaves_protected_tokens_alone_and_keeps_the_ord
     assert torch.equal(new_sizes, expected_sizes)
 
 
+def test_protected_tokens_never_merge_even_when_every_other_token_scores_above_zero():
+    """Orthogonal keys (no token resembles another: best-later similarity 0, the last
+    token's −8) and a guide query equally close to all (importance 1/√8): every mergeable
+    token's score I − max Ŝ is positive. The class token in front and the cross token behind
+    still never merge nor receive a merge (their score is +∞, not 0) and stay first and last."""
+    n = 8
+    keys = torch.cat([torch.ones(1, 1, n), torch.eye(n)[None], torch.ones(1, 1, n)], dim=1)
+    plan = complete_graph_soft_matching(keys, 4, num_leading=1, num_trailing=1,
+                                        guide_query=torch.ones(1, n))
+    merging = set(plan.src.flatten().tolist()) | set(plan.dst.flatten().tolist())
+    assert not merging & {0, n + 1}
+    assert plan.keep[0, 0] == 0 and plan.keep[0, -1] == n + 1
+
+
+def test_tome_leaves_a_trailing_token_out_of_its_partition():
+    """ToMe with a trailing (cross) token plans what it plans for the sequence without it;
+    the trailing token stays last. More than a class and a distillation token in front is
+    refused."""
+    torch.manual_seed(3)
+    keys = torch.randn(2, 11, 4)
+    with_cross = bipartite_soft_matching(keys, 3, num_leading=1, num_trailing=1)
+    without = bipartite_soft_matching(keys[:, :10], 3, num_leading=1)
+    assert torch.equal(with_cross.src, without.src) and torch.equal(with_cross.dst, without.dst)
+    assert torch.equal(with_cross.keep, torch.cat([without.keep, torch.full((2, 1), 10)], 1))
+    with pytest.raises(ValueError, match='got 3 leading tokens'):
+        bipartite_soft_matching(keys, 1, num_leading=3)
+
+
 def tome_step_written_out(x: torch.Tensor, sizes: torch.Tensor, metric: torch.Tensor, r: int,
                           num_leading: int):
     """ToMe's step (Bolya et al., ICLR 2023), one sample at a time, from its description:

@@ -197,6 +197,35 @@ def test_selection_standardises_per_kind_and_ranks_jointly():
         select_units([attn, mlp], ['attn', 'mlp'], [3, 1], share=0.1, boundary='above')
 
 
+@pytest.mark.parametrize('boundary', ['reference', 'nearest'])
+def test_every_structure_keeps_its_lowest_scored_unit(boundary):
+    """Share 1: every unit would go, but each structure keeps its lowest-scored one (the
+    second, the third and the first of three structures of one kind)."""
+    scores = [torch.tensor([5., 0.5, 4.]), torch.tensor([3., 6., 1.]),
+              torch.tensor([0.1, 7., 2.])]
+    chosen = select_units(scores, ['mlp'] * 3, [1, 1, 1], share=1.0, boundary=boundary)
+    assert [c.tolist() for c in chosen] == [[True, False, True], [True, True, False],
+                                            [False, True, True]]
+
+
+def test_two_scores_standardise_to_plus_and_minus_one_over_root_two():
+    from projects.upop.upop.search import standardise
+    torch.testing.assert_close(standardise(torch.tensor([1., 3.])),
+                               torch.tensor([-0.5**0.5, 0.5**0.5]))
+    assert standardise(torch.tensor([2.])).tolist() == [0.]  # one value ranks nothing
+
+
+@pytest.mark.parametrize('rule,interval,expected', [
+    ('reference', 3, [3, 6, 9]), ('reference', 1, list(range(1, 10))),
+    ('one_earlier', 3, [2, 5, 8, 9]), ('one_earlier', 1, list(range(10)))])
+def test_masks_update_after_the_steps_each_rule_names(rule, interval, expected):
+    """Ten search steps (0-based): the reference updates after steps interval, 2·interval, …
+    (never after step 0), the earlier rule after interval−1, 2·interval−1, …; both after the
+    last step, where the model is compressed."""
+    hook = UPopHook(budget=0.5, search_iters=10, interval=interval, update_steps=rule)
+    assert [step for step in range(10) if hook.is_update_step(step)] == expected
+
+
 def test_sparsity_weights_cannot_change_the_selection():
     """While the masks are positive, w·sign(α) adds the same w to every unit of a kind, and
     standardisation per kind removes it: any weights give the same selection."""
