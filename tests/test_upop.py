@@ -1,4 +1,5 @@
 """UPop (projects/upop): masks, the unified search, exact compression, export, cost counts."""
+import copy
 import logging
 import math
 import os.path as osp
@@ -226,6 +227,28 @@ def test_masks_update_after_the_steps_each_rule_names(rule, interval, expected):
     assert [step for step in range(10) if hook.is_update_step(step)] == expected
 
 
+@pytest.mark.parametrize('batch_first', [False, True])
+@pytest.mark.parametrize('mask', ['none', 'bool', 'float'])
+def test_head_prunable_attention_is_torchs_self_attention(batch_first, mask):
+    """The attention UPop puts in place of torch's (CLIP's text tower) gives torch's outputs
+    and head-averaged weights, batch first or not, with a boolean or an additive mask."""
+    from mmdistill.pruning import HeadPrunableSelfAttention
+    torch.manual_seed(0)
+    attn = torch.nn.MultiheadAttention(8, 2, batch_first=batch_first)
+    x = torch.randn(3, 5, 8)
+    n = x.shape[1] if batch_first else x.shape[0]
+    attn_mask = {'none': None, 'bool': torch.ones(n, n, dtype=torch.bool).triu(1),
+                 'float': torch.randn(n, n)}[mask]
+    expected, expected_weights = attn(x, x, x, attn_mask=attn_mask)
+    prunable = HeadPrunableSelfAttention(attn)
+    out, weights = prunable(x, x, x, attn_mask=attn_mask)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(weights, expected_weights)
+    assert prunable(x, x, x, need_weights=False)[1] is None
+    with pytest.raises(ValueError, match='self-attention only'):
+        prunable(x, x.clone(), x)
+
+
 def test_sparsity_weights_cannot_change_the_selection():
     """While the masks are positive, w·sign(α) adds the same w to every unit of a kind, and
     standardisation per kind removes it: any weights give the same selection."""
@@ -413,6 +436,27 @@ def test_pruned_backbone_refuses_widths_it_cannot_build():
                            f'{LAYERS - 1}.attn has {HEAD_DIMS} units; width {HEAD_DIMS + 1} '
                            f'is not in 1..{HEAD_DIMS}'):
             UPopPrunedBackbone(backbone, too_wide)
+
+
+def test_pruned_config_drops_pretrained_weights_and_leaves_the_dense_config_alone():
+    """The exported checkpoint initialises the pruned model: a ``Pretrained`` init_cfg of the
+    backbone or of the model (which would load dense weights over it) is dropped, any other
+    init_cfg kept; per-layer settings survive with the new MLP widths; the dense config the
+    caller passed is not changed."""
+    dense = tiny_deit(init_cfg=dict(type='Pretrained', checkpoint='dense.pth'),
+                      layer_cfgs=dict(drop_path_rate=0.1))
+    dense['init_cfg'] = dict(type='Pretrained', checkpoint='dense.pth')
+    before = copy.deepcopy(dense)
+    cfg = pruned_model_config(dense, [HEAD_DIMS] * LAYERS, [7, 9])
+    assert 'init_cfg' not in cfg and 'init_cfg' not in cfg['backbone']['backbone']
+    assert cfg['backbone']['backbone']['layer_cfgs'] == [
+        dict(drop_path_rate=0.1, feedforward_channels=7),
+        dict(drop_path_rate=0.1, feedforward_channels=9)]
+    assert dense == before
+    dense['init_cfg'] = dense['backbone']['init_cfg'] = dict(type='TruncNormal', std=.02)
+    cfg = pruned_model_config(dense, [HEAD_DIMS] * LAYERS, [7, 9])
+    assert cfg['init_cfg'] == cfg['backbone']['backbone']['init_cfg'] == dict(
+        type='TruncNormal', std=.02)
 
 
 def test_magnitude_keeps_the_largest_units(model):
