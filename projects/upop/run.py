@@ -136,6 +136,28 @@ def digits_results(budgets) -> Results:
             'training, validation left out (records made before 2026-12-06: the whole run).'))
 
 
+def compare_at_seed(seed: int, dense: dict, budgets, work_dir: str, data_root: str) -> dict:
+    """From the dense run ``dense`` of ``seed``: the retrained dense control, then at each
+    budget UPop and each baseline (``magnitude, upop widths`` with the widths of UPop's run at
+    that budget), each pruned model exported; return the runs by row name."""
+    # control: the dense model trained as long again as the pruned ones, same schedule
+    runs = {'dense, retrained': train(CONFIGS['upop'],
+                                      osp.join(work_dir, f'dense-retrained_seed{seed}'),
+                                      data_root, seed, dense, custom_hooks=[])}
+    for budget in budgets:
+        for method in ('upop', *BASELINES):
+            run_dir = osp.join(work_dir, f"{method.replace(', ', '-').replace(' ', '-')}"
+                                         f'_p{budget}_seed{seed}')
+            options = ({'widths_from': runs[f'upop p={budget}']}
+                       if method == 'magnitude, upop widths' else
+                       {'custom_hooks.0.budget': budget})
+            run = train(CONFIGS[method], run_dir, data_root, seed, dense, **options)
+            run['exported'] = export_pruned(run['config'], run['checkpoint'],
+                                            osp.join(run_dir, 'exported'))
+            runs[f'{method} p={budget}'] = run
+    return runs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--budgets', type=float, nargs='+', default=[0.3, 0.5])
@@ -154,24 +176,9 @@ def main():
                             data_root, seed) for seed in range(args.seeds)]}
     converged = convergence(runs['dense'])
     for seed, dense in enumerate(runs['dense']):
-        # control: the dense model trained as long again as the pruned ones, same schedule
-        runs.setdefault('dense, retrained', []).append(
-            train(CONFIGS['upop'], osp.join(args.work_dir, f'dense-retrained_seed{seed}'),
-                  data_root, seed, dense, custom_hooks=[]))
-        for budget in args.budgets:
-            upop = None
-            for method in ('upop', *BASELINES):
-                work_dir = osp.join(args.work_dir,
-                                    f"{method.replace(', ', '-').replace(' ', '-')}"
-                                    f'_p{budget}_seed{seed}')
-                options = ({'widths_from': upop} if method == 'magnitude, upop widths' else
-                           {'custom_hooks.0.budget': budget})
-                run = train(CONFIGS[method], work_dir, data_root, seed, dense, **options)
-                run['exported'] = export_pruned(run['config'], run['checkpoint'],
-                                                osp.join(work_dir, 'exported'))
-                runs.setdefault(f'{method} p={budget}', []).append(run)
-                if method == 'upop':
-                    upop = run
+        for name, run in compare_at_seed(seed, dense, args.budgets, args.work_dir,
+                                         data_root).items():
+            runs.setdefault(name, []).append(run)
 
     # Cost and speed: seed 0's models, loaded back with mmpretrain's own API.
     models = {'dense': get_model(osp.join(HERE, 'configs', CONFIGS['dense']),
