@@ -5,20 +5,24 @@ from conftest import project_script
 from benchmarks.evidence import render_details, render_paired_table, render_table
 
 
-def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
+def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model(capsys):
     upop_run = project_script('upop')
     runs = {name: [dict(metric=top1, seconds=10.0 * (seed + 1), widths=f'{name} {seed}')
                    for seed, top1 in enumerate(values)]
-            for name, values in {'dense': [90.0, 80.0], 'dense, retrained': [92.0, 84.0],
+            for name, values in {'dense': [90.0, 89.5], 'dense, retrained': [92.0, 84.0],
                                  'upop p=0.5': [91.0, 86.0],
-                                 'magnitude p=0.5': [90.0, 80.0]}.items()}
+                                 'magnitude p=0.5': [90.0, 80.0],
+                                 'progressive magnitude p=0.5': [89.0, 84.0],
+                                 'magnitude, upop widths p=0.5': [92.0, 83.0]}.items()}
     cost = {name: dict(params=params, flops=2.5e6, images_per_s=1000.4, speedup=1.5,
                        flops_reduction=2.0,
                        forward_ms=dict(attention=params / 1000, matmul=1.25, other=2.0))
             for name, params in [('dense', 1234), ('upop p=0.5', 600),
-                                 ('magnitude p=0.5', 610)]}
+                                 ('magnitude p=0.5', 610), ('progressive magnitude p=0.5', 610),
+                                 ('magnitude, upop widths p=0.5', 600)]}
     results = upop_run.digits_results([0.5])
-    upop_run.add_runs(results, runs, cost)
+    upop_run.add_runs(results, runs, cost, upop_run.convergence(runs['dense']))
+    assert 'WARNING' not in capsys.readouterr().out
     rows = render_table(results).splitlines()
     # upop - retrained: -1, +2 (mean 0.5, std 3/√2 = 2.12); cost from seed 0 only
     assert rows[4] == ('| upop p=0.5 | 2 | 88.50 ± 3.54 | 91.00, 86.00 | +0.50 ± 2.12 | '
@@ -29,13 +33,31 @@ def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model():
     assert results.of('upop p=0.5')[1].extra['widths'] == 'upop p=0.5 1'
     # where the forward time goes: seed 0's models only, the retrained dense one as the dense
     profile = render_details(results, 'forward_ms').splitlines()
-    assert profile[2:] == ['| dense | 0 | attention 1.23 matmul 1.25 other 2 |',
-                           '| dense, retrained | 0 | attention 1.23 matmul 1.25 other 2 |',
-                           '| upop p=0.5 | 0 | attention 0.6 matmul 1.25 other 2 |',
-                           '| magnitude p=0.5 | 0 | attention 0.61 matmul 1.25 other 2 |']
-    # UPop against uniform magnitude pruning at the same budget and seed: 91 − 90, 86 − 80
-    assert render_paired_table(results).splitlines()[2] == \
-        '| upop p=0.5 − magnitude p=0.5 | 2 | +3.50 ± 3.54 | +1.00, +6.00 | 2/2 |'
+    assert profile[2:6] == ['| dense | 0 | attention 1.23 matmul 1.25 other 2 |',
+                            '| dense, retrained | 0 | attention 1.23 matmul 1.25 other 2 |',
+                            '| upop p=0.5 | 0 | attention 0.6 matmul 1.25 other 2 |',
+                            '| magnitude p=0.5 | 0 | attention 0.61 matmul 1.25 other 2 |']
+    # UPop against each baseline at the same budget and seed: 91 − 90, 86 − 80; 91 − 89,
+    # 86 − 84; 91 − 92, 86 − 83
+    assert render_paired_table(results).splitlines()[2:] == [
+        '| upop p=0.5 − magnitude p=0.5 | 2 | +3.50 ± 3.54 | +1.00, +6.00 | 2/2 |',
+        '| upop p=0.5 − progressive magnitude p=0.5 | 2 | +2.00 ± 0.00 | +2.00, +2.00 | 2/2 |',
+        '| upop p=0.5 − magnitude, upop widths p=0.5 | 2 | +1.00 ± 2.83 | -1.00, +3.00 | 1/2 |']
+    # each seed's dense model: within 1 point of the best seed, on its dense record only
+    assert render_details(results, 'converged').splitlines()[2:] == [
+        '| dense | 0 | yes: 0.00 below the best seed (90.00) |',
+        '| dense | 1 | yes: 0.50 below the best seed (90.00) |']
+
+
+def test_upop_warns_about_a_dense_seed_more_than_a_point_below_the_best(capsys):
+    upop_run = project_script('upop')
+    verdicts = upop_run.convergence([dict(metric=95.0), dict(metric=66.18), dict(metric=94.0)])
+    assert verdicts == ['yes: 0.00 below the best seed (95.00)',
+                        'NO: 28.82 below the best seed (95.00)',
+                        'yes: 1.00 below the best seed (95.00)']
+    printed = capsys.readouterr().out
+    assert printed.count('WARNING') == 1
+    assert 'seed 1 (66.18 %) ended 28.82 points below the best seed (95.00 %)' in printed
 
 
 def test_crossget_pairs_each_stage_with_the_plain_vit_of_that_stage():

@@ -15,7 +15,8 @@ from benchmarks.digits.run import write_digits
 from helpers.runner import logged_history
 
 from mmdistill.apis.complexity import count_flops
-from projects.upop.upop import (AttentionHeadDims, UniformMagnitudePruningHook,
+from projects.upop.upop import (AttentionHeadDims, MagnitudePruningToWidthsHook,
+                                ProgressiveMagnitudePruningHook, UniformMagnitudePruningHook,
                                 UPopHook, find_structures, progressive_share,
                                 pruned_model_config, select_units)
 
@@ -517,6 +518,102 @@ def test_magnitude_ranks_attention_head_dims_over_all_their_rows_and_columns(mod
     assert torch.equal(proj.weight, expected[2])
 
 
+def hand_magnitudes(model) -> list:
+    """Each unit's L1 norm by hand, per structure in module order: a head dim j owns rows
+    (part, head, j) of qkv with their biases and columns (head, j) of proj; an MLP unit its fc1
+    row with its bias and its fc2 column."""
+    magnitudes = []
+    for layer in model.backbone.layers:
+        qkv, proj = layer.attn.qkv, layer.attn.proj
+        rows = (qkv.weight.abs().sum(1) + qkv.bias.abs()).reshape(3, HEADS, HEAD_DIMS)
+        columns = proj.weight.abs().sum(0).reshape(HEADS, HEAD_DIMS)
+        fc1, fc2 = layer.ffn.layers[0][0], layer.ffn.layers[1]
+        magnitudes += [(rows.sum((0, 1)) + columns.sum(0)).detach(),
+                       (fc1.weight.abs().sum(1) + fc1.bias.abs() + fc2.weight.abs().sum(0))
+                       .detach()]
+    return magnitudes
+
+
+def smallest(values: torch.Tensor, count: int, among: torch.Tensor) -> set:
+    """The ``count`` indices of smallest ``values`` among the indices ``among``."""
+    return set(sorted(among.tolist(), key=lambda i: float(values[i]))[:count])
+
+
+def test_progressive_magnitude_masks_the_smallest_units_on_upops_schedule(model):
+    """p = 0.5, T = 10, interval 3: the masks change after steps 3, 6 and 9 (UPop's steps), each
+    structure of n units then has round(π(t)·n) of them at 0, π(t) = 0.5·sin(π(t + 1)/20):
+    π(3) = 0.5·sin(36°) = 0.2939 → 2 of 8 head dims, 9 of 32 MLP units; π(6) = 0.5·sin(63°)
+    = 0.4455 → 4 and 14; π(9) = 0.5 → 4 and 16. The masked units are those of smallest L1
+    norm among those not masked yet: a masked unit whose weights grow stays masked."""
+    hook = ProgressiveMagnitudePruningHook(budget=0.5, search_iters=10, interval=3,
+                                           scope='backbone')
+    hook.structures = masked_structures(model)
+    assert [t for t in range(10) if hook.is_update_step(t)] == [3, 6, 9]
+    removed_by_hand = {3: (2, 9), 6: (4, 14), 9: (4, 16)}
+    assert progressive_share(3, 10, 0.5) == pytest.approx(0.5 * math.sin(math.radians(36)))
+    costs = [s.unit_cost for s in hook.structures]
+    total = sum(s.num_units * c for s, c in zip(hook.structures, costs))
+    masked = [set() for _ in hook.structures]
+    for step, (attn, mlp) in removed_by_hand.items():
+        if step == 6:  # the largest masked MLP unit of layer 0 becomes the largest of all
+            unit = max(masked[1], key=lambda i: float(hand_magnitudes(model)[1][i]))
+            with torch.no_grad():
+                model.backbone.layers[0].ffn.layers[0][0].weight[unit] *= 100
+        magnitudes = hand_magnitudes(model)
+        expected = []
+        for i, structure in enumerate(hook.structures):
+            count = attn if structure.kind == 'attn' else mlp
+            unmasked = torch.tensor(sorted(set(range(structure.num_units)) - masked[i]))
+            expected.append(masked[i] | smallest(magnitudes[i], count - len(masked[i]),
+                                                 unmasked))
+        share = hook.update_masks(step)
+        for structure, units in zip(hook.structures, expected):
+            assert set(torch.nonzero(structure.mask == 0).flatten().tolist()) == units
+            assert set(torch.unique(structure.mask).tolist()) <= {0.0, 1.0}
+        assert share == pytest.approx(sum(len(u) * c for u, c in zip(expected, costs)) / total)
+        masked = expected
+    assert [s.num_units - len(m) for s, m in zip(hook.structures, masked)] == \
+        [HEAD_DIMS // 2, HIDDEN // 2] * LAYERS  # uniform magnitude pruning's widths
+
+
+def test_magnitude_to_widths_keeps_the_given_widths_and_the_largest_units(model, tmp_path):
+    """The widths come from a pruned checkpoint (random widths, random units kept); in each
+    structure the units kept are that many of largest L1 norm in the model being pruned, not
+    the checkpoint's units."""
+    pruned = build(tiny_deit())
+    structures = find_structures(pruned.backbone, 'backbone')
+    keeps = random_keeps(structures, seed=3)
+    for structure, keep in zip(structures, keeps):
+        structure.prune(keep)
+    path = str(tmp_path / 'pruned.pth')
+    torch.save(dict(state_dict=pruned.state_dict()), path)
+    widths = [len(keep) for keep in keeps]
+    magnitudes = hand_magnitudes(model)
+    expected = [torch.sort(torch.topk(m, w).indices).values for m, w in zip(magnitudes, widths)]
+    assert any(not torch.equal(e, k) for e, k in zip(expected, keeps))
+    layer = model.backbone.layers[1]
+    fc1 = layer.ffn.layers[0][0].weight[expected[3]].clone()
+    rows = (torch.arange(3 * HEADS)[:, None] * HEAD_DIMS + expected[2]).flatten()
+    qkv = layer.attn.qkv.weight[rows].clone()
+
+    class FakeRunner:
+        pass
+    hook = MagnitudePruningToWidthsHook(widths_from=path, scope='backbone')
+    hook.structures = find_structures(model.backbone, 'backbone')
+    hook.before_train(FakeRunner())
+    assert [s.num_units for s in hook.structures] == widths
+    assert torch.equal(layer.ffn.layers[0][0].weight, fc1)
+    assert torch.equal(layer.attn.qkv.weight, qkv)
+    # a checkpoint without layer 1 is not one of this model
+    torch.save(dict(state_dict={k: v for k, v in pruned.state_dict().items()
+                                if 'layers.1.' not in k}), path)
+    hook = MagnitudePruningToWidthsHook(widths_from=path, scope='backbone')
+    hook.structures = find_structures(build(tiny_deit()).backbone, 'backbone')
+    with pytest.raises(ValueError, match=r"not a pruned checkpoint of this model.*"
+                                         r"'backbone.layers.1.attn', None"):
+        hook.before_train(FakeRunner())
+
+
 def test_search_epochs_become_that_many_epochs_of_steps(model):
     """search_epochs = 3 with 7 batches per epoch: T = 21 steps; a run of 20 steps cannot hold
     the search, one of 21 can."""
@@ -855,3 +952,34 @@ def test_upop_hook_steps_through_a_real_run(digits_root, tmp_path):
     # the retraining steps leave the widths alone
     assert all(r['compressed'] and r['widths'] == after.records[7]['widths']
                for r in after.records[8:])
+
+
+def test_progressive_magnitude_config_prunes_on_upops_steps_in_a_real_run(digits_root, tmp_path):
+    """``configs/progressive-magnitude-deit-digits.py`` on a tiny DeiT in MMEngine's Runner: T = 8
+    steps, interval 3, p = 0.5; masks updated after steps 3, 6, 7 to round(π(t)·n) units masked
+    per structure (π(3) = 0.5·sin(π/4): 3 of 8 head dims, 11 of 32 MLP units; π(6) =
+    0.5·sin(7π/16): 4 and 16; π(7) = 0.5: 4 and 16), then compressed to uniform magnitude
+    pruning's widths; the logged share is the masked share of the parameters."""
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(osp.join(UPOP_CONFIGS, 'progressive-magnitude-deit-digits.py'))
+    cfg.work_dir = str(tmp_path)
+    cfg.merge_from_dict({
+        'model.backbone.arch': dict(embed_dims=EMBED, num_layers=LAYERS, num_heads=HEADS,
+                                    feedforward_channels=HIDDEN),
+        'model.backbone.patch_size': 8, 'model.head.in_channels': EMBED,
+        'train_dataloader.dataset.data_root': digits_root,
+        'val_dataloader.dataset.data_root': digits_root,
+        'test_dataloader.dataset.data_root': digits_root,
+        'train_dataloader.batch_size': 5, 'train_cfg.max_epochs': 3,
+        'train_cfg.val_interval': 10, 'custom_hooks.0.search_epochs': 2,
+        'custom_hooks.0.interval': 3, 'load_from': None})
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, ProgressiveMagnitudePruningHook))
+    assert hook.compressed and hook.search_iters == 8
+    assert [s.num_units for s in hook.structures] == [HEAD_DIMS // 2, HIDDEN // 2] * LAYERS
+    attn_cost, mlp_cost = 3 * HEADS * (EMBED + 1) + HEADS * EMBED, 2 * EMBED + 1
+    total = LAYERS * (HEAD_DIMS * attn_cost + HIDDEN * mlp_cost)
+    shares = [LAYERS * (attn * attn_cost + mlp * mlp_cost) / total
+              for attn, mlp in ((3, 11), (4, 16), (4, 16))]
+    assert logged_history(runner, 'train/upop_pruned_share') == pytest.approx(shares)

@@ -1,19 +1,29 @@
-"""UPop evidence on the digits: dense DeiT vs UPop vs uniform magnitude pruning.
+"""UPop evidence on the digits: dense DeiT vs UPop vs three magnitude-pruning baselines.
 
     PYTHONPATH=. python projects/upop/run.py [--budgets 0.3 0.5] [--seeds N] [--work-dir DIR]
                                              [--record]
 
-Per seed: trains the dense small DeiT (``configs/deit-digits.py``), then from its checkpoint:
-the dense model again, as long as the pruned ones train (a control: ``dense, retrained``), and
-at each budget UPop (search → compress → retrain in one run, ``configs/upop-deit-digits.py``)
-and uniform magnitude pruning (``configs/magnitude-deit-digits.py``), each exported with
-:func:`export_pruned` and loaded back with ``mmpretrain.get_model``. Then, on one thread:
-parameters, FLOPs (MACs, attention included), images/s at batch 32 (models interleaved,
-medians; seed 0's models), top-1 (mean ± std over seeds, paired per-seed differences against
-``dense, retrained``), where the forward time goes (``forward_ms``: attention, matrix
-products, the rest, from PyTorch's profiler) and the per-layer widths UPop chose; the results
-go to ``<work-dir>/results.json`` (with ``--record`` also ``results/digits.json``, see
-docs/evidence.md).
+First the dense small DeiT (``configs/deit-digits.py``) at every seed, and a check that each
+seed converged: a seed more than 1 point of top-1 below the best seed is named in a warning,
+and every dense record says how far below the best it ended (``converged``). Then per seed,
+from its dense checkpoint: the dense model again, as long as the pruned ones train (a control:
+``dense, retrained``), and at each budget
+
+- ``upop``: UPop (search → compress → retrain in one run, ``configs/upop-deit-digits.py``);
+- ``magnitude``: uniform magnitude pruning at step 0 (``configs/magnitude-deit-digits.py``);
+- ``progressive magnitude``: the same units removed progressively on UPop's schedule and
+  update steps during its search (``configs/progressive-magnitude-deit-digits.py``);
+- ``magnitude, upop widths``: the widths UPop chose at that seed and budget, each filled with
+  the units of largest magnitude of the dense model, then trained as ``magnitude``
+  (``configs/magnitude-upop-widths-deit-digits.py``): "which widths" apart from "which units";
+
+each exported with :func:`export_pruned` and loaded back with ``mmpretrain.get_model``. Then,
+on one thread: parameters, FLOPs (MACs, attention included), images/s at batch 32 (models
+interleaved, medians; seed 0's models), top-1 (mean ± std over seeds, paired per-seed
+differences against ``dense, retrained``, and UPop minus each baseline), where the forward
+time goes (``forward_ms``: attention, matrix products, the rest, from PyTorch's profiler) and
+the per-layer widths each pruned run has; the results go to ``<work-dir>/results.json`` (with
+``--record`` also ``results/digits.json``, see docs/evidence.md).
 """
 import argparse
 import os.path as osp
@@ -35,12 +45,18 @@ CONFIGS = {
     'dense': 'deit-digits.py',
     'upop': 'upop-deit-digits.py',
     'magnitude': 'magnitude-deit-digits.py',
+    'progressive magnitude': 'progressive-magnitude-deit-digits.py',
+    'magnitude, upop widths': 'magnitude-upop-widths-deit-digits.py',
 }
+BASELINES = ('magnitude', 'progressive magnitude', 'magnitude, upop widths')
+CONVERGED_WITHIN = 1.0  # points of top-1 below the best seed's dense model
 
 
 def train(config: str, work_dir: str, data_root: str, seed: int,
-          start_from: Optional[dict] = None, **overrides) -> dict:
-    """Train (from ``start_from``'s checkpoint: a run's ``checkpoint`` and ``fingerprint``) and
+          start_from: Optional[dict] = None, widths_from: Optional[dict] = None,
+          **overrides) -> dict:
+    """Train (from ``start_from``'s checkpoint: a run's ``checkpoint`` and ``fingerprint``;
+    with the widths of ``widths_from``'s checkpoint for the pruning hook, when given) and
     validate once with :func:`~benchmarks.evidence.train_run` (a run of the same fingerprint is
     read from its work dir); return top-1 (``metric``), time, the checkpoint,
     the run's config and the per-layer widths it pruned to."""
@@ -49,6 +65,7 @@ def train(config: str, work_dir: str, data_root: str, seed: int,
     cfg.merge_from_dict({
         'randomness.seed': seed,
         **({'load_from': start_from['checkpoint']} if start_from else {}),
+        **({'custom_hooks.0.widths_from': widths_from['checkpoint']} if widths_from else {}),
         **overrides,
     })
 
@@ -56,25 +73,44 @@ def train(config: str, work_dir: str, data_root: str, seed: int,
         return dict(widths=next((h.describe_widths() for h in runner.hooks
                                  if hasattr(h, 'describe_widths')), ''))
 
-    starts_from = [start_from] if start_from else []
+    starts_from = [run for run in (start_from, widths_from) if run]
     return dict(train_run(cfg, 'accuracy/top1', data_root, HERE, starts_from, summarise=widths),
                 config=osp.join(HERE, 'configs', config))
 
 
-def add_runs(results: Results, runs: dict, cost: dict) -> None:
+def add_runs(results: Results, runs: dict, cost: dict, converged: list) -> None:
     """Add each model's runs (seed by seed) to ``results``, with ``cost`` (``measure``'s
     numbers and the ``time_by_op`` split for seed 0's models; the retrained dense model costs
-    what the dense one does) on the seed-0 records."""
+    what the dense one does) on the seed-0 records, and the convergence verdict of each
+    seed's dense model on its dense record."""
     cost = {'dense, retrained': cost['dense'], **cost}
     for name, seeds in runs.items():
         for seed, run in enumerate(seeds):
             c = cost[name] if seed == 0 else {}
+            more = dict(converged=converged[seed]) if name == 'dense' else {}
             results.add(name, seed, run['metric'], train_seconds=run['seconds'],
-                        widths=run['widths'], params=c.get('params'),
+                        widths=run['widths'], **more, params=c.get('params'),
                         mmacs=c['flops'] / 1e6 if c else None,
                         images_per_s=c.get('images_per_s'), speedup=c.get('speedup'),
                         flops_reduction=c.get('flops_reduction'),
                         forward_ms=c.get('forward_ms'))
+
+
+def convergence(dense: list) -> list:
+    """For each seed's dense run, how far (points of top-1) below the best seed it ended and
+    whether that is within ``CONVERGED_WITHIN``; a warning names every seed that is not."""
+    best = max(run['metric'] for run in dense)
+    verdicts = []
+    for seed, run in enumerate(dense):
+        below = best - run['metric']
+        converged = below <= CONVERGED_WITHIN
+        verdicts.append(f"{'yes' if converged else 'NO'}: {below:.2f} below the best seed "
+                        f'({best:.2f})')
+        if not converged:
+            print(f"WARNING: the dense model of seed {seed} ({run['metric']:.2f} %) ended "
+                  f'{below:.2f} points below the best seed ({best:.2f} %): not converged; '
+                  'its rows compare pruning on an unconverged model', flush=True)
+    return verdicts
 
 
 def digits_results(budgets) -> Results:
@@ -82,8 +118,9 @@ def digits_results(budgets) -> Results:
     return Results(
         table='digits', metric='top-1 (%)', precision=2, baseline='dense, retrained',
         compared=[f'{method} p={budget}' for budget in budgets
-                  for method in ('upop', 'magnitude')],
-        also_paired=[[f'upop p={budget}', f'magnitude p={budget}'] for budget in budgets],
+                  for method in ('upop', *BASELINES)],
+        also_paired=[[f'upop p={budget}', f'{baseline} p={budget}'] for budget in budgets
+                     for baseline in BASELINES],
         columns=[dict(field='params', header='params', format='{:,.0f}'),
                  dict(field='mmacs', header='MACs/image (M)', format='{:.2f}'),
                  dict(field='images_per_s', header='images/s', format='{:.0f}'),
@@ -91,10 +128,34 @@ def digits_results(budgets) -> Results:
                  dict(field='flops_reduction', header='FLOPs reduction', format='{:.2f}×')],
         description=(
             'Digits 32×32 (898 train / 899 val), small DeiT (patch 4, 4 layers, 64 dims, 4 '
-            'heads, MLP 256). Δ: the row minus the dense model retrained as long (same seed). '
+            'heads, MLP 256), dense 80 epochs (5 of warm-up); every dense seed within 1 point '
+            "of the best (the dense records' converged field). Δ: the row minus the dense model "
+            'retrained as long (same seed). '
             'Params, MACs, images/s (one thread, batch 32, models interleaved, medians), '
             "speed-up and FLOPs reduction: seed 0's models. Train time: the wall time of "
             'training, validation left out (records made before 2026-12-06: the whole run).'))
+
+
+def compare_at_seed(seed: int, dense: dict, budgets, work_dir: str, data_root: str) -> dict:
+    """From the dense run ``dense`` of ``seed``: the retrained dense control, then at each
+    budget UPop and each baseline (``magnitude, upop widths`` with the widths of UPop's run at
+    that budget), each pruned model exported; return the runs by row name."""
+    # control: the dense model trained as long again as the pruned ones, same schedule
+    runs = {'dense, retrained': train(CONFIGS['upop'],
+                                      osp.join(work_dir, f'dense-retrained_seed{seed}'),
+                                      data_root, seed, dense, custom_hooks=[])}
+    for budget in budgets:
+        for method in ('upop', *BASELINES):
+            run_dir = osp.join(work_dir, f"{method.replace(', ', '-').replace(' ', '-')}"
+                                         f'_p{budget}_seed{seed}')
+            options = ({'widths_from': runs[f'upop p={budget}']}
+                       if method == 'magnitude, upop widths' else
+                       {'custom_hooks.0.budget': budget})
+            run = train(CONFIGS[method], run_dir, data_root, seed, dense, **options)
+            run['exported'] = export_pruned(run['config'], run['checkpoint'],
+                                            osp.join(run_dir, 'exported'))
+            runs[f'{method} p={budget}'] = run
+    return runs
 
 
 def main():
@@ -111,24 +172,13 @@ def main():
     data_root = osp.join(args.work_dir, 'data')
     if not osp.isdir(osp.join(data_root, 'val')):
         write_digits(data_root)
-    runs = {}
-    for seed in range(args.seeds):
-        dense = train(CONFIGS['dense'], osp.join(args.work_dir, f'dense_seed{seed}'), data_root,
-                      seed)
-        runs.setdefault('dense', []).append(dense)
-        # control: the dense model trained as long again as the pruned ones, same schedule
-        runs.setdefault('dense, retrained', []).append(
-            train(CONFIGS['upop'], osp.join(args.work_dir, f'dense-retrained_seed{seed}'),
-                  data_root, seed, dense, custom_hooks=[]))
-        for budget in args.budgets:
-            for method in ('upop', 'magnitude'):
-                name = f'{method} p={budget}'
-                work_dir = osp.join(args.work_dir, f'{method}_p{budget}_seed{seed}')
-                run = train(CONFIGS[method], work_dir, data_root, seed, dense,
-                            **{'custom_hooks.0.budget': budget})
-                run['exported'] = export_pruned(run['config'], run['checkpoint'],
-                                                osp.join(work_dir, 'exported'))
-                runs.setdefault(name, []).append(run)
+    runs = {'dense': [train(CONFIGS['dense'], osp.join(args.work_dir, f'dense_seed{seed}'),
+                            data_root, seed) for seed in range(args.seeds)]}
+    converged = convergence(runs['dense'])
+    for seed, dense in enumerate(runs['dense']):
+        for name, run in compare_at_seed(seed, dense, args.budgets, args.work_dir,
+                                         data_root).items():
+            runs.setdefault(name, []).append(run)
 
     # Cost and speed: seed 0's models, loaded back with mmpretrain's own API.
     models = {'dense': get_model(osp.join(HERE, 'configs', CONFIGS['dense']),
@@ -141,7 +191,7 @@ def main():
     for name, parts in time_by_op(models, image_size=32, batch=32).items():
         cost[name]['forward_ms'] = parts
 
-    add_runs(results, runs, cost)
+    add_runs(results, runs, cost, converged)
     print('\nPer-layer widths (seed by seed):')
     for name, seeds in runs.items():
         for seed, run in enumerate(seeds):

@@ -20,7 +20,14 @@ model = dict(
         dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
     ])
 
-max_epochs = 40
+# Trained until every seed has converged (issue 27): 40 epochs at a cosine from lr 2e-3 with no
+# warm-up left seed 2 stuck at 66 % and seed 0 five points under seed 1 (the 20 more epochs of
+# the retrained control still gained 5–13 points). A linear warm-up over the first 5 epochs
+# (AdamW on a from-scratch ViT takes its largest, least informed steps first without one)
+# and twice the epochs; projects/upop/run.py checks that each seed ends within 1 point of
+# the best.
+max_epochs = 80
+warmup_epochs = 5
 optim_wrapper = dict(
     _delete_=True,
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
@@ -28,6 +35,11 @@ optim_wrapper = dict(
                        custom_keys={'.cls_token': dict(decay_mult=0.0),
                                     '.pos_embed': dict(decay_mult=0.0)}),
     clip_grad=dict(max_norm=5.0))
-param_scheduler = dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, by_epoch=True,
+         begin=warmup_epochs, end=max_epochs),
+]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 default_hooks = dict(checkpoint=dict(interval=max_epochs))

@@ -5,7 +5,7 @@
 _base_ = ['./upop-deit-digits.py']
 custom_imports = dict(imports=['mmdistill', 'projects.upop.upop'], allow_failed_imports=False)
 
-dense_checkpoint = 'work_dirs/upop/dense_seed0/epoch_40.pth'
+dense_checkpoint = 'work_dirs/upop/dense_seed0/epoch_80.pth'
 model = dict(
     _delete_=True,
     type='mmdistill.Distiller',

@@ -11,7 +11,7 @@ custom_hooks = [
     dict(type='mmdistill.UPopHook', budget=0.5, search_epochs=search_epochs, interval=10,
          sparsity_weights=dict(attn=4.8e-3, mlp=2e-4), scope='backbone'),
 ]
-load_from = 'work_dirs/upop/dense_seed0/epoch_40.pth'
+load_from = 'work_dirs/upop/dense_seed0/epoch_80.pth'
 
 # Search at a constant rate, then a cosine decay over the retraining (as the reference's two
 # phases); lower than the dense run's because training starts from a trained model.

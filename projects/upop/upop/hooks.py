@@ -4,18 +4,23 @@
   schedule), then compression, then training goes on with the compressed model (retraining).
 - :class:`UniformMagnitudePruningHook`: the baseline; every layer loses the same share of its
   units, those of smallest weight magnitude, before the first step.
+- :class:`ProgressiveMagnitudePruningHook`: the same units masked progressively, on UPop's
+  schedule and update steps, compressed at the end of UPop's search.
+- :class:`MagnitudePruningToWidthsHook`: the widths of another pruned run (UPop's), each
+  filled with the units of largest magnitude, before the first step.
 
-Both resume from any checkpoint of their run: mid-search checkpoints carry the masks and their
+All resume from any checkpoint of their run: mid-search checkpoints carry the masks and their
 accumulated gradients as buffers; a checkpoint written after compression has narrower weights,
 and the model is narrowed to them before they are loaded (``after_load_checkpoint``).
 
-Both run in several processes (DDP): the mask gradients are averaged over the processes at
+All run in several processes (DDP): the mask gradients are averaged over the processes at
 every step (as DDP averages the weights' gradients), so every process selects and compresses the
 same units, and after compression the DDP wrapper is rebuilt around the compressed model.
 """
 import copy
 import gc
 import logging
+import math
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
@@ -23,6 +28,7 @@ from mmengine.dist import all_reduce
 from mmengine.hooks import CheckpointHook, EMAHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import MMSeparateDistributedDataParallel, is_model_wrapper
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -143,9 +149,7 @@ class StructuredPruningHook(Hook):
         """Before MMEngine loads a checkpoint's weights: give the model the masks of a
         mid-search checkpoint (they then load as buffers), or narrow it to the weights of a
         checkpoint written after compression."""
-        state = checkpoint.get('state_dict', checkpoint)
-        state = {k[len('module.'):] if k.startswith('module.') else k: v
-                 for k, v in state.items()}
+        state = _model_state(checkpoint)
         if any(f'{s.path}.{MASK}' in state for s in self.structures):
             for structure in self.structures:
                 structure.attach_mask()
@@ -363,8 +367,25 @@ class UPopHook(StructuredPruningHook):
         return pruned / total
 
 
+class MagnitudePruningHook(StructuredPruningHook):
+    """What both one-shot magnitude baselines share: before the first step, each structure
+    keeps the :meth:`kept_counts` units of largest magnitude (:func:`unit_magnitudes`) and
+    loses the others; training then continues on the compressed model."""
+
+    def kept_counts(self) -> List[int]:
+        """How many units each structure keeps."""
+        raise NotImplementedError
+
+    def before_train(self, runner) -> None:
+        if self.compressed:  # resumed after pruning
+            return
+        self._compress([largest_units(unit_magnitudes(structure), kept)
+                        for structure, kept in zip(self.structures, self.kept_counts())],
+                       runner)
+
+
 @HOOKS.register_module()
-class UniformMagnitudePruningHook(StructuredPruningHook):
+class UniformMagnitudePruningHook(MagnitudePruningHook):
     """Baseline: before the first step, each attention layer and each MLP loses
     ``round(p · n)`` of its ``n`` units, those whose weights (all rows and columns a unit owns)
     have the smallest L1 norm; training then continues on the compressed model.
@@ -379,20 +400,94 @@ class UniformMagnitudePruningHook(StructuredPruningHook):
         super().__init__(model_path, scope)
         self.budget = check_budget(budget)
 
-    def before_train(self, runner) -> None:
-        if self.compressed:  # resumed after pruning
-            return
-        keeps = []
+    def kept_counts(self) -> List[int]:
+        return [s.num_units - uniform_removed(s, self.budget) for s in self.structures]
+
+
+@HOOKS.register_module()
+class MagnitudePruningToWidthsHook(MagnitudePruningHook):
+    """Baseline that separates "which widths" from "which units": before the first step, each
+    structure keeps as many units as it has in the checkpoint ``widths_from`` (a pruned run of
+    the same model: UPop's widths at some seed and budget), those of largest weight L1 norm
+    in the model being trained (not the units that run kept); training then continues on the
+    compressed model.
+
+    Args:
+        widths_from: a checkpoint of the same model, pruned.
+        model_path, scope: see :class:`StructuredPruningHook`.
+    """
+
+    def __init__(self, widths_from: str, model_path: str = '',
+                 scope: Union[str, Sequence[str]] = ''):
+        super().__init__(model_path, scope)
+        self.widths_from = widths_from
+
+    def kept_counts(self) -> List[int]:
+        state = _model_state(CheckpointLoader.load_checkpoint(self.widths_from,
+                                                              map_location='cpu'))
+        widths = [structure.width_in(state) for structure in self.structures]
+        wrong = [(s.path, w) for s, w in zip(self.structures, widths)
+                 if w is None or not 0 < w <= s.num_units]
+        if wrong:
+            raise ValueError(f'MagnitudePruningToWidthsHook: {self.widths_from} is not a '
+                             'pruned checkpoint of this model; (structure, width there): '
+                             f'{wrong}')
+        return widths
+
+
+@HOOKS.register_module()
+class ProgressiveMagnitudePruningHook(UPopHook):
+    """Baseline: uniform magnitude pruning on UPop's progressive schedule.
+
+    At UPop's mask-update steps ``t`` of a search of ``T`` steps (:meth:`UPopHook.is_update_step`)
+    each attention layer and each MLP of ``n`` units has ``round(π(t) · n)`` of them masked to
+    0, ``π(t) = p·sin(π(t+1)/(2T))`` (:func:`~.search.progressive_share`): those of smallest
+    weight L1 norm at that step (:func:`unit_magnitudes`), a unit masked at an earlier update
+    staying masked; all others keep mask 1. At ``t = T − 1``, ``π = p``: the widths of
+    :class:`UniformMagnitudePruningHook`, and the model is compressed, saved and retrained as
+    by :class:`UPopHook`. No gradient scores are kept.
+
+    Args:
+        budget, search_epochs, search_iters, interval, update_steps, model_path, scope: see
+            :class:`UPopHook`.
+    """
+
+    def __init__(self,
+                 budget: float,
+                 search_epochs: Optional[int] = None,
+                 search_iters: Optional[int] = None,
+                 interval: int = 100,
+                 update_steps: str = 'reference',
+                 model_path: str = '',
+                 scope: Union[str, Sequence[str]] = ''):
+        super().__init__(budget, search_epochs=search_epochs, search_iters=search_iters,
+                         interval=interval, update_steps=update_steps, model_path=model_path,
+                         scope=scope)
+
+    def before_run(self, runner) -> None:
+        StructuredPruningHook.before_run(self, runner)
         for structure in self.structures:
-            n = structure.num_units
-            removed = int(round(self.budget * n))
-            if removed >= n:
-                raise ValueError(f'budget {self.budget} removes all {n} units of '
-                                 f'{structure.path}; use a lower budget')
-            magnitude = sum(_unit_magnitude(param, dim, index, n)
-                            for param, dim, index in structure.cuts(torch.arange(n)))
-            keeps.append(torch.sort(torch.topk(magnitude, n - removed).indices).values)
-        self._compress(keeps, runner)
+            uniform_removed(structure, self.budget)  # no structure may lose all its units
+
+    def _accumulate(self) -> None:
+        """No scores: the masks' gradients are dropped."""
+        for structure in self.structures:
+            structure.mask.grad = None
+
+    def update_masks(self, step: int) -> float:
+        """Mask the ``round(π(step)·n)`` units of smallest magnitude of each structure (those
+        masked already first); return the masked share of the parameters."""
+        share = progressive_share(step, self.search_iters, self.budget)
+        with torch.no_grad():
+            for structure in self.structures:
+                mask = structure.mask
+                magnitude = unit_magnitudes(structure).masked_fill(mask.cpu() == 0, -math.inf)
+                kept = largest_units(magnitude, structure.num_units -
+                                     uniform_removed(structure, share))
+                mask.zero_()
+                mask[kept.to(mask.device)] = 1
+        pruned = sum(int((s.mask == 0).sum()) * s.unit_cost for s in self.structures)
+        return pruned / sum(s.num_units * s.unit_cost for s in self.structures)
 
 
 def _rewrap(runner) -> None:
@@ -421,3 +516,33 @@ def _unit_magnitude(param: torch.Tensor, dim: int, index: torch.Tensor, n: int) 
     slices = param.detach().abs().index_select(dim, index.to(param.device))
     per_slice = slices.sum(dim=1 - dim) if slices.dim() == 2 else slices
     return per_slice.reshape(-1, n).sum(0).cpu()
+
+
+def unit_magnitudes(structure: PrunableStructure) -> torch.Tensor:
+    """The L1 norm of all the weights each unit of ``structure`` owns (every row and column of
+    every parameter it cuts, biases included), one value per unit, on the CPU."""
+    n = structure.num_units
+    return sum(_unit_magnitude(param, dim, index, n)
+               for param, dim, index in structure.cuts(torch.arange(n)))
+
+
+def largest_units(magnitude: torch.Tensor, count: int) -> torch.Tensor:
+    """The indices of the ``count`` largest entries of ``magnitude``, in increasing order."""
+    return torch.sort(torch.topk(magnitude, count).indices).values
+
+
+def uniform_removed(structure: PrunableStructure, share: float) -> int:
+    """``round(share · n)``: how many of its ``n`` units a structure loses under uniform
+    pruning of ``share``; an error if that is all of them."""
+    n = structure.num_units
+    removed = int(round(share * n))
+    if removed >= n:
+        raise ValueError(f'budget {share} removes all {n} units of {structure.path}; use a '
+                         'lower budget')
+    return removed
+
+
+def _model_state(checkpoint: dict) -> Dict[str, torch.Tensor]:
+    """A checkpoint's weights, named as in the unwrapped model (no DDP ``module.`` prefix)."""
+    state = checkpoint.get('state_dict', checkpoint)
+    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
