@@ -4,12 +4,13 @@
                                     [--clip-epochs N] [--skip-clip] [--record]
 
 1. writes the digits as benchmarks/digits does (32×32 PNGs, half train, half validation);
-2. per seed, trains the digits ViT (patch 4, 65 tokens) without merging, then for ToMe,
-   CrossGET and CrossGET without its importance term (``importance_weight=0``) at each r
-   schedule evaluates it off the shelf (the same weights, merging on) and after a short
-   fine-tuning with merging on (the plain ViT gets the same extra epochs, as a control); a
-   seed whose plain ViT ends more than 1 point of top-1 below the best seed's is reported
-   as not converged (a printed warning, the table's notes, ``converged`` on its records);
+2. per seed, trains the digits ViT (patch 4, 65 tokens) without merging (5 warm-up epochs,
+   then a cosine decay: ``scratch_schedule``), then for ToMe, CrossGET and CrossGET without
+   its importance term (``importance_weight=0``) at each r schedule evaluates it off the
+   shelf (the same weights, merging on) and after a short fine-tuning with merging on (the
+   plain ViT gets the same extra epochs, as a control); a seed whose plain ViT ends more
+   than 1 point of top-1 below the best seed's is reported as not converged (a printed
+   warning, the table's notes, ``converged`` on its records);
    (each training is trained once: ``benchmarks.evidence.train_run`` reads a run its work dir
    holds; the off-the-shelf evaluations run again);
 3. per seed, trains the CLIP-style dual encoder from scratch without merging, with CrossGET
