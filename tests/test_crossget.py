@@ -132,9 +132,11 @@ def test_ordering_lets_only_one_of_two_mutual_best_matches_leave():
 # The matcher and the merge written out token by token, from the docstrings and the
 # reference's description (shared/reference/compression.md beside the checkout), to check the
 # vectorised code against on random inputs.
-def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
-    """Per sample: ``{source: destination}`` and the importances, for keys B×N×C and guide
-    queries B×C."""
+def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor,
+                            importance_weight: float = 1.):
+    """Per sample: ``{source: destination}`` and the importances (unweighted), for keys B×N×C
+    and guide queries B×C; a token's score is ``importance_weight`` · importance − best later
+    similarity."""
     plans, importances = [], []
     for sample_keys, query in zip(keys.double(), guide.double()):
         n = len(sample_keys)
@@ -147,7 +149,7 @@ def reference_crossget_plan(keys: torch.Tensor, r: int, guide: torch.Tensor):
         best_later = [max([sim[i][j] for j in range(n) if place[j] > place[i]],
                           default=-math.inf) for i in range(n)]
         importance = [float(k[i] @ (query / query.norm())) for i in range(n)]
-        scores = [importance[i] - best_later[i] for i in range(n)]
+        scores = [importance_weight * importance[i] - best_later[i] for i in range(n)]
         sources = sorted(range(n), key=lambda i: scores[i])[:r]
         plans.append({s: max((j for j in range(n) if j != s and j not in sources),
                              key=lambda j: sim[s][j]) for s in sources})
@@ -193,6 +195,59 @@ def test_complete_graph_matching_on_random_keys_matches_the_written_out_rule():
     # tokens, is what the cosine similarity asks for
     scaled = keys * torch.rand(4, 12, 1) * 10
     assert plan_as_dicts(complete_graph_soft_matching(scaled, 4, guide_query=guide)) == expected
+
+
+@pytest.mark.parametrize('weight', [0.5, 4.])
+def test_importance_weight_scales_the_importance_in_score_and_ensemble(weight):
+    """With weight w, the source score is w·I − best later similarity and the ensemble
+    weights are exp(w·I), against the loop above; at w = 4 the importance outweighs the
+    similarity and other tokens leave than with CrossGET's w = 1."""
+    torch.manual_seed(5)
+    keys, guide = torch.randn(4, 12, 6), torch.randn(4, 6)
+    plan = complete_graph_soft_matching(keys, 4, guide_query=guide, importance_weight=weight)
+    expected, importance = reference_crossget_plan(keys, 4, guide, importance_weight=weight)
+    assert plan_as_dicts(plan) == expected
+    torch.testing.assert_close(plan.weights.squeeze(-1), (weight * importance).exp().float())
+    if weight == 4.:
+        assert expected != reference_crossget_plan(keys, 4, guide)[0]
+
+
+def test_importance_weight_0_merges_the_most_redundant_tokens_by_size():
+    """Without the importance term the sources are the r tokens whose best later similarity
+    (the order by best similarity, each token pairing only with the tokens after it) is the
+    highest, and every ensemble weight is 1: a merge is the size-weighted average."""
+    torch.manual_seed(7)
+    keys, guide = torch.randn(3, 14, 5), torch.randn(3, 5)
+    plan = complete_graph_soft_matching(keys, 5, guide_query=guide, importance_weight=0.)
+    for sample_keys, src in zip(keys.double(), plan.src.tolist()):
+        sim = F.cosine_similarity(sample_keys[:, None], sample_keys[None], dim=-1).tolist()
+        best = [max(row[:i] + row[i + 1:]) for i, row in enumerate(sim)]
+        order = sorted(range(14), key=lambda i: (-best[i], i))
+        best_later = [max([sim[i][j] for j in order[order.index(i) + 1:]], default=-math.inf)
+                      for i in range(14)]
+        assert sorted(src) == sorted(sorted(range(14), key=lambda i: -best_later[i])[:5])
+    assert torch.equal(plan.weights, torch.ones(3, 14, 1))
+
+
+def test_importance_weight_reaches_the_matcher_from_the_config():
+    """``importance_weight`` goes from the model config through ``apply_token_merging`` to
+    the matcher; ToMe has no importance term and refuses a weight other than 1."""
+    torch.manual_seed(9)
+    query, key = torch.randn(2, HEADS, 10, 4), torch.randn(2, HEADS, 10, 4)
+    cfg = Config.fromfile(osp.join(CONFIGS, 'crossget_vit-p4_digits.py'))
+    cfg.model.importance_weight = 0.
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        state = MODELS.build(cfg.model).backbone.token_merging
+    assert state.importance_weight == 0.
+    state.record(query, key)
+    plan = state.matcher(state.keys, 3, 1, 0, state.guide_query)
+    expected = complete_graph_soft_matching(state.keys, 3, 1, 0, state.guide_query,
+                                            importance_weight=0.)
+    assert torch.equal(plan.src, expected.src) and torch.equal(plan.weights, expected.weights)
+    assert not torch.equal(plan.weights, complete_graph_soft_matching(
+        state.keys, 3, 1, 0, state.guide_query).weights)
+    with pytest.raises(ValueError, match="importance_weight=0.0 weighs CrossGET's.*tome"):
+        apply_token_merging(tiny_vit(), 1, matcher='tome', importance_weight=0.)
 
 
 def test_cross_guided_merge_of_random_tokens_matches_the_weighted_means():

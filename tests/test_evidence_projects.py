@@ -60,24 +60,46 @@ def test_upop_warns_about_a_dense_seed_more_than_a_point_below_the_best(capsys):
     assert 'seed 1 (66.18 %) ended 28.82 points below the best seed (95.00 %)' in printed
 
 
-def test_crossget_pairs_each_stage_with_the_plain_vit_of_that_stage():
+def crossget_classifier_table(from_scratch: list):
+    """The CrossGET classifier table of made-up runs, one seed per ``from_scratch`` top-1:
+    row i of the table loses i points off the shelf at seed 0 (one more per seed) and i / 2
+    fine-tuned."""
     crossget_run = project_script('crossget')
-    names = ['no merging', 'tome r4', 'crossget r4', 'tome r8', 'crossget r8']
+    names = list(crossget_run.variants())
     per_seed = [{name: dict(off_the_shelf=90.0 - i - seed, finetuned=91.0 - i / 2)
-                 for i, name in enumerate(names)} for seed in range(2)]
+                 for i, name in enumerate(names)} for seed in range(len(from_scratch))]
+    for runs, top1 in zip(per_seed, from_scratch):
+        runs['from_scratch'] = top1
     results = crossget_run.classifier_results(
         crossget_run.argparse.Namespace(epochs=30, finetune_epochs=5))
     crossget_run.add_classifier_runs(
-        results, per_seed, {n: dict(gflops=0.01 * (5 - i), images_per_s=100.0 + i,
+        results, per_seed, {n: dict(gflops=0.01 * (7 - i), images_per_s=100.0 + i,
                                     merging_share=dict(matcher=0.1, merge=0.2) if i else None)
                             for i, n in enumerate(names)})
+    return results
+
+
+def test_crossget_pairs_each_stage_with_the_plain_vit_of_that_stage():
+    results = crossget_classifier_table([90.0, 89.5])
+    assert list(dict.fromkeys(r.model.split(', ')[0] for r in results.records)) == [
+        'no merging', 'tome r4', 'crossget r4', 'tome r8', 'crossget r8']
     rows = {row.split(' | ')[0][2:]: row for row in render_table(results).splitlines()[2:]}
     assert rows['tome r8, off the shelf'] == (
-        '| tome r8, off the shelf | 2 | 86.50 ± 0.71 | 87.00, 86.00 | -3.00 ± 0.00 | -3.00, '
-        '-3.00 | 0/2 | no merging, off the shelf | 0.0200 | 103.0 |')
-    assert rows['crossget r4, fine-tuned'] == (
-        '| crossget r4, fine-tuned | 2 | 90.00 ± 0.00 | 90.00, 90.00 | -1.00 ± 0.00 | -1.00, '
-        '-1.00 | 0/2 | no merging, fine-tuned | 0.0300 | 102.0 |')
+        '| tome r8, off the shelf | 2 | 85.50 ± 0.71 | 86.00, 85.00 | -4.00 ± 0.00 | -4.00, '
+        '-4.00 | 0/2 | no merging, off the shelf | 0.0300 | 104.0 |')
+    assert rows['crossget r4, importance 0, fine-tuned'] == (
+        '| crossget r4, importance 0, fine-tuned | 2 | 89.50 ± 0.00 | 89.50, 89.50 | -1.50 ± '
+        '0.00 | -1.50, -1.50 | 0/2 | no merging, fine-tuned | 0.0400 | 103.0 |')
+    assert results.notes == ''
+    assert [r.extra['converged'] for r in results.of('no merging, fine-tuned')] == [True] * 2
+
+
+def test_crossget_warns_of_a_seed_more_than_a_point_below_the_best(capsys):
+    results = crossget_classifier_table([88.0, 90.0, 89.0, 46.7])
+    assert [r.extra['converged'] for r in results.of('no merging, off the shelf')] == [
+        False, True, True, False]
+    assert results.notes.startswith('Not converged: seed(s) 0, 3, whose ViT from scratch')
+    assert 'WARNING: Not converged: seed(s) 0, 3' in capsys.readouterr().out
 
 
 def test_crossget_speed_table_gives_each_variant_its_gain_against_the_unmerged_model():

@@ -12,4 +12,7 @@ model = dict(
     # what the matcher compares: None = the matcher's authors' choice (CrossGET: the full-width
     # q and k, all heads side by side; ToMe: keys averaged over the heads); or 'full' /
     # 'head_mean' to set it
-    metric=None)
+    metric=None,
+    # the weight w of CrossGET's importance I in its source score w*I - best similarity and
+    # ensemble weights exp(w*I): 1 is CrossGET's; 0 takes the guidance out (crossget only)
+    importance_weight=1.)

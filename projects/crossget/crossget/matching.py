@@ -87,7 +87,8 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int, num_leading: int = 0,
 
 def complete_graph_soft_matching(metric: torch.Tensor, r: int, num_leading: int = 0,
                                  num_trailing: int = 0,
-                                 guide_query: Optional[torch.Tensor] = None) -> MergePlan:
+                                 guide_query: Optional[torch.Tensor] = None,
+                                 importance_weight: float = 1.) -> MergePlan:
     """CrossGET's complete-graph soft matching with cross-guided ensemble (Shi et al.,
     "CrossGET: Cross-Guided Ensemble of Tokens for Accelerating Vision-Language
     Transformers", ICML 2024).
@@ -102,10 +103,14 @@ def complete_graph_soft_matching(metric: torch.Tensor, r: int, num_leading: int 
        :math:`\\mathrm{rank}(j) > \\mathrm{rank}(i)`, else :math:`-\\infty`; of two tokens that
        are each other's best match (their best similarities are equal) the one in front
        comes first and only it counts the pair, so both do not leave;
-    2. the ``r`` tokens with the lowest :math:`I_i - \\max_j \\hat S_{ij}` (redundant and
+    2. the ``r`` tokens with the lowest :math:`w I_i - \\max_j \\hat S_{ij}` (redundant and
        unimportant) are the sources; each merges into its most similar non-source token;
-    3. the ensemble weights are :math:`\\omega_i = e^{I_i}` (:func:`merge_tokens` normalises
+    3. the ensemble weights are :math:`\\omega_i = e^{w I_i}` (:func:`merge_tokens` normalises
        them over each merged group, a softmax over the group's importances).
+
+    :math:`w` is ``importance_weight``: 1 is CrossGET's rule; 0 drops the guidance, so the
+    sources are the ``r`` tokens of highest best later similarity and a merge is ToMe's
+    size-weighted average (:math:`\\omega_i = 1`).
 
     The other tokens keep their order. Beyond the similarity matmul (which also gives the
     importances, the guide's query being one more row) the work is three passes over the N×N
@@ -134,6 +139,7 @@ def complete_graph_soft_matching(metric: torch.Tensor, r: int, num_leading: int 
 
     # sorted over the whole sequence, the protected tokens (score +inf) last: the first r are
     # the sources, the rest in position order the tokens that stay
+    importance = importance_weight * importance
     by_score = F.pad(importance - best_later, (num_leading, num_trailing),
                      value=float('inf')).argsort(dim=-1)
     src, keep = by_score[:, :r], by_score[:, r:].sort(dim=-1).values

@@ -15,11 +15,12 @@ def token_merging_model(model: dict,
                         matcher: str = 'crossget',
                         cross_token: bool = False,
                         metric: Optional[str] = None,
+                        importance_weight: float = 1.,
                         backbone: str = 'backbone',
                         data_preprocessor: Optional[dict] = None) -> nn.Module:
     """Build ``model`` (an mmpretrain model dict, e.g. ``_base_.model``) in its own scope and
     patch the ViT at ``backbone`` with :func:`~.token_merging.apply_token_merging` (``r``,
-    ``matcher``, ``cross_token``, ``metric`` are its arguments).
+    ``matcher``, ``cross_token``, ``metric``, ``importance_weight`` are its arguments).
 
     The result *is* the mmpretrain model (an ``ImageClassifier``...), with the same state-dict
     keys, so plain checkpoints load into it and its checkpoints load into the plain model.
@@ -38,5 +39,6 @@ def token_merging_model(model: dict,
         raise AttributeError(f"the model {type(built).__name__} has no module '{backbone}' "
                              'to merge tokens in; set `backbone` to the path of its '
                              'VisionTransformer') from error
-    apply_token_merging(vit, r, matcher=matcher, cross_token=cross_token, metric=metric)
+    apply_token_merging(vit, r, matcher=matcher, cross_token=cross_token, metric=metric,
+                        importance_weight=importance_weight)
     return built

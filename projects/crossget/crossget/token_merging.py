@@ -13,6 +13,7 @@ tower), applied to a built model without editing mmpretrain.
 The state dict keeps mmpretrain's keys (plus ``layers.i.cross_token`` when enabled), so
 checkpoints of the plain model load into the merging one and back.
 """
+from functools import partial
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -31,18 +32,27 @@ class TokenMergingState:
 
     Settings: ``r`` per layer, the matcher, the metric it compares (``'full'``: the
     full-width keys and guide query, all heads side by side, as CrossGET; ``'head_mean'``:
-    their means over the heads, as ToMe; ``None``: the matcher's authors' choice), how many
-    tokens lead the sequence and are protected (class, distillation), whether a cross token
-    trails it. Per pass: token sizes (B×N×1), the keys and guide query the current layer's
-    attention recorded, the cross token each layer started with, and, with ``trace_source``,
-    which input tokens each token holds (B×N×N₀).
+    their means over the heads, as ToMe; ``None``: the matcher's authors' choice), the weight
+    of CrossGET's importance term (``importance_weight``, see
+    :func:`~.matching.complete_graph_soft_matching`), how many tokens lead the sequence and
+    are protected (class, distillation), whether a cross token trails it. Per pass: token
+    sizes (B×N×1), the keys and guide query the current layer's attention recorded, the
+    cross token each layer started with, and, with ``trace_source``, which input tokens each
+    token holds (B×N×N₀).
     """
 
     def __init__(self, r: List[int], matcher: str, num_leading: int, cross_token: bool,
-                 trace_source: bool = False, metric: Optional[str] = None):
+                 trace_source: bool = False, metric: Optional[str] = None,
+                 importance_weight: float = 1.):
         self.r = r
         self.matcher_name = matcher
         self.matcher = get_matcher(matcher)
+        if matcher == 'crossget':
+            self.matcher = partial(self.matcher, importance_weight=importance_weight)
+        elif importance_weight != 1:
+            raise ValueError(f'importance_weight={importance_weight} weighs CrossGET\'s '
+                             f'importance term; the {matcher} matcher has none (leave it 1)')
+        self.importance_weight = importance_weight
         self.metric = AUTHORS_METRIC[matcher] if metric is None else metric
         if self.metric not in METRICS:
             raise ValueError(f"unknown token-merging metric '{metric}'; choose one of "
@@ -204,8 +214,8 @@ def _check_backbone(backbone: nn.Module) -> None:
 
 def apply_token_merging(backbone: nn.Module, r: Union[int, Sequence[int]],
                         matcher: str = 'crossget', cross_token: bool = False,
-                        trace_source: bool = False,
-                        metric: Optional[str] = None) -> TokenMergingState:
+                        trace_source: bool = False, metric: Optional[str] = None,
+                        importance_weight: float = 1.) -> TokenMergingState:
     """Patch ``backbone`` (an mmpretrain ``VisionTransformer``) in place to merge tokens.
 
     Args:
@@ -220,6 +230,9 @@ def apply_token_merging(backbone: nn.Module, r: Union[int, Sequence[int]],
         metric: what the matcher compares: ``'full'`` (the full-width keys and guide query,
             CrossGET's), ``'head_mean'`` (their means over the heads, ToMe's) or ``None``
             (the matcher's own: ``'full'`` for ``'crossget'``, ``'head_mean'`` for ``'tome'``).
+        importance_weight: ``w`` in CrossGET's source score ``w I_i - max_j S_ij`` and
+            ensemble weights ``exp(w I_i)``: 1 (CrossGET's) or 0 (no guidance: scores by
+            similarity alone, size-weighted averages); ``'crossget'`` only.
 
     Returns:
         the state the layers share (``state.sizes``, ``state.cross_states``, ``state.source``).
@@ -233,7 +246,7 @@ def apply_token_merging(backbone: nn.Module, r: Union[int, Sequence[int]],
         raise ValueError('the crossget matcher is guided by the class token or a cross token; '
                          'this ViT has neither: set cross_token=True or use matcher="tome"')
     state = TokenMergingState(_r_per_layer(r, num_layers), matcher, num_leading, cross_token,
-                              trace_source, metric)
+                              trace_source, metric, importance_weight)
     num_tokens = backbone.pos_embed.shape[1] + int(cross_token)
     check_schedule(state.r, num_tokens, num_leading + int(cross_token))
     backbone.token_merging = state
