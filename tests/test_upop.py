@@ -612,6 +612,15 @@ def test_magnitude_to_widths_keeps_the_given_widths_and_the_largest_units(model,
     with pytest.raises(ValueError, match=r"not a pruned checkpoint of this model.*"
                                          r"'backbone.layers.1.attn', None"):
         hook.before_train(FakeRunner())
+    # the widths' checkpoint is read weights-only, like every checkpoint mmdistill loads
+    from mmdistill.engine import UnsafeCheckpointError
+
+    class RunsCode:
+        def __reduce__(self):
+            return (print, ('code ran',))
+    torch.save(dict(state_dict=pruned.state_dict(), extra=RunsCode()), path)
+    with pytest.raises(UnsafeCheckpointError, match='widths_from'):
+        hook.before_train(FakeRunner())
 
 
 def test_search_epochs_become_that_many_epochs_of_steps(model):

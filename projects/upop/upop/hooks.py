@@ -28,10 +28,10 @@ from mmengine.dist import all_reduce
 from mmengine.hooks import CheckpointHook, EMAHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import MMSeparateDistributedDataParallel, is_model_wrapper
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from mmdistill.engine import load_checkpoint_file
 from mmdistill.pruning.structures import MASK, PrunableStructure, find_structures
 from mmdistill.registry import HOOKS
 from .search import BOUNDARIES, check_budget, progressive_share, select_units
@@ -423,8 +423,8 @@ class MagnitudePruningToWidthsHook(MagnitudePruningHook):
         self.widths_from = widths_from
 
     def kept_counts(self) -> List[int]:
-        state = _model_state(CheckpointLoader.load_checkpoint(self.widths_from,
-                                                              map_location='cpu'))
+        state = _model_state(load_checkpoint_file(self.widths_from, map_location='cpu',
+                                                  role='widths_from'))
         widths = [structure.width_in(state) for structure in self.structures]
         wrong = [(s.path, w) for s, w in zip(self.structures, widths)
                  if w is None or not 0 < w <= s.num_units]
