@@ -321,3 +321,10 @@ def test_each_compared_model_may_have_its_own_baseline():
         '-18.0 | 0/2 | plain, tuned |'
     with pytest.raises(ValueError, match='names no baseline'):
         render_table(Results(table='t', metric='AP', compared=['kd']))
+
+
+def test_a_seed_more_than_one_point_below_the_best_has_not_converged():
+    from benchmarks.evidence import unconverged_seeds
+    assert unconverged_seeds([98.78, 97.11, 97.55, 97.78]) == [1, 2]  # 1.67, 1.23 below
+    assert unconverged_seeds([98.78, 97.78]) == []  # exactly 1 point below: converged
+    assert unconverged_seeds([90., 46.7], within=50) == []

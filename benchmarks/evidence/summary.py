@@ -54,6 +54,16 @@ class PairedDifference:
         return sum(d > 0 for d in self.differences)
 
 
+CONVERGED_WITHIN = 1.0  # points of the metric a converged seed may end below the best seed
+
+
+def unconverged_seeds(metrics: Sequence[float], within: float = CONVERGED_WITHIN) -> List[int]:
+    """The seeds (indices of ``metrics``, one final metric per seed) that ended more than
+    ``within`` below the best seed: ``max(m) − m_s > within``: trained too briefly or stuck."""
+    best = max(metrics)
+    return [seed for seed, metric in enumerate(metrics) if best - metric > within]
+
+
 def _mean_of(values) -> Optional[float]:
     values = [v for v in values if v is not None]
     return math.fsum(values) / len(values) if values else None

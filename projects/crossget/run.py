@@ -37,7 +37,8 @@ sys.path.insert(0, ROOT)
 CONFIGS = osp.join(HERE, 'configs')
 
 from benchmarks.evidence import (Results, add_recording_arguments, publish,  # noqa: E402
-                                 training)
+                                 training, unconverged_seeds)
+from benchmarks.evidence.summary import CONVERGED_WITHIN  # noqa: E402
 from benchmarks.digits import run as digits_run  # noqa: E402
 from mmdistill.engine import safe_checkpoint_loading  # noqa: E402
 from projects.crossget import benchmark  # noqa: E402
@@ -56,7 +57,6 @@ CLIP_VARIANTS = {
 }
 FINETUNE_LR = 2e-4
 WARMUP_EPOCHS = 5
-CONVERGED_WITHIN = 1.  # points of top-1 below the best seed's from-scratch ViT
 STAGES = {'off the shelf': 'off_the_shelf', 'fine-tuned': 'finetuned'}  # row: result key
 
 
@@ -157,20 +157,12 @@ def classifier_results(args) -> Results:
             "seed-0 weights (benchmark.py)."))
 
 
-def unconverged_seeds(per_seed: list) -> list:
-    """The seeds whose from-scratch ViT is more than ``CONVERGED_WITHIN`` points of top-1
-    below the best seed's: ``best − top1_s > CONVERGED_WITHIN``."""
-    best = max(runs['from_scratch'] for runs in per_seed)
-    return [seed for seed, runs in enumerate(per_seed)
-            if best - runs['from_scratch'] > CONVERGED_WITHIN]
-
-
 def add_classifier_runs(results: Results, per_seed: list, measured: dict) -> None:
     """Add each seed's top-1 of every variant and stage, with the cost of seed 0's models
     (``benchmark.measure``'s output) on the seed-0 records and whether the seed's plain ViT
-    converged (:func:`unconverged_seeds`) on the plain ViT's records; warn of, and note under
-    the table, the seeds that did not."""
-    unconverged = unconverged_seeds(per_seed)
+    converged (:func:`~benchmarks.evidence.unconverged_seeds`) on the plain ViT's records;
+    warn of, and note under the table, the seeds that did not."""
+    unconverged = unconverged_seeds([runs['from_scratch'] for runs in per_seed])
     for seed, runs in enumerate(per_seed):
         for name in variants():
             cost = measured[name] if seed == 0 else {}  # gflops, images_per_s, merging_share

@@ -35,7 +35,8 @@ from mmengine.runner import Runner
 from mmpretrain import get_model
 
 import mmdistill  # noqa: F401
-from benchmarks.evidence import Results, add_recording_arguments, publish, train_run
+from benchmarks.evidence import (Results, add_recording_arguments, publish, train_run,
+                                 unconverged_seeds)
 from benchmarks.digits.run import write_digits
 from projects.upop.benchmark import measure, time_by_op
 from projects.upop.upop import export_pruned
@@ -49,7 +50,6 @@ CONFIGS = {
     'magnitude, upop widths': 'magnitude-upop-widths-deit-digits.py',
 }
 BASELINES = ('magnitude', 'progressive magnitude', 'magnitude, upop widths')
-CONVERGED_WITHIN = 1.0  # points of top-1 below the best seed's dense model
 
 
 def train(config: str, work_dir: str, data_root: str, seed: int,
@@ -98,16 +98,17 @@ def add_runs(results: Results, runs: dict, cost: dict, converged: list) -> None:
 
 def convergence(dense: list) -> list:
     """For each seed's dense run, how far (points of top-1) below the best seed it ended and
-    whether that is within ``CONVERGED_WITHIN``; a warning names every seed that is not."""
-    best = max(run['metric'] for run in dense)
+    whether that is converged (:func:`~benchmarks.evidence.unconverged_seeds`); a warning names
+    every seed that is not."""
+    metrics = [run['metric'] for run in dense]
+    best, unconverged = max(metrics), unconverged_seeds(metrics)
     verdicts = []
-    for seed, run in enumerate(dense):
-        below = best - run['metric']
-        converged = below <= CONVERGED_WITHIN
-        verdicts.append(f"{'yes' if converged else 'NO'}: {below:.2f} below the best seed "
-                        f'({best:.2f})')
-        if not converged:
-            print(f"WARNING: the dense model of seed {seed} ({run['metric']:.2f} %) ended "
+    for seed, metric in enumerate(metrics):
+        below = best - metric
+        verdicts.append(f"{'NO' if seed in unconverged else 'yes'}: {below:.2f} below the best "
+                        f'seed ({best:.2f})')
+        if seed in unconverged:
+            print(f'WARNING: the dense model of seed {seed} ({metric:.2f} %) ended '
                   f'{below:.2f} points below the best seed ({best:.2f} %): not converged; '
                   'its rows compare pruning on an unconverged model', flush=True)
     return verdicts
