@@ -129,9 +129,9 @@ def digits_results(budgets) -> Results:
                  dict(field='flops_reduction', header='FLOPs reduction', format='{:.2f}×')],
         description=(
             'Digits 32×32 (898 train / 899 val), small DeiT (patch 4, 4 layers, 64 dims, 4 '
-            'heads, MLP 256), dense 80 epochs (5 of warm-up); every dense seed within 1 point '
-            "of the best (the dense records' converged field). Δ: the row minus the dense model "
-            'retrained as long (same seed). '
+            'heads, MLP 256), dense 80 epochs (5 of warm-up); whether each dense seed ended '
+            "within 1 point of the best: the dense records' converged field. Δ: the row minus "
+            'the dense model retrained as long (same seed). '
             'Params, MACs, images/s (one thread, batch 32, models interleaved, medians), '
             "speed-up and FLOPs reduction: seed 0's models. Train time: the wall time of "
             'training, validation left out (records made before 2026-12-06: the whole run).'))
