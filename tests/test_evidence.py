@@ -293,6 +293,12 @@ def test_render_evidence_tool(tmp_path):
     loaded.add('kd', 3, 0.4)
     assert ('`python run.py --seeds 3` at commit 0123456789, Test CPU (2 logical CPUs, load '
             'average 3.5 at the start), 1 torch thread') in render_markdown(loaded)
+    # A benchmark that measured the machine's own spread says it after the date.
+    timed = pose_table()
+    timed.start_run(dict(PROVENANCE, identical_work_spread=[1.234, 1.1]))
+    timed.add('kd', 5, 0.4)
+    assert ('2026-12-01 18:00 UTC, identical work timed the same way spread 1.23 and 1.10 '
+            '(rounds max/min, before and after)') in render_markdown(timed)
     readme.write_text(BLOCK.replace('t.json', 'missing.json').format(''))
     with pytest.raises(FileNotFoundError, match='results/missing.json, which does not exist'):
         tool.render([str(readme)], str(tmp_path), check=True)

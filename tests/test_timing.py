@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mmdistill.benchmarking.timing import (RoundTimes, Spread, Timing, flushed_denormals,
-                                           rotated, time_rounds, warn_if_noisy)
+                                           identical_work_spread, rotated, time_rounds,
+                                           warn_if_noisy)
 
 
 def test_ratios_are_paired_per_round_not_taken_between_medians():
@@ -64,6 +65,19 @@ def test_subnormals_are_flushed_while_timing_and_not_after():
 def test_noisy_rounds_are_reported():
     assert not warn_if_noisy('calm', Spread(1.0, 0.95, 1.05))
     assert warn_if_noisy('busy', Spread(1.0, 0.8, 1.3))
+
+
+def test_identical_work_spreads_around_a_true_ratio_of_one():
+    """Three copies of one call: each round's first / (second + third), scaled by 2, is 1 up
+    to the machine's noise (unscaled it would be 0.5); two copies: first / second. In CPU time,
+    which a busy machine's other jobs do not inflate."""
+    three = identical_work_spread(variants=3, call_ms=10, rounds=15, clock='cpu')
+    assert 0.75 < three.median < 1.33
+    assert three.low <= three.median <= three.high and three.max_over_min >= 1
+    two = identical_work_spread(variants=2, call_ms=10, rounds=15, clock='cpu')
+    assert 0.75 < two.median < 1.33
+    with pytest.raises(ValueError, match=r'variants \(1\) must be at least 2'):
+        identical_work_spread(variants=1)
 
 
 class _Classifier(torch.nn.Module):

@@ -123,7 +123,8 @@ def collect_provenance(argv: Optional[Sequence[str]] = None) -> dict:
 
 def describe_provenance(provenance: dict) -> str:
     """One line for a table's reader: command, commit, CPU, load when it started (records
-    made before it was collected have none), threads, date."""
+    made before it was collected have none), threads, date, and the machine's own spread
+    (``identical_work_spread``, where a benchmark measured it)."""
     commit = (provenance.get('commit') or 'no git commit')[:10]
     if provenance.get('dirty'):
         commit += ' (uncommitted changes)'
@@ -131,8 +132,12 @@ def describe_provenance(provenance: dict) -> str:
     omp = provenance.get('omp_num_threads')
     load = provenance.get('load_average')
     load = '' if load is None else f', load average {load:g} at the start'
+    spreads = provenance.get('identical_work_spread')
+    spreads = '' if not spreads else (
+        ', identical work timed the same way spread ' + ' and '.join(
+            f'{spread:.2f}' for spread in spreads) + ' (rounds max/min, before and after)')
     return (f"`{provenance.get('command', '?')}` at commit {commit}, "
             f"{provenance.get('cpu', 'unknown CPU')} ({provenance.get('cpu_count', '?')} "
             f"logical CPUs{load}), {threads} torch thread{'' if threads == 1 else 's'} "
             f"(OMP_NUM_THREADS={omp if omp is not None else 'unset'}), "
-            f"{provenance.get('date', 'undated')}")
+            f"{provenance.get('date', 'undated')}{spreads}")

@@ -19,6 +19,10 @@ What a measurement here means:
   initialisation, a teacher's first full pass) are run and not kept.
 - **The load.** The one-minute load average is read before and after, so that a table can
   say on what machine state it was measured.
+- **The machine's own spread.** :func:`identical_work_spread` times one fixed matrix product
+  as several variants in the same rounds: the ratio's true value is known (1), so its max / min
+  is the spread the machine alone gives a paired ratio, the floor a benchmark's spread cannot
+  go under. (A virtual machine whose host shares its cores gives this no idle-core floor.)
 """
 import logging
 import os
@@ -137,6 +141,34 @@ def time_rounds(steps: Dict[str, Callable[[], object]], rounds: int, warmup: int
                     times[name].wall.append((time.perf_counter() - wall) / repeats)
                     times[name].cpu.append((time.process_time() - cpu) / repeats)
     return Timing(times, load_start, load_average())
+
+
+def identical_work_spread(variants: int = 3, call_ms: float = 50.0, rounds: int = 20,
+                          warmup: int = 2, clock: str = 'wall') -> Spread:
+    """The spread of a paired ratio whose every variant does the same work.
+
+    One call multiplies two fixed 256×256 float32 matrices as many times as last ``call_ms``
+    milliseconds (calibrated first); ``variants`` copies of it are timed by
+    :func:`time_rounds`, and each round's ratio is ``(variants - 1) * first / sum(others)``:
+    the shape of ``c / (a + b)`` for three variants, scaled so that its true value is 1. Its
+    max / min is what the machine alone does to a benchmark's ``rounds max/min`` (in ``clock``:
+    ``'wall'``, as the benchmarks' spreads, or ``'cpu'``).
+    """
+    if variants < 2:
+        raise ValueError(f'variants ({variants}) must be at least 2: a ratio needs two')
+    left, right = torch.randn(256, 256), torch.randn(256, 256)
+    start = time.perf_counter()
+    for _ in range(10):
+        left @ right
+    products = max(1, round(call_ms / 1000.0 / ((time.perf_counter() - start) / 10)))
+
+    def call() -> None:
+        for _ in range(products):
+            left @ right
+
+    names = [f'copy {index}' for index in range(variants)]
+    timing = time_rounds({name: call for name in names}, rounds=rounds, warmup=warmup)
+    return timing.ratio(names[0], names[1:], clock).scaled(variants - 1)
 
 
 def warn_if_noisy(what: str, spread: Spread, limit: float = NOISY_SPREAD) -> bool:

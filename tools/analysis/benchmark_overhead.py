@@ -24,7 +24,10 @@ load between the runs cancels out. Below 1, distillation costs less than a float
 floor.
 
 ``--seeds`` measures each config once per seed (other random weights and inputs), so that the
-spread of a ratio on a shared machine shows. ``--record TABLE`` also saves the numbers as an
+spread of a ratio on a shared machine shows. Before the first config and after the last, the
+machine's own spread is measured (``identical_work_spread``: one fixed matrix product timed as
+the three steps are; the max/min of its ratio, whose true value is 1): a row's
+``rounds max/min`` near it is the machine's, not the step's. ``--record TABLE`` also saves the numbers as an
 evidence table (one record per config and seed: the ratio, the three times, the modules that
 ran; ``benchmarks.evidence``) to ``<work-dir>/results.json`` and to
 ``benchmarks/cost/results/TABLE.json``, which a README block renders (docs/evidence.md); a second
@@ -45,6 +48,7 @@ if __package__ in (None, ''):  # run as a file: the repository's packages are im
     sys.path.insert(0, ROOT)
 
 from mmdistill.apis import benchmark_config
+from mmdistill.benchmarking.timing import identical_work_spread
 from benchmarks.evidence import Results, publish
 
 SIZE_SUFFIX = re.compile(r'^(?P<config>.+)@(?P<batch>\d+)x(?P<height>\d+)x(?P<width>\d+)$')
@@ -208,6 +212,8 @@ def main():
     results, records = [], []
     evidence = overhead_results(args.record, dtypes, args.warmup, args.iters) \
         if args.record else None
+    run = evidence.start_run() if evidence is not None else None
+    machine_spreads = [identical_work_spread(rounds=args.iters).max_over_min]
     for seed in args.seeds:
         for spec in args.configs:
             for config, batch_size, result, versus_float32 in time_config(args, spec, seed,
@@ -220,8 +226,12 @@ def main():
                 if evidence is not None:
                     add_record(evidence, config, seed, result, versus_float32,
                                several_dtypes=len(dtypes) > 1)
+    machine_spreads.append(identical_work_spread(rounds=args.iters).max_over_min)
     print()
     print_table([table_row(*row) for row in results])
+    print('the machine\'s own spread (identical matrix products timed as the three steps; '
+          'rounds max/min before and after): '
+          + ', '.join(f'{spread:.2f}' for spread in machine_spreads))
     for name, result, _ in results:
         print(f'{name}:')
         if result.teacher_modules:
@@ -232,6 +242,7 @@ def main():
             json.dump(records, f, indent=2)
         print(f'numbers written to {args.json}')
     if evidence is not None:
+        evidence.runs[run]['identical_work_spread'] = machine_spreads
         publish(evidence, args.work_dir, RECORDS, record=True)
 
 
