@@ -27,11 +27,13 @@ floor.
 spread of a ratio on a shared machine shows. Before the first config and after the last, the
 machine's own spread is measured (``identical_work_spread``: one fixed matrix product timed as
 the three steps are; the max/min of its ratio, whose true value is 1): a row's
-``rounds max/min`` near it is the machine's, not the step's. ``--record TABLE`` also saves the numbers as an
-evidence table (one record per config and seed: the ratio, the three times, the modules that
-ran; ``benchmarks.evidence``) to ``<work-dir>/results.json`` and to
-``benchmarks/cost/results/TABLE.json``, which a README block renders (docs/evidence.md); a second
-command recording into the same table adds its configs to it.
+``rounds max/min`` near it is the machine's, not the step's.
+
+``--record TABLE`` also saves the numbers as an evidence table (one record per config and
+seed: the ratio, the three times, the modules that ran; ``benchmarks.evidence``) to
+``<work-dir>/results.json`` and to ``benchmarks/cost/results/TABLE.json``, which a README block
+renders (docs/evidence.md); a second command recording into the same table adds its configs to
+it. The run's provenance keeps the machine's own spread.
 """
 import argparse
 import json
