@@ -94,10 +94,12 @@ def upop_config(root: str) -> Config:
 
 
 class Run:
-    """One work dir trained by ``tools/train.py`` processes, each of them killed by plan."""
+    """One work dir trained by ``tools/train.py`` processes, each of them killed by plan; the
+    config trains ``epochs`` epochs."""
 
-    def __init__(self, config: str, work_dir: str, rng: random.Random):
+    def __init__(self, config: str, work_dir: str, rng: random.Random, epochs: int):
         self.config, self.work_dir, self.rng = config, work_dir, rng
+        self.total_iters = epochs * ITERS_PER_EPOCH
         self.marks = work_dir + '_marks'
         os.makedirs(self.marks, exist_ok=True)
         self.kills = []  # (plan, seconds after training started, last_checkpoint after it)
@@ -200,10 +202,9 @@ def kill_and_resume(cfg: Config, root: str, plans, epochs: int, seed: int) -> di
     config = osp.join(root, 'config.py')
     cfg.dump(config)
     began = time.time()
-    baseline = Run(config, osp.join(root, 'uninterrupted'), random.Random(seed))
+    baseline = Run(config, osp.join(root, 'uninterrupted'), random.Random(seed), epochs)
     baseline.finish(resume=False)
-    killed = Run(config, osp.join(root, 'killed'), random.Random(seed))
-    killed.total_iters = epochs * ITERS_PER_EPOCH
+    killed = Run(config, osp.join(root, 'killed'), random.Random(seed), epochs)
     for plan in plans:
         killed.kill_by(plan)
     killed.finish()
