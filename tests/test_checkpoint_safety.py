@@ -21,7 +21,7 @@ from mmengine.runner import Runner
 
 from benchmarks.digits.run import write_digits
 from mmdistill.engine import (NothingToResumeError, SafeCheckpointHook, SafeRunner,
-                              capture_rng_state, restore_rng_state)
+                              capture_rng_state, restore_rng_state, runner_class)
 from mmdistill.engine.checkpoint_hook import POINTER, is_complete_checkpoint
 from mmdistill.engine.runner import safe_checkpoint_loading
 
@@ -324,3 +324,16 @@ def test_a_hook_can_ask_for_a_checkpoint_that_resumes_exactly(digits_root, tmp_p
     resumed.train()
     assert_identical(weights(str(tmp_path / 'resumed' / 'epoch_3.pth')),
                      weights(str(tmp_path / 'whole' / 'epoch_3.pth')))
+
+
+# ------------------------------------------------------------------------ the runner scripts build
+def test_scripts_build_the_configs_runner_and_safe_runner_where_it_names_none():
+    """tools/train.py, the smoke test and the evidence harness build through runner_class:
+    the config's runner_type, SafeRunner when it names none, a clear error when misspelt."""
+    unnamed = Config(dict())
+    assert runner_class(unnamed, 'a test') is SafeRunner
+    assert unnamed.runner_type == 'mmdistill.SafeRunner'  # RUNNERS.build reads it
+    assert runner_class(Config(dict(runner_type='Runner')), 'a test') is Runner
+    with pytest.raises(KeyError, match=r"runner_type 'mmdistill.SafeRunnr' is not a registered "
+                                       r"runner; use 'mmdistill.SafeRunner'"):
+        runner_class(Config(dict(runner_type='mmdistill.SafeRunnr')), 'a test')

@@ -19,12 +19,9 @@ def student_config(work_dir: str, seed: int = 0) -> Config:
     return cfg
 
 
-class NoTraining:
-    """Stands for MMEngine's Runner where a run must be read, not trained."""
-
-    @staticmethod
-    def from_cfg(cfg):
-        raise RuntimeError(f'{cfg.work_dir} trained again')
+def no_training(cfg, caller):
+    """Stands for the runner's builder where a run must be read, not trained."""
+    raise RuntimeError(f'{cfg.work_dir} trained again')
 
 
 def test_a_run_is_trained_once_and_then_read_by_its_fingerprint(tmp_path, monkeypatch):
@@ -42,7 +39,7 @@ def test_a_run_is_trained_once_and_then_read_by_its_fingerprint(tmp_path, monkey
     assert result['seconds'] > 0 and saved['provenance']['command'].startswith('python')
 
     # the same run under another spelling of its work dir: read, no runner built
-    monkeypatch.setattr(training, 'Runner', NoTraining)
+    monkeypatch.setattr(training, 'build_runner', no_training)
     moved = osp.join(str(tmp_path), 'a', '.', 'run')
     again = train_run(student_config(moved), 'accuracy/top1', data_root, configs)
     assert again['cached'] is True and again['metric'] == result['metric']

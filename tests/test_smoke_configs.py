@@ -21,6 +21,7 @@ import pytest
 from mmengine.config import Config
 
 from mmdistill.apis.smoke import problems, smoke_test
+from mmdistill.engine import SafeRunner
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 ALL = sorted(osp.relpath(path, ROOT) for path in
@@ -70,6 +71,7 @@ def test_config_trains_validates_and_exports_offline(config, tmp_path):
     assert problems(result) == []
     assert math.isfinite(result.losses['loss'])
     assert result.runner.iter >= 2 and osp.isfile(result.checkpoint)
+    assert isinstance(result.runner, SafeRunner)  # the runner tools/train.py builds
     if 'student' in result.runner.cfg.model:
         assert len(result.exported) == 2 and all(osp.isfile(path) for path in result.exported)
         assert result.teacher_unchanged in (True, None)  # None: no teacher (USKD, tf-NKD)

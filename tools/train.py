@@ -15,11 +15,11 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 
 import mmdistill  # noqa: F401  (registers mmdistill's modules)
-from mmdistill.engine import SafeRunner, safe_checkpoint_loading, setup_distributed
+from mmdistill.engine import (SafeRunner, runner_class, setup_distributed,
+                              train_with_safe_loading)
 
 
 def parse_args():
@@ -54,16 +54,10 @@ def main():
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if 'runner_type' not in cfg:
-        cfg.runner_type = 'mmdistill.SafeRunner'
-        print_log('the config names no runner_type: tools/train.py runs it with '
-                  'mmdistill.SafeRunner (crash-safe checkpoints, exact resume)', logger='current')
-    runner_cls = cfg.runner_type if isinstance(cfg.runner_type, type) else \
-        RUNNERS.get(cfg.runner_type)
-    if runner_cls is None:
-        raise KeyError(f"{args.config}: runner_type '{cfg.runner_type}' is not a registered "
-                       "runner; use 'mmdistill.SafeRunner' (or remove runner_type)")
-    safe = issubclass(runner_cls, SafeRunner)
+    try:
+        safe = issubclass(runner_class(cfg, 'tools/train.py'), SafeRunner)
+    except KeyError as error:
+        raise KeyError(f'{args.config}: {error.args[0]}') from None
     if args.resume == 'auto' and safe:
         cfg.resume = 'auto'  # load_from stays: the start point while there is nothing to resume
     elif args.resume == 'auto':
@@ -71,12 +65,7 @@ def main():
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     setup_distributed(cfg)  # gloo and a CPU-capable DDP wrapper where CUDA is absent
-    runner = RUNNERS.build(cfg)
-    if safe:
-        runner.train()  # SafeRunner loads checkpoints weights-only itself
-    else:  # another runner: its checkpoint loading goes through weights-only loading too
-        with safe_checkpoint_loading('resume' if cfg.get('resume') else 'load_from'):
-            runner.train()
+    train_with_safe_loading(RUNNERS.build(cfg))
 
 
 if __name__ == '__main__':

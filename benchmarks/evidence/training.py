@@ -20,7 +20,7 @@ from typing import Callable, Dict, Optional, Sequence
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmdistill.engine import safe_checkpoint_loading
+from mmdistill.engine import build_runner, train_with_safe_loading
 
 from .provenance import collect_provenance
 
@@ -74,7 +74,8 @@ def read_cached(work_dir: str, fingerprint: str) -> Optional[dict]:
 def train_and_validate(cfg: Config, metric: str, fingerprint: str,
                        summarise: Optional[Callable[[Runner], dict]] = None,
                        missing_metric: Optional[float] = None, retrain: bool = False) -> dict:
-    """Train ``cfg`` (its ``work_dir`` set) with MMEngine's Runner, validate once and return
+    """Train ``cfg`` (its ``work_dir`` set) with its runner (``mmdistill.SafeRunner`` unless
+    it names another), validate once and return
     ``dict(metric, seconds, ms_per_iter, checkpoint, fingerprint, provenance, cached=False)``
     plus what ``summarise(runner)`` adds; the same dict is saved as ``result.json``. A run of
     the same ``fingerprint`` already in the work dir is read instead (``cached=True``) unless
@@ -87,10 +88,9 @@ def train_and_validate(cfg: Config, metric: str, fingerprint: str,
     cfg = cfg.copy()
     _without_validation_inside_training(cfg)
     provenance = collect_provenance()
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg, 'the evidence harness')
     start = time.perf_counter()
-    with safe_checkpoint_loading('load_from'):
-        runner.train()
+    train_with_safe_loading(runner)
     seconds = time.perf_counter() - start
     metrics = runner.val_loop.run()
     if metric not in metrics and missing_metric is not None:

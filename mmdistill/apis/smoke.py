@@ -1,5 +1,6 @@
 """Smoke-testing a config: a few training iterations on generated data, then validation and
-export, through MMEngine's Runner, with everything else the config says left as it is.
+export, through the config's runner (``mmdistill.SafeRunner`` where it names none: the runner
+``tools/train.py`` builds), with everything else the config says left as it is.
 
 The config's datasets are replaced, leaf by leaf (wrappers such as ``RepeatDataset``,
 ``MultiImageMixDataset`` or mmpose's ``CombinedDataset`` are kept, and so is every pipeline),
@@ -25,6 +26,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from mmdistill.codebases import SmokeData, get_codebase
+from mmdistill.engine import build_runner, train_with_safe_loading
 from .export import export_student
 from .offline import offline_options, pretrained_keys
 from .short_schedule import clip_param_schedulers
@@ -164,9 +166,9 @@ def smoke_test(config: str, work_dir: str, iters: int = 2, batch_size: int = 2,
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
 
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg, 'the smoke test')
     before = _teacher_state(runner)
-    runner.train()
+    train_with_safe_loading(runner)
     losses = {key[len('train/'):]: buffer.current()
               for key, buffer in runner.message_hub.log_scalars.items()
               if key.startswith('train/') and 'loss' in key}

@@ -18,7 +18,9 @@ through ``RUNNERS.build(cfg)``. Against MMEngine's Runner it:
 import os.path as osp
 from typing import List, Optional, Tuple
 
+from mmengine.config import Config
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.runner import Runner
 
@@ -28,6 +30,44 @@ from .checkpoint_hook import POINTER, SafeCheckpointHook, is_complete_checkpoint
 
 SAFE_HOOK = 'mmdistill.SafeCheckpointHook'
 AUTO = 'auto'
+
+
+def runner_class(cfg: Config, caller: str) -> type:
+    """The runner class ``cfg`` will be built with: its ``runner_type`` (a registered name or a
+    class), set to ``'mmdistill.SafeRunner'`` (and logged) when the config names none.
+
+    Raises:
+        KeyError: ``runner_type`` names no registered runner.
+    """
+    if 'runner_type' not in cfg:
+        cfg.runner_type = 'mmdistill.SafeRunner'
+        print_log(f'the config names no runner_type: {caller} runs it with '
+                  'mmdistill.SafeRunner (crash-safe checkpoints, exact resume)', logger='current')
+    runner_type = cfg.runner_type
+    cls = runner_type if isinstance(runner_type, type) else RUNNERS.get(runner_type)
+    if cls is None:
+        raise KeyError(f"runner_type '{runner_type}' is not a registered runner; use "
+                       "'mmdistill.SafeRunner' (or remove runner_type)")
+    return cls
+
+
+def build_runner(cfg: Config, caller: str) -> Runner:
+    """``cfg``'s runner, built through the registry as OpenMMLab's train scripts build it
+    (``mmdistill.SafeRunner`` where the config names no ``runner_type``; see
+    :func:`runner_class`)."""
+    runner_class(cfg, caller)
+    return RUNNERS.build(cfg)
+
+
+def train_with_safe_loading(runner: Runner) -> None:
+    """``runner.train()`` with every checkpoint it loads read weights-only: a
+    :class:`SafeRunner` does that itself; any other runner trains inside
+    :func:`safe_checkpoint_loading`."""
+    if isinstance(runner, SafeRunner):
+        runner.train()
+        return
+    with safe_checkpoint_loading('resume' if runner._resume else 'load_from'):
+        runner.train()
 
 
 class NothingToResumeError(FileNotFoundError):
