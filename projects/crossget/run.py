@@ -145,6 +145,9 @@ def classifier_results(args) -> Results:
         table='classifier', metric='top-1 (%)', precision=2,
         compared={f'{name}, {stage}': f'no merging, {stage}' for stage in STAGES
                   for name in names[1:]},
+        also_paired=[[f'{name}, {stage}', f'tome {schedule}, {stage}']
+                     for schedule in benchmark.SCHEDULES for stage in STAGES
+                     for name in (f'crossget {schedule}', f'crossget {schedule}, importance 0')],
         columns=[dict(field='gflops', header='GFLOPs', format='{:.4f}'),
                  dict(field='images_per_s', header='images/s (batch 32, 1 thread)',
                       format='{:.1f}')],
@@ -154,8 +157,9 @@ def classifier_results(args) -> Results:
             'shelf": the same weights evaluated with merging on; '
             f'"fine-tuned": {args.finetune_epochs} more epochs at lr {FINETUNE_LR} with '
             'merging on (the plain ViT gets the same epochs, as a control). Δ: the row minus '
-            'the plain ViT treated the same way, at the same seed. GFLOPs and images/s: the '
-            "seed-0 weights (benchmark.py)."))
+            'the plain ViT treated the same way, at the same seed; the paired table: CrossGET '
+            '(with and without its importance term) minus ToMe at the same r, stage and seed. '
+            'GFLOPs and images/s: the seed-0 weights (benchmark.py).'))
 
 
 def add_classifier_runs(results: Results, per_seed: list, measured: dict) -> None:
