@@ -35,6 +35,7 @@ from mmengine.runner import Runner
 from mmpretrain import get_model
 
 import mmdistill  # noqa: F401
+from mmdistill.engine import safe_checkpoint_loading
 from benchmarks.evidence import (Results, add_recording_arguments, publish, train_run,
                                  unconverged_seeds)
 from benchmarks.digits.run import write_digits
@@ -181,9 +182,12 @@ def main():
                                          data_root).items():
             runs.setdefault(name, []).append(run)
 
-    # Cost and speed: seed 0's models, loaded back with mmpretrain's own API.
-    models = {'dense': get_model(osp.join(HERE, 'configs', CONFIGS['dense']),
-                                 pretrained=runs['dense'][0]['checkpoint'])}
+    # Cost and speed: seed 0's models, loaded back with mmpretrain's own API (the dense one is a
+    # training checkpoint: its message hub and optimiser state need mmdistill's safe loading
+    # where torch.load reads weights only, as torch >= 2.6 does by default).
+    with safe_checkpoint_loading('load_from'):
+        models = {'dense': get_model(osp.join(HERE, 'configs', CONFIGS['dense']),
+                                     pretrained=runs['dense'][0]['checkpoint'])}
     for name, seeds in runs.items():
         if name not in ('dense', 'dense, retrained'):
             config, checkpoint = seeds[0]['exported'][1], seeds[0]['exported'][0]
