@@ -21,9 +21,9 @@ from mmengine.runner import Runner
 
 from benchmarks.digits.run import write_digits
 from mmdistill.engine import (NothingToResumeError, SafeCheckpointHook, SafeRunner,
-                              capture_rng_state, restore_rng_state, runner_class)
+                              capture_rng_state, restore_rng_state, runner_class,
+                              train_with_safe_loading)
 from mmdistill.engine.checkpoint_hook import POINTER, is_complete_checkpoint
-from mmdistill.engine.runner import safe_checkpoint_loading
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -294,8 +294,7 @@ def test_resume_continues_the_uninterrupted_run_exactly(digits_root, tmp_path, b
         plain = config(digits_root, str(tmp_path / 'plain'), resume=True,
                        load_from=str(tmp_path / 'whole' / 'epoch_1.pth'))
         plain.pop('runner_type')
-        with safe_checkpoint_loading('resume'):  # what mmdistill's loading allows
-            Runner.from_cfg(plain).train()
+        train_with_safe_loading(Runner.from_cfg(plain))  # loads inside safe loading
         got = weights(str(tmp_path / 'plain' / 'epoch_3.pth'))
         assert any(not torch.equal(got[k], expected[k]) for k in expected)
 

@@ -66,7 +66,7 @@ def train_with_safe_loading(runner: Runner) -> None:
     if isinstance(runner, SafeRunner):
         runner.train()
         return
-    with safe_checkpoint_loading('resume' if runner._resume else 'load_from'):
+    with safe_checkpoint_loading('resume' if runner.cfg.get('resume') else 'load_from'):
         runner.train()
 
 
