@@ -43,13 +43,23 @@ from projects.upop.benchmark import measure, time_by_op
 from projects.upop.upop import export_pruned
 
 HERE = osp.dirname(osp.abspath(__file__))
-CONFIGS = {
-    'dense': 'deit-digits.py',
-    'upop': 'upop-deit-digits.py',
-    'magnitude': 'magnitude-deit-digits.py',
-    'progressive magnitude': 'progressive-magnitude-deit-digits.py',
-    'magnitude, upop widths': 'magnitude-upop-widths-deit-digits.py',
+MODELS = {  # --model: the pruning runs' configs; the dense model is trained by ``train_dense``
+    'deit': {
+        'dense': 'deit-digits.py',
+        'upop': 'upop-deit-digits.py',
+        'magnitude': 'magnitude-deit-digits.py',
+        'progressive magnitude': 'progressive-magnitude-deit-digits.py',
+        'magnitude, upop widths': 'magnitude-upop-widths-deit-digits.py',
+    },
+    'dual-encoder': {
+        'upop': 'upop-dual-encoder-digits.py',
+        'magnitude': 'magnitude-dual-encoder-digits.py',
+        'progressive magnitude': 'progressive-magnitude-dual-encoder-digits.py',
+        'magnitude, upop widths': 'magnitude-upop-widths-dual-encoder-digits.py',
+    },
 }
+TABLES = {'deit': 'digits', 'dual-encoder': 'dual_encoder'}
+DUAL_ENCODER_EPOCHS = 60
 BASELINES = ('magnitude', 'progressive magnitude', 'magnitude, upop widths')
 
 
@@ -115,10 +125,24 @@ def convergence(dense: list) -> list:
     return verdicts
 
 
-def digits_results(budgets) -> Results:
+DESCRIPTIONS = {
+    'deit': ('Digits 32×32 (898 train / 899 val), small DeiT (patch 4, 4 layers, 64 dims, 4 '
+             'heads, MLP 256), dense 80 epochs (5 of warm-up); each pruned run: 5 search + 15 '
+             'retrain epochs from it.'),
+    'dual-encoder': (
+        "Digits 32×32 (898 train / 899 val), crossget's image–text dual encoder (image: ViT, "
+        '6 layers, width 96, 3 heads of 32, MLP 384; text: 6 layers, width 64, 2 heads of 32, '
+        f'MLP 256), dense {DUAL_ENCODER_EPOCHS} epochs from scratch (5 of warm-up, cosine '
+        "decay: crossget's run.py dense_dual_encoder); each pruned run: 3 search + 7 retrain "
+        "epochs from it, both towers ranked together; top-1: image->text among the ten "
+        'prompts; MACs: one image and the ten prompts.'),
+}
+
+
+def pruning_results(model: str, budgets) -> Results:
     """The table's description: metric, baseline, compared models and cost columns."""
     return Results(
-        table='digits', metric='top-1 (%)', precision=2, baseline='dense, retrained',
+        table=TABLES[model], metric='top-1 (%)', precision=2, baseline='dense, retrained',
         compared=[f'{method} p={budget}' for budget in budgets
                   for method in ('upop', *BASELINES)],
         also_paired=[[f'upop p={budget}', f'{baseline} p={budget}'] for budget in budgets
@@ -129,21 +153,33 @@ def digits_results(budgets) -> Results:
                  dict(field='speedup', header='speed-up', format='{:.2f}×'),
                  dict(field='flops_reduction', header='FLOPs reduction', format='{:.2f}×')],
         description=(
-            'Digits 32×32 (898 train / 899 val), small DeiT (patch 4, 4 layers, 64 dims, 4 '
-            'heads, MLP 256), dense 80 epochs (5 of warm-up); whether each dense seed ended '
-            "within 1 point of the best: the dense records' converged field. Δ: the row minus "
-            'the dense model retrained as long (same seed). '
-            'Params, MACs, images/s (one thread, batch 32, models interleaved, medians), '
-            "speed-up and FLOPs reduction: seed 0's models. Train time: the wall time of "
-            'training, validation left out (records made before 2026-12-06: the whole run).'))
+            DESCRIPTIONS[model] + " Whether each dense seed ended within 1 point of the best: "
+            "the dense records' converged field. Δ: the row minus the dense model retrained as "
+            'long (same seed). Params, MACs, images/s (one thread, batch 32, models '
+            "interleaved, medians), speed-up and FLOPs reduction: seed 0's models. Train time: "
+            'the wall time of training, validation left out (records made before 2026-12-06: '
+            'the whole run).'))
 
 
-def compare_at_seed(seed: int, dense: dict, budgets, work_dir: str, data_root: str) -> dict:
+def train_dense(model: str, work_dir: str, data_root: str, seed: int) -> dict:
+    """The dense model of ``seed``: the digits DeiT of ``configs/deit-digits.py``, or
+    crossget's dual encoder as crossget's evidence trains it (the same fingerprint: a run
+    either project trained is read, not trained again)."""
+    if model == 'deit':
+        return train(MODELS[model]['dense'], work_dir, data_root, seed)
+    from projects.crossget.run import CLIP, dense_dual_encoder
+    return dict(dense_dual_encoder(work_dir, data_root, DUAL_ENCODER_EPOCHS, seed),
+                widths='', config=CLIP)
+
+
+def compare_at_seed(model: str, seed: int, dense: dict, budgets, work_dir: str,
+                    data_root: str) -> dict:
     """From the dense run ``dense`` of ``seed``: the retrained dense control, then at each
     budget UPop and each baseline (``magnitude, upop widths`` with the widths of UPop's run at
     that budget), each pruned model exported; return the runs by row name."""
     # control: the dense model trained as long again as the pruned ones, same schedule
-    runs = {'dense, retrained': train(CONFIGS['upop'],
+    configs = MODELS[model]
+    runs = {'dense, retrained': train(configs['upop'],
                                       osp.join(work_dir, f'dense-retrained_seed{seed}'),
                                       data_root, seed, dense, custom_hooks=[])}
     for budget in budgets:
@@ -153,7 +189,7 @@ def compare_at_seed(seed: int, dense: dict, budgets, work_dir: str, data_root: s
             options = ({'widths_from': runs[f'upop p={budget}']}
                        if method == 'magnitude, upop widths' else
                        {'custom_hooks.0.budget': budget})
-            run = train(CONFIGS[method], run_dir, data_root, seed, dense, **options)
+            run = train(configs[method], run_dir, data_root, seed, dense, **options)
             run['exported'] = export_pruned(run['config'], run['checkpoint'],
                                             osp.join(run_dir, 'exported'))
             runs[f'{method} p={budget}'] = run
@@ -162,23 +198,28 @@ def compare_at_seed(seed: int, dense: dict, budgets, work_dir: str, data_root: s
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', choices=sorted(MODELS), default='deit',
+                        help="the digits DeiT, or crossget's image–text dual encoder")
     parser.add_argument('--budgets', type=float, nargs='+', default=[0.3, 0.5])
     parser.add_argument('--seeds', type=int, default=1)
-    parser.add_argument('--work-dir', default='work_dirs/upop')
+    parser.add_argument('--work-dir', help='default: work_dirs/upop (work_dirs/upop_dual for '
+                                           'the dual encoder)')
     add_recording_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = digits_results(args.budgets)
+    work_dir = args.work_dir or ('work_dirs/upop' if args.model == 'deit'
+                                 else 'work_dirs/upop_dual')
+    results = pruning_results(args.model, args.budgets)
     results.start_run()
 
-    data_root = osp.join(args.work_dir, 'data')
+    data_root = osp.join(work_dir, 'data')
     if not osp.isdir(osp.join(data_root, 'val')):
         write_digits(data_root)
-    runs = {'dense': [train(CONFIGS['dense'], osp.join(args.work_dir, f'dense_seed{seed}'),
-                            data_root, seed) for seed in range(args.seeds)]}
+    runs = {'dense': [train_dense(args.model, osp.join(work_dir, f'dense_seed{seed}'),
+                                  data_root, seed) for seed in range(args.seeds)]}
     converged = convergence(runs['dense'])
     for seed, dense in enumerate(runs['dense']):
-        for name, run in compare_at_seed(seed, dense, args.budgets, args.work_dir,
+        for name, run in compare_at_seed(args.model, seed, dense, args.budgets, work_dir,
                                          data_root).items():
             runs.setdefault(name, []).append(run)
 
@@ -186,7 +227,7 @@ def main():
     # training checkpoint: its message hub and optimiser state need mmdistill's safe loading
     # where torch.load reads weights only, as torch >= 2.6 does by default).
     with safe_checkpoint_loading('load_from'):
-        models = {'dense': get_model(osp.join(HERE, 'configs', CONFIGS['dense']),
+        models = {'dense': get_model(runs['dense'][0]['config'],
                                      pretrained=runs['dense'][0]['checkpoint'])}
     for name, seeds in runs.items():
         if name not in ('dense', 'dense, retrained'):
@@ -202,7 +243,7 @@ def main():
         for seed, run in enumerate(seeds):
             if run['widths']:
                 print(f'- {name}, seed {seed}: {run["widths"]}')
-    publish(results, args.work_dir, HERE, args.record)
+    publish(results, work_dir, HERE, args.record)
 
 
 if __name__ == '__main__':

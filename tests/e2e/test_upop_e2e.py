@@ -244,27 +244,65 @@ def test_kd_from_the_unpruned_model(digits_root, tmp_path):
         torch.testing.assert_close(torch.tensor(loaded), expected)
 
 
+DUAL_ENCODER_UNITS = {('vision', 'attn'): 8, ('vision', 'mlp'): 32, ('text', 'attn'): 8,
+                      ('text', 'mlp'): 64}  # of dual_encoder_options' towers, per layer
+
+
+def dual_encoder_options(digits_root, **more):
+    """``options`` for crossget's dual encoder, tiny: two towers of 2 layers."""
+    opts = options(digits_root, **{
+        'model.vision.arch': TINY, 'model.vision.patch_size': 8,
+        'model.text': dict(width=16, layers=2, heads=2), 'model.embed_dims': 8}, **more)
+    for key in ('model.backbone.arch', 'model.backbone.patch_size', 'model.head.in_channels'):
+        opts.pop(key)
+    return opts
+
+
+def pruning_hook(runner):
+    return next(h for h in runner.hooks if hasattr(h, 'structures'))
+
+
+def test_dual_encoder_baselines_prune_both_towers(digits_root, tmp_path):
+    """The dual encoder's baselines for projects/upop/run.py --model dual-encoder: progressive
+    magnitude (configs/progressive-magnitude-dual-encoder-digits.py) compresses every attention
+    layer and MLP of both towers to half its units; magnitude at UPop's widths
+    (configs/magnitude-upop-widths-dual-encoder-digits.py) gives every structure of both towers
+    the width a UPop run's checkpoint has."""
+    def run(config, name, **hook_options):
+        opts = {key: value for key, value in dual_encoder_options(digits_root).items()
+                if not (hook_options and key.startswith('custom_hooks.0.'))}
+        opts.update({f'custom_hooks.0.{key}': value for key, value in hook_options.items()})
+        return pruning_hook(train(Config.fromfile(osp.join(CONFIGS, config)),
+                                  str(tmp_path / name), **opts))
+
+    progressive = run('progressive-magnitude-dual-encoder-digits.py', 'progressive')
+    assert progressive.compressed
+    assert {s.path: s.num_units for s in progressive.structures} == {
+        s.path: DUAL_ENCODER_UNITS[s.path.split('.')[0], s.kind] // 2
+        for s in progressive.structures}
+    assert {s.path.split('.')[0] for s in progressive.structures} == {'vision', 'text'}
+
+    upop = {s.path: s.num_units for s in run('upop-dual-encoder-digits.py', 'upop').structures}
+    widths = run('magnitude-upop-widths-dual-encoder-digits.py', 'widths',
+                 widths_from=str(tmp_path / 'upop' / 'epoch_3.pth'))
+    assert {s.path: s.num_units for s in widths.structures} == upop
+
+
 def test_dual_encoder_both_towers(digits_root, tmp_path):
     """configs/upop-dual-encoder-digits.py: one ranking over the image and the text tower,
     compression of both, an export that mmpretrain's get_model loads with the same outputs, and
     a resume after compression (the text tower's replaced attention is narrowed before the
     checkpoint loads) that ends where the run ended."""
     cfg = Config.fromfile(osp.join(CONFIGS, 'upop-dual-encoder-digits.py'))
-    opts = options(digits_root, **{
-        'model.vision.arch': TINY, 'model.vision.patch_size': 8,
-        'model.text': dict(width=16, layers=2, heads=2), 'model.embed_dims': 8})
-    for key in ('model.backbone.arch', 'model.backbone.patch_size', 'model.head.in_channels'):
-        opts.pop(key)
+    opts = dual_encoder_options(digits_root)
     runner = train(cfg, str(tmp_path / 'run'), **opts)
     hook = next(h for h in runner.hooks if type(h).__name__ == 'UPopHook')
     assert hook.compressed
-    dense_units = {('vision', 'attn'): 8, ('vision', 'mlp'): 32, ('text', 'attn'): 8,
-                   ('text', 'mlp'): 64}
     removed, total = {'vision': 0, 'text': 0}, 0
     for s in hook.structures:
         tower = s.path.split('.')[0]
-        removed[tower] += (dense_units[tower, s.kind] - s.num_units) * s.unit_cost
-        total += dense_units[tower, s.kind] * s.unit_cost
+        removed[tower] += (DUAL_ENCODER_UNITS[tower, s.kind] - s.num_units) * s.unit_cost
+        total += DUAL_ENCODER_UNITS[tower, s.kind] * s.unit_cost
     assert removed['vision'] > 0 and removed['text'] > 0
     assert_near_budget(sum(removed.values()), total, hook)
     final = state(str(tmp_path / 'run' / 'epoch_3.pth'))
@@ -279,8 +317,8 @@ def test_dual_encoder_both_towers(digits_root, tmp_path):
                                                   'mmdistill.pruning']
     assert exported.model['type'] == 'mmdistill.UPopPrunedModel'
     assert exported.model['widths'] == {s.path: s.num_units for s in hook.structures
-                                        if s.num_units < dense_units[s.path.split('.')[0],
-                                                                     s.kind]}
+                                        if s.num_units < DUAL_ENCODER_UNITS[
+                                            s.path.split('.')[0], s.kind]}
     torch.testing.assert_close(outputs(runner, get_model(config, pretrained=checkpoint)),
                                outputs(runner))
 
