@@ -20,7 +20,8 @@ def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model(ca
             for name, params in [('dense', 1234), ('upop p=0.5', 600),
                                  ('magnitude p=0.5', 610), ('progressive magnitude p=0.5', 610),
                                  ('magnitude, upop widths p=0.5', 600)]}
-    results = upop_run.digits_results([0.5])
+    results = upop_run.pruning_results('deit', [0.5])
+    assert results.table == 'digits'
     upop_run.add_runs(results, runs, cost, upop_run.convergence(runs['dense']))
     assert 'WARNING' not in capsys.readouterr().out
     rows = render_table(results).splitlines()
@@ -72,10 +73,11 @@ def crossget_classifier_table(from_scratch: list):
         runs['from_scratch'] = top1
     results = crossget_run.classifier_results(
         crossget_run.argparse.Namespace(epochs=30, finetune_epochs=5))
-    crossget_run.add_classifier_runs(
-        results, per_seed, {n: dict(gflops=0.01 * (7 - i), images_per_s=100.0 + i,
-                                    merging_share=dict(matcher=0.1, merge=0.2) if i else None)
-                            for i, n in enumerate(names)})
+    crossget_run.add_merging_runs(
+        results, per_seed, names, 'ViT',
+        {n: dict(gflops=0.01 * (7 - i), images_per_s=100.0 + i,
+                 merging_share=dict(matcher=0.1, merge=0.2) if i else None)
+         for i, n in enumerate(names)})
     return results
 
 
@@ -120,3 +122,43 @@ def test_crossget_speed_table_gives_each_variant_its_gain_against_the_unmerged_m
     assert rows[3] == ('| tome r8 | 2 | 12.5 ± 0.7 | 12.0, 13.0 | +2.5 ± 0.7 | +2.0, +3.0 | 2/2 '
                        '| 3.0000 | 25.0% | +33.3% | +25.0% | 75% | 1.0% | 5.0% |')
     assert rows[2].endswith('| 4.0000 | – | – | – | – | – | – |')
+
+
+def test_crossget_dual_encoder_table_adds_cross_guidance_and_pairs_it_with_tome(capsys):
+    """The dual encoder's rows: the classifier's, each CrossGET r without importance followed
+    by CrossGET r with cross guidance (cross tokens in both towers); each paired with the
+    model without merging at its stage, and every CrossGET row with ToMe at its r and stage."""
+    crossget_run = project_script('crossget')
+    variants = crossget_run.clip_variants()
+    names = list(variants)
+    assert names == ['no merging', 'tome r4', 'crossget r4', 'crossget r4, importance 0',
+                     'crossget r4, cross-guided', 'tome r8', 'crossget r8',
+                     'crossget r8, importance 0', 'crossget r8, cross-guided']
+    assert variants['no merging'] == {}
+    assert variants['crossget r8, cross-guided'] == {
+        'model.token_merging': dict(r=8, matcher='crossget', cross_token=True),
+        'model.text_cross_token': True}
+    assert variants['crossget r4, importance 0'] == {
+        'model.token_merging': dict(r=4, matcher='crossget', importance_weight=0.)}
+    per_seed = [dict({name: dict(off_the_shelf=80.0 - i + seed, finetuned=81.0 - i)
+                      for i, name in enumerate(names)}, from_scratch=top1)
+                for seed, top1 in enumerate([92.0, 95.0])]
+    results = crossget_run.clip_results(crossget_run.argparse.Namespace(
+        clip_epochs=60, finetune_epochs=5))
+    crossget_run.add_merging_runs(results, per_seed, names, 'dual encoder')
+    assert results.table == 'clip'
+    # cross-guided r4 (row 4) − ToMe r4 (row 1): −3 at both seeds and stages
+    paired = render_paired_table(results).splitlines()
+    assert ('| crossget r4, cross-guided, off the shelf − tome r4, off the shelf | 2 | '
+            '-3.00 ± 0.00 | -3.00, -3.00 | 0/2 |') in paired
+    assert sum(' − tome r' in row for row in paired) == 12
+    assert results.notes.startswith('Not converged: seed(s) 0, whose dual encoder from scratch')
+    assert 'WARNING' in capsys.readouterr().out
+
+
+def test_upop_dual_encoder_has_its_own_table_and_dense_model():
+    upop_run = project_script('upop')
+    results = upop_run.pruning_results('dual-encoder', [0.3])
+    assert results.table == 'dual_encoder'
+    assert "crossget's image–text dual encoder" in results.description
+    assert set(upop_run.MODELS['dual-encoder']) == {'upop', *upop_run.BASELINES}
