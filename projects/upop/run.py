@@ -1,13 +1,18 @@
-"""UPop evidence on the digits: dense DeiT vs UPop vs three magnitude-pruning baselines.
+"""UPop evidence on the digits: a dense model vs UPop vs three magnitude-pruning baselines.
 
-    PYTHONPATH=. python projects/upop/run.py [--budgets 0.3 0.5] [--seeds N] [--work-dir DIR]
-                                             [--record]
+    PYTHONPATH=. python projects/upop/run.py [--model {deit,dual-encoder}] [--budgets 0.3 0.5]
+                                             [--seeds N] [--work-dir DIR] [--record]
 
-First the dense small DeiT (``configs/deit-digits.py``) at every seed, and a check that each
+The model is the small DeiT (``--model deit``, table ``digits``) or crossget's image–text dual
+encoder (``--model dual-encoder``, table ``dual_encoder``: both towers pruned, ranked
+together; the dense model is the one crossget's ``run.py`` trains, read from a run either
+project finished). First the dense model (``configs/deit-digits.py``; for the dual encoder
+``dense_dual_encoder`` of ``projects/crossget/run.py``) at every seed, and a check that each
 seed converged: a seed more than 1 point of top-1 below the best seed is named in a warning,
 and every dense record says how far below the best it ended (``converged``). Then per seed,
 from its dense checkpoint: the dense model again, as long as the pruned ones train (a control:
-``dense, retrained``), and at each budget
+``dense, retrained``), and at each budget (the configs named are the DeiT's; the dual
+encoder's are ``configs/*-dual-encoder-digits.py``)
 
 - ``upop``: UPop (search → compress → retrain in one run, ``configs/upop-deit-digits.py``);
 - ``magnitude``: uniform magnitude pruning at step 0 (``configs/magnitude-deit-digits.py``);
@@ -23,7 +28,7 @@ interleaved, medians; seed 0's models), top-1 (mean ± std over seeds, paired pe
 differences against ``dense, retrained``, and UPop minus each baseline), where the forward
 time goes (``forward_ms``: attention, matrix products, the rest, from PyTorch's profiler) and
 the per-layer widths each pruned run has; the results go to ``<work-dir>/results.json`` (with
-``--record`` also ``results/digits.json``, see docs/evidence.md).
+``--record`` also ``results/<table>.json``, see docs/evidence.md).
 """
 import argparse
 import os.path as osp
@@ -59,6 +64,7 @@ MODELS = {  # --model: the pruning runs' configs; the dense model is trained by 
     },
 }
 TABLES = {'deit': 'digits', 'dual-encoder': 'dual_encoder'}
+WORK_DIRS = {'deit': 'work_dirs/upop', 'dual-encoder': 'work_dirs/upop_dual'}
 DUAL_ENCODER_EPOCHS = 60
 BASELINES = ('magnitude', 'progressive magnitude', 'magnitude, upop widths')
 
@@ -202,13 +208,11 @@ def main():
                         help="the digits DeiT, or crossget's image–text dual encoder")
     parser.add_argument('--budgets', type=float, nargs='+', default=[0.3, 0.5])
     parser.add_argument('--seeds', type=int, default=1)
-    parser.add_argument('--work-dir', help='default: work_dirs/upop (work_dirs/upop_dual for '
-                                           'the dual encoder)')
+    parser.add_argument('--work-dir', help=f'default: {WORK_DIRS}')
     add_recording_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    work_dir = args.work_dir or ('work_dirs/upop' if args.model == 'deit'
-                                 else 'work_dirs/upop_dual')
+    work_dir = args.work_dir or WORK_DIRS[args.model]
     results = pruning_results(args.model, args.budgets)
     results.start_run()
 
