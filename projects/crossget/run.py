@@ -98,27 +98,35 @@ def scratch_schedule(epochs: int) -> dict:
              T_max=epochs - WARMUP_EPOCHS, end=epochs)]}
 
 
+def stage_runs(rows: dict, base: dict, work: str, prefix: str, data_root: str, seed: int,
+               finetune_epochs: int, lr: float) -> dict:
+    """Top-1 of every row (name -> config and its overrides) off the shelf (``base``'s
+    weights, evaluated in ``<work>/<prefix>eval_<row>``) and fine-tuned from them for
+    ``finetune_epochs`` at ``lr`` (``<work>/<prefix>finetune_<row>``), and ``base``'s own."""
+    finetune = {'load_from': base['checkpoint'], 'optim_wrapper.optimizer.lr': lr}
+    results = {}
+    for name, (config, overrides) in rows.items():
+        tag = name.replace(', ', '_').replace(' ', '_')
+        off_the_shelf = evaluate(config, osp.join(work, f'{prefix}eval_{tag}'), data_root,
+                                 base['checkpoint'], **overrides)
+        tuned = digits_run.train(config, osp.join(work, f'{prefix}finetune_{tag}'), data_root,
+                                 finetune_epochs, seed, [base], **overrides, **finetune)
+        results[name] = dict(off_the_shelf=off_the_shelf, finetuned=tuned['metric'])
+        print(f'seed {seed} {prefix}{name}: off the shelf {off_the_shelf:.2f}, fine-tuned '
+              f'{tuned["metric"]:.2f}', flush=True)
+    results['from_scratch'] = base['metric']
+    return results
+
+
 def classifier_runs(args, data_root: str, seed: int) -> dict:
     """Top-1 of every variant, off the shelf and fine-tuned, for one seed."""
     work = osp.join(args.work_dir, f'seed{seed}')
     base = digits_run.train(VIT, osp.join(work, 'vit'), data_root, args.epochs, seed,
                             **scratch_schedule(args.epochs))
-    results = {}
-    finetune = {'load_from': base['checkpoint'], 'optim_wrapper.optimizer.lr': FINETUNE_LR}
-    for name, merging in variants().items():
-        config, overrides = (VIT, {}) if merging is None else (
-            MERGING_VIT, merging_overrides(merging))
-        tag = name.replace(', ', '_').replace(' ', '_')
-        off_the_shelf = evaluate(config, osp.join(work, f'eval_{tag}'), data_root,
-                                 base['checkpoint'], **overrides)
-        tuned = digits_run.train(config, osp.join(work, f'finetune_{tag}'), data_root,
-                                 args.finetune_epochs, seed, [base], **overrides, **finetune)
-        results[name] = dict(off_the_shelf=off_the_shelf, finetuned=tuned['metric'])
-        print(f'seed {seed} {name}: off the shelf {off_the_shelf:.2f}, fine-tuned '
-              f'{tuned["metric"]:.2f}', flush=True)
-    results['checkpoint'] = base['checkpoint']
-    results['from_scratch'] = base['metric']
-    return results
+    rows = {name: (VIT, {}) if merging is None else (MERGING_VIT, merging_overrides(merging))
+            for name, merging in variants().items()}
+    return dict(stage_runs(rows, base, work, '', data_root, seed, args.finetune_epochs,
+                           FINETUNE_LR), checkpoint=base['checkpoint'])
 
 
 def clip_variants() -> dict:
@@ -149,19 +157,9 @@ def clip_runs(args, data_root: str, seed: int) -> dict:
     seed, from its dense dual encoder (:func:`dense_dual_encoder`)."""
     work = osp.join(args.work_dir, f'seed{seed}')
     base = dense_dual_encoder(osp.join(work, 'clip'), data_root, args.clip_epochs, seed)
-    finetune = {'load_from': base['checkpoint'], 'optim_wrapper.optimizer.lr': CLIP_FINETUNE_LR}
-    results = {}
-    for name, overrides in clip_variants().items():
-        tag = name.replace(', ', '_').replace(' ', '_')
-        off_the_shelf = evaluate(CLIP, osp.join(work, f'clip_eval_{tag}'), data_root,
-                                 base['checkpoint'], **overrides)
-        tuned = digits_run.train(CLIP, osp.join(work, f'clip_finetune_{tag}'), data_root,
-                                 args.finetune_epochs, seed, [base], **overrides, **finetune)
-        results[name] = dict(off_the_shelf=off_the_shelf, finetuned=tuned['metric'])
-        print(f'seed {seed} dual encoder, {name}: off the shelf {off_the_shelf:.2f}, '
-              f'fine-tuned {tuned["metric"]:.2f}', flush=True)
-    results['from_scratch'] = base['metric']
-    return results
+    rows = {name: (CLIP, overrides) for name, overrides in clip_variants().items()}
+    return stage_runs(rows, base, work, 'clip_', data_root, seed, args.finetune_epochs,
+                      CLIP_FINETUNE_LR)
 
 
 def merging_table(table: str, metric: str, names: list, description: str, **columns) -> Results:
