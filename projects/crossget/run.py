@@ -28,7 +28,7 @@ import argparse
 import os
 import os.path as osp
 import sys
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -162,7 +162,8 @@ def clip_runs(args, data_root: str, seed: int) -> dict:
                       CLIP_FINETUNE_LR)
 
 
-def merging_table(table: str, metric: str, names: list, description: str, **columns) -> Results:
+def merging_table(table: str, metric: str, names: list, description: str,
+                  columns: Sequence[dict] = ()) -> Results:
     """A token-merging table: every row of ``names`` (the first: no merging) off the shelf and
     fine-tuned, each paired with the model without merging treated the same way, and every
     CrossGET row also paired with ToMe at the same r and stage."""
@@ -173,7 +174,7 @@ def merging_table(table: str, metric: str, names: list, description: str, **colu
         also_paired=[[f'{name}, {stage}', f'tome {schedule}, {stage}']
                      for schedule in benchmark.SCHEDULES for stage in STAGES
                      for name in names if name.startswith(f'crossget {schedule}')],
-        description=description, **columns)
+        columns=list(columns), description=description)
 
 
 def add_merging_runs(results: Results, per_seed: list, names: list, model: str,
@@ -199,6 +200,7 @@ def add_merging_runs(results: Results, per_seed: list, names: list, model: str,
 
 
 def stages_description(model: str, epochs: int, finetune_epochs: int, lr: float) -> str:
+    """How a merging table's rows were trained and paired, for its description."""
     return (f'{model}: {epochs} epochs from scratch without merging ({WARMUP_EPOCHS} warm-up '
             'epochs, cosine decay); "off the shelf": the same weights evaluated with merging '
             f'on; "fine-tuned": {finetune_epochs} more epochs at lr {lr:g} with merging on (the '
