@@ -149,7 +149,7 @@ def dense_dual_encoder(work_dir: str, data_root: str, epochs: int, seed: int) ->
     CrossGET's and UPop's dual-encoder evidence start from (a run of the same fingerprint is
     read from ``work_dir``). With 30 epochs and no warm-up its seeds ended at 81.09 / 82.09 /
     78.53 %; 60 epochs with the warm-up (the default, the recorded table's) 92.32-95.22 %, not
-    converged: 100 epochs bring seeds 0-3 to 95.88, 97.22, 97.22 and 96.89 %."""
+    converged: 100 epochs bring the five seeds to 95.88, 97.22, 97.22, 96.89 and 96.55 %."""
     return digits_run.train(CLIP, work_dir, data_root, epochs, seed, **scratch_schedule(epochs))
 
 
