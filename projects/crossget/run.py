@@ -134,13 +134,14 @@ def clip_variants() -> dict:
     (:func:`variants`) merging in the image tower, each CrossGET row without its importance
     term followed by CrossGET with cross guidance (cross tokens in both towers, zeros when
     the dense weights are loaded, and the cross-token loss)."""
-    rows = {}
-    for name, merging in variants().items():
+    classifier, rows = variants(), {}
+    for name, merging in classifier.items():
         rows[name] = {} if merging is None else {'model.token_merging': merging}
         if name.endswith(', importance 0'):
-            guided = dict(variants()[name[:-len(', importance 0')]], cross_token=True)
-            rows[name[:-len(', importance 0')] + ', cross-guided'] = {
-                'model.token_merging': guided, 'model.text_cross_token': True}
+            guided_name = name[:-len(', importance 0')]
+            rows[f'{guided_name}, cross-guided'] = {
+                'model.token_merging': dict(classifier[guided_name], cross_token=True),
+                'model.text_cross_token': True}
     return rows
 
 
