@@ -65,7 +65,7 @@ MODELS = {  # --model: the pruning runs' configs; the dense model is trained by 
 }
 TABLES = {'deit': 'digits', 'dual-encoder': 'dual_encoder'}
 WORK_DIRS = {'deit': 'work_dirs/upop', 'dual-encoder': 'work_dirs/upop_dual'}
-DUAL_ENCODER_EPOCHS = 60
+DUAL_ENCODER_EPOCHS = 100
 BASELINES = ('magnitude', 'progressive magnitude', 'magnitude, upop widths')
 
 
