@@ -15,6 +15,9 @@ from mmengine.registry import DefaultScope
 from benchmarks.digits.run import write_digits
 from helpers.runner import train
 from projects.upop.upop import export_pruned
+from projects.upop.upop.hooks import (MagnitudePruningToWidthsHook,
+                                      ProgressiveMagnitudePruningHook, StructuredPruningHook,
+                                      UniformMagnitudePruningHook, UPopHook)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(ROOT, 'projects', 'upop', 'configs')
@@ -27,6 +30,13 @@ def digits_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('digits'))
     write_digits(root, limit=40)  # 20 train, 20 val
     return root
+
+
+def pruning_hook(runner, kind):
+    """The run's one pruning hook, which must be a ``kind`` (not a subclass of it)."""
+    hooks = [h for h in runner.hooks if isinstance(h, StructuredPruningHook)]
+    assert len(hooks) == 1 and type(hooks[0]) is kind, hooks
+    return hooks[0]
 
 
 def options(digits_root, prefix='model', **more):
@@ -79,7 +89,7 @@ def test_search_compress_retrain_resume_export(digits_root, tmp_path):
     opts = options(digits_root)
     work_dir = str(tmp_path / 'run')
     runner = train(cfg, work_dir, **opts)
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'UPopHook')
+    hook = pruning_hook(runner, UPopHook)
     assert hook.compressed
 
     # the search's result: the pruned share of the cost is the budget's, to the reference's
@@ -173,7 +183,7 @@ def test_checkpoint_saved_after_compression_resumes_compressed(digits_root, tmp_
     opts = options(digits_root, **{'default_hooks.checkpoint.interval': 3})
     work_dir = str(tmp_path / 'run')
     runner = train(cfg, work_dir, **opts)
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'UPopHook')
+    hook = pruning_hook(runner, UPopHook)
     assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) == \
         ['epoch_2.pth', 'epoch_3.pth']
     saved = torch.load(f'{work_dir}/epoch_2.pth', map_location='cpu', weights_only=False)
@@ -184,7 +194,7 @@ def test_checkpoint_saved_after_compression_resumes_compressed(digits_root, tmp_
     final = state(f'{work_dir}/epoch_3.pth')
     resumed = train(cfg, str(tmp_path / 'resumed'), resume=True,
                     **{**opts, 'load_from': f'{work_dir}/epoch_2.pth'})
-    resumed_hook = next(h for h in resumed.hooks if type(h).__name__ == 'UPopHook')
+    resumed_hook = pruning_hook(resumed, UPopHook)
     assert resumed_hook.describe_widths() == hook.describe_widths()
     again = resumed.model.state_dict()
     assert again.keys() == final.keys()
@@ -198,8 +208,7 @@ def test_uniform_magnitude_baseline(digits_root, tmp_path):
     for key in [k for k in opts if k.startswith('custom_hooks.0.') and 'budget' not in k]:
         opts.pop(key)
     runner = train(cfg, str(tmp_path / 'run'), **opts)
-    hook = runner.hooks[[type(h).__name__ for h in runner.hooks].index(
-        'UniformMagnitudePruningHook')]
+    hook = pruning_hook(runner, UniformMagnitudePruningHook)
     assert hook.describe_widths() == 'attn head dims [4, 4]; mlp hidden units [16, 16]'
     assert runner.model.backbone.layers[1].attn.qkv.weight.shape == (3 * 2 * 4, 16)
 
@@ -258,34 +267,32 @@ def dual_encoder_options(digits_root, **more):
     return opts
 
 
-def pruning_hook(runner):
-    return next(h for h in runner.hooks if hasattr(h, 'structures'))
-
-
 def test_dual_encoder_baselines_prune_both_towers(digits_root, tmp_path):
     """The dual encoder's baselines for projects/upop/run.py --model dual-encoder: progressive
     magnitude (configs/progressive-magnitude-dual-encoder-digits.py) compresses every attention
     layer and MLP of both towers to half its units; magnitude at UPop's widths
     (configs/magnitude-upop-widths-dual-encoder-digits.py) gives every structure of both towers
     the width a UPop run's checkpoint has."""
-    def run(config, name, **hook_options):
+    def run(config, name, kind, **hook_options):
         opts = {key: value for key, value in dual_encoder_options(digits_root).items()
                 if not (hook_options and key.startswith('custom_hooks.0.'))}
         opts.update({f'custom_hooks.0.{key}': value for key, value in hook_options.items()})
         return pruning_hook(train(Config.fromfile(osp.join(CONFIGS, config)),
-                                  str(tmp_path / name), **opts))
+                                  str(tmp_path / name), **opts), kind)
 
-    progressive = run('progressive-magnitude-dual-encoder-digits.py', 'progressive')
+    progressive = run('progressive-magnitude-dual-encoder-digits.py', 'progressive',
+                      ProgressiveMagnitudePruningHook)
     assert progressive.compressed
     assert {s.path: s.num_units for s in progressive.structures} == {
         s.path: DUAL_ENCODER_UNITS[s.path.split('.')[0], s.kind] // 2
         for s in progressive.structures}
     assert {s.path.split('.')[0] for s in progressive.structures} == {'vision', 'text'}
 
-    upop = {s.path: s.num_units for s in run('upop-dual-encoder-digits.py', 'upop').structures}
+    upop = run('upop-dual-encoder-digits.py', 'upop', UPopHook)
     widths = run('magnitude-upop-widths-dual-encoder-digits.py', 'widths',
-                 widths_from=str(tmp_path / 'upop' / 'epoch_3.pth'))
-    assert {s.path: s.num_units for s in widths.structures} == upop
+                 MagnitudePruningToWidthsHook, widths_from=str(tmp_path / 'upop' / 'epoch_3.pth'))
+    assert {s.path: s.num_units for s in widths.structures} == \
+        {s.path: s.num_units for s in upop.structures}
 
 
 def test_dual_encoder_both_towers(digits_root, tmp_path):
@@ -296,7 +303,7 @@ def test_dual_encoder_both_towers(digits_root, tmp_path):
     cfg = Config.fromfile(osp.join(CONFIGS, 'upop-dual-encoder-digits.py'))
     opts = dual_encoder_options(digits_root)
     runner = train(cfg, str(tmp_path / 'run'), **opts)
-    hook = next(h for h in runner.hooks if type(h).__name__ == 'UPopHook')
+    hook = pruning_hook(runner, UPopHook)
     assert hook.compressed
     removed, total = {'vision': 0, 'text': 0}, 0
     for s in hook.structures:
