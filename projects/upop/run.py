@@ -44,6 +44,7 @@ from mmdistill.engine import safe_checkpoint_loading
 from benchmarks.evidence import (Results, add_recording_arguments, publish, train_run,
                                  unconverged_seeds)
 from benchmarks.digits.run import write_digits
+from projects.crossget.run import CLIP, DUAL_ENCODER_EPOCHS, dense_dual_encoder
 from projects.upop.benchmark import measure, time_by_op
 from projects.upop.upop import export_pruned
 
@@ -65,7 +66,6 @@ MODELS = {  # --model: the pruning runs' configs; the dense model is trained by 
 }
 TABLES = {'deit': 'digits', 'dual-encoder': 'dual_encoder'}
 WORK_DIRS = {'deit': 'work_dirs/upop', 'dual-encoder': 'work_dirs/upop_dual'}
-DUAL_ENCODER_EPOCHS = 100
 BASELINES = ('magnitude', 'progressive magnitude', 'magnitude, upop widths')
 
 
@@ -173,7 +173,6 @@ def train_dense(model: str, work_dir: str, data_root: str, seed: int) -> dict:
     either project trained is read, not trained again)."""
     if model == 'deit':
         return train(MODELS[model]['dense'], work_dir, data_root, seed)
-    from projects.crossget.run import CLIP, dense_dual_encoder
     return dict(dense_dual_encoder(work_dir, data_root, DUAL_ENCODER_EPOCHS, seed),
                 widths='', config=CLIP)
 
