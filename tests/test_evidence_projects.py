@@ -2,7 +2,7 @@
 made-up runs against hand-computed table rows (the runs themselves take an hour each)."""
 from conftest import project_script
 
-from benchmarks.evidence import render_details, render_paired_table, render_table
+from benchmarks.evidence import load_results, render_details, render_paired_table, render_table
 
 
 def test_upop_records_cost_on_seed_0_and_pairs_with_the_retrained_dense_model(capsys):
@@ -162,3 +162,29 @@ def test_upop_dual_encoder_has_its_own_table_and_dense_model():
     assert results.table == 'dual_encoder'
     assert "crossget's image–text dual encoder" in results.description
     assert set(upop_run.MODELS['dual-encoder']) == {'upop', *upop_run.BASELINES}
+
+
+def test_crossget_skip_classifier_records_the_dual_encoder_table_alone(tmp_path, monkeypatch):
+    """``--skip-classifier``: no ViT run, no speed benchmark, no classifier table; the dual
+    encoder's table is built from its runs at every seed."""
+    crossget_run = project_script('crossget')
+    names = list(crossget_run.clip_variants())
+    (tmp_path / 'data' / 'val').mkdir(parents=True)  # the digits are there already
+
+    def classifier_runs(*args):
+        raise AssertionError('--skip-classifier trained the ViT')
+
+    def clip_runs(args, data_root, seed):
+        return dict({name: dict(off_the_shelf=90.0 + seed, finetuned=91.0 + seed)
+                     for name in names}, from_scratch=95.0 + seed)
+
+    monkeypatch.setattr(crossget_run, 'classifier_runs', classifier_runs)
+    monkeypatch.setattr(crossget_run, 'clip_runs', clip_runs)
+    monkeypatch.setattr(crossget_run.sys, 'argv', [
+        'run.py', '--seeds', '3', '--skip-classifier', '--work-dir', str(tmp_path)])
+    crossget_run.main()
+    assert not (tmp_path / 'classifier').exists()
+    saved = load_results(str(tmp_path / 'clip' / 'results.json'))
+    rows = {row.split(' | ')[0]: row for row in render_table(saved).splitlines()}
+    assert rows['| no merging, fine-tuned'].startswith(
+        '| no merging, fine-tuned | 3 | 92.00 ± 1.00 | 91.00, 92.00, 93.00 |')

@@ -15,7 +15,7 @@ custom_hooks = [
     dict(type='mmdistill.UPopHook', budget=0.5, search_epochs=search_epochs, interval=10,
          sparsity_weights=dict(attn=4.8e-3, mlp=2e-4), scope=['vision', 'text']),
 ]
-load_from = 'work_dirs/upop_dual/dense_seed0/epoch_100.pth'  # projects/upop/run.py passes it
+load_from = 'work_dirs/upop_dual/dense_seed0/epoch_140.pth'  # projects/upop/run.py passes it
 
 # The dual encoder's lr (1e-4: higher collapses both towers), constant during the search, then
 # a cosine decay over the retraining.
