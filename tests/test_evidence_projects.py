@@ -180,6 +180,9 @@ def test_crossget_skip_classifier_records_the_dual_encoder_table_alone(tmp_path,
 
     monkeypatch.setattr(crossget_run, 'classifier_runs', classifier_runs)
     monkeypatch.setattr(crossget_run, 'clip_runs', clip_runs)
+    # main() sets one torch thread and OMP_NUM_THREADS for its runs: not for the tests after
+    monkeypatch.setattr(crossget_run.torch, 'set_num_threads', lambda threads: None)
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
     monkeypatch.setattr(crossget_run.sys, 'argv', [
         'run.py', '--seeds', '3', '--skip-classifier', '--work-dir', str(tmp_path)])
     crossget_run.main()
