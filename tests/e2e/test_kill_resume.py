@@ -31,8 +31,8 @@ KD_EPOCHS, UPOP_EPOCHS = 16, 12
 ITERS_PER_EPOCH = 4  # both set-ups
 # each plan: a save window of KillWindowHook ('<window>:<n>'), 'random' (a random moment in the
 # first epoch or so after the resume: after 1 to 4 iterations of this process, plus a uniform
-# 0-0.3 s; the run may be in a step, loading data, validating or saving) or 'at_start' (as
-# soon as training starts)
+# 0-0.3 s cut short at the epoch's last iteration; the run may be in a step, loading data,
+# validating or saving) or 'at_start' (as soon as training starts)
 KD_PLANS = ['mid_write:2', 'random', 'before_replace:2', 'random', 'after_replace:2', 'random',
             'after_pointer:1', 'random', 'random', 'random', 'random']
 UPOP_PLANS = ['at_start', 'after_compression:1', 'random', 'mid_write:2', 'random',
@@ -134,18 +134,27 @@ class Run:
         with open(path) as f:
             return float(f.read())
 
+    def iterations_done(self) -> int:
+        """The iterations (of the whole run) the process has done, 0 before its first mark."""
+        try:
+            with open(osp.join(self.marks, 'iter')) as f:
+                return int(f.read())
+        except (OSError, ValueError):  # not written yet, or being written
+            return 0
+
     def wait_for_iteration(self, process, iteration: int) -> None:
         """Wait until the process has done ``iteration`` iterations (of the whole run)."""
-        path = osp.join(self.marks, 'iter')
-        while True:
+        while self.iterations_done() < iteration:
             assert process.poll() is None, f'the process ended before iteration {iteration}'
-            try:
-                with open(path) as f:
-                    if int(f.read()) >= iteration:
-                        return
-            except (OSError, ValueError):  # not written yet, or being written
-                pass
             time.sleep(0.02)
+
+    def sleep_short_of(self, seconds: float, iteration: int) -> None:
+        """Sleep ``seconds``, or less if the process has done ``iteration`` iterations by then:
+        on a fast machine (7 ms an iteration) 0.3 s is several epochs and their saves, which
+        left the plans after it no run to kill."""
+        deadline = time.time() + seconds
+        while time.time() < deadline and self.iterations_done() < iteration:
+            time.sleep(0.005)
 
     def finish(self, resume: bool = True) -> None:
         process = self.start(resume)
@@ -163,8 +172,8 @@ class Run:
             last = self.total_iters - ITERS_PER_EPOCH - 1
             self.wait_for_iteration(
                 process, min(resumed_at + self.rng.randint(1, ITERS_PER_EPOCH), last))
-            if resumed_at + ITERS_PER_EPOCH < last:
-                time.sleep(self.rng.uniform(0, 0.3))
+            if resumed_at + ITERS_PER_EPOCH < last:  # not past this epoch's last iteration
+                self.sleep_short_of(self.rng.uniform(0, 0.3), resumed_at + ITERS_PER_EPOCH)
         elif plan != 'at_start':
             self.wait_for(process, 'waiting')
         assert process.poll() is None, f'{plan}: the run ended before the kill'
