@@ -110,6 +110,7 @@ def stage_runs(rows: dict, base: dict, work: str, prefix: str, data_root: str, s
     weights, evaluated in ``<work>/<prefix>eval_<row>``) and fine-tuned from them for
     ``finetune_epochs`` at ``lr`` (``<work>/<prefix>finetune_<row>``), and ``base``'s own."""
     finetune = {'load_from': base['checkpoint'], 'optim_wrapper.optimizer.lr': lr}
+    model = osp.basename(osp.dirname(base['checkpoint']))  # its work dir: vit, clip
     results = {}
     for name, (config, overrides) in rows.items():
         tag = name.replace(', ', '_').replace(' ', '_')
@@ -118,7 +119,7 @@ def stage_runs(rows: dict, base: dict, work: str, prefix: str, data_root: str, s
         tuned = digits_run.train(config, osp.join(work, f'{prefix}finetune_{tag}'), data_root,
                                  finetune_epochs, seed, [base], **overrides, **finetune)
         results[name] = dict(off_the_shelf=off_the_shelf, finetuned=tuned['metric'])
-        print(f'seed {seed} {prefix}{name}: off the shelf {off_the_shelf:.2f}, fine-tuned '
+        print(f'seed {seed}, {model}, {name}: off the shelf {off_the_shelf:.2f}, fine-tuned '
               f'{tuned["metric"]:.2f}', flush=True)
     results['from_scratch'] = base['metric']
     return results

@@ -257,6 +257,11 @@ DUAL_ENCODER_UNITS = {('vision', 'attn'): 8, ('vision', 'mlp'): 32, ('text', 'at
                       ('text', 'mlp'): 64}  # of dual_encoder_options' towers, per layer
 
 
+def unit_counts(hook) -> dict:
+    """Structure path -> units it keeps, for a pruning hook's structures."""
+    return {s.path: s.num_units for s in hook.structures}
+
+
 def dual_encoder_options(digits_root, **more):
     """``options`` for crossget's dual encoder, tiny: two towers of 2 layers."""
     opts = options(digits_root, **{
@@ -283,7 +288,7 @@ def test_dual_encoder_baselines_prune_both_towers(digits_root, tmp_path):
     progressive = run('progressive-magnitude-dual-encoder-digits.py', 'progressive',
                       ProgressiveMagnitudePruningHook)
     assert progressive.compressed
-    assert {s.path: s.num_units for s in progressive.structures} == {
+    assert unit_counts(progressive) == {
         s.path: DUAL_ENCODER_UNITS[s.path.split('.')[0], s.kind] // 2
         for s in progressive.structures}
     assert {s.path.split('.')[0] for s in progressive.structures} == {'vision', 'text'}
@@ -291,8 +296,7 @@ def test_dual_encoder_baselines_prune_both_towers(digits_root, tmp_path):
     upop = run('upop-dual-encoder-digits.py', 'upop', UPopHook)
     widths = run('magnitude-upop-widths-dual-encoder-digits.py', 'widths',
                  MagnitudePruningToWidthsHook, widths_from=str(tmp_path / 'upop' / 'epoch_3.pth'))
-    assert {s.path: s.num_units for s in widths.structures} == \
-        {s.path: s.num_units for s in upop.structures}
+    assert unit_counts(widths) == unit_counts(upop)
 
 
 def test_dual_encoder_both_towers(digits_root, tmp_path):
