@@ -201,6 +201,25 @@ def compare_at_seed(model: str, seed: int, dense: dict, budgets, work_dir: str,
     return runs
 
 
+def seed0_cost(runs: dict, rounds: int = 15) -> dict:
+    """Cost and speed of seed 0's models (``measure``'s numbers and ``time_by_op``'s split as
+    ``forward_ms``, by row name; the dense model first, the reference), each loaded back with
+    mmpretrain's own API: the dense model from its training checkpoint (its message hub and
+    optimiser state need mmdistill's safe loading where ``torch.load`` reads weights only, as
+    torch >= 2.6 does by default), every pruned one from its export."""
+    with safe_checkpoint_loading('load_from'):
+        models = {'dense': get_model(runs['dense'][0]['config'],
+                                     pretrained=runs['dense'][0]['checkpoint'])}
+    for name, seeds in runs.items():
+        if name not in ('dense', 'dense, retrained'):
+            checkpoint, config = seeds[0]['exported']
+            models[name] = get_model(config, pretrained=checkpoint)
+    cost = measure(models, image_size=32, batch=32, rounds=rounds)
+    for name, parts in time_by_op(models, image_size=32, batch=32).items():
+        cost[name]['forward_ms'] = parts
+    return cost
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', choices=sorted(MODELS), default='deit',
@@ -226,21 +245,7 @@ def main():
                                          data_root).items():
             runs.setdefault(name, []).append(run)
 
-    # Cost and speed: seed 0's models, loaded back with mmpretrain's own API (the dense one is a
-    # training checkpoint: its message hub and optimiser state need mmdistill's safe loading
-    # where torch.load reads weights only, as torch >= 2.6 does by default).
-    with safe_checkpoint_loading('load_from'):
-        models = {'dense': get_model(runs['dense'][0]['config'],
-                                     pretrained=runs['dense'][0]['checkpoint'])}
-    for name, seeds in runs.items():
-        if name not in ('dense', 'dense, retrained'):
-            config, checkpoint = seeds[0]['exported'][1], seeds[0]['exported'][0]
-            models[name] = get_model(config, pretrained=checkpoint)
-    cost = measure(models, image_size=32, batch=32)
-    for name, parts in time_by_op(models, image_size=32, batch=32).items():
-        cost[name]['forward_ms'] = parts
-
-    add_runs(results, runs, cost, converged)
+    add_runs(results, runs, seed0_cost(runs), converged)
     print('\nPer-layer widths (seed by seed):')
     for name, seeds in runs.items():
         for seed, run in enumerate(seeds):

@@ -141,6 +141,39 @@ def test_search_compress_retrain_resume_export(digits_root, tmp_path):
         torch.testing.assert_close(torch.tensor(loaded), expected)
 
 
+
+def test_run_cost_step_loads_the_dense_training_checkpoint_and_the_export(digits_root, tmp_path):
+    """upop run.py's cost step on real runs: the dense model read back from its training
+    checkpoint (message hub, optimiser state) and UPop's export, both with mmpretrain's API;
+    the counts are those of the models the runs trained."""
+    from conftest import project_script
+    dense_dir, upop_dir = str(tmp_path / 'dense'), str(tmp_path / 'upop')
+    dense_opts = {key: value for key, value in options(digits_root).items()
+                  if not key.startswith('custom_hooks')}
+    dense = train(Config.fromfile(osp.join(CONFIGS, 'deit-digits.py')), dense_dir,
+                  **{**dense_opts, 'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1})
+    upop = train(Config.fromfile(osp.join(CONFIGS, 'upop-deit-digits.py')), upop_dir,
+                 **options(digits_root, load_from=f'{dense_dir}/epoch_1.pth'))
+    exported = export_pruned(osp.join(upop_dir, 'upop-deit-digits.py'),
+                             f'{upop_dir}/epoch_3.pth', str(tmp_path / 'exported'))
+    runs = {'dense': [dict(config=osp.join(dense_dir, 'deit-digits.py'),
+                           checkpoint=f'{dense_dir}/epoch_1.pth')],
+            'dense, retrained': [dict()],  # costs what the dense model does: not measured
+            f'upop p={BUDGET}': [dict(exported=exported)]}
+
+    cost = project_script('upop').seed0_cost(runs, rounds=2)
+
+    assert list(cost) == ['dense', f'upop p={BUDGET}']
+    params = {name: sum(p.numel() for p in runner.model.parameters())
+              for name, runner in (('dense', dense), (f'upop p={BUDGET}', upop))}
+    assert {name: c['params'] for name, c in cost.items()} == params
+    assert params[f'upop p={BUDGET}'] < params['dense']
+    assert cost['dense']['flops_reduction'] == 1
+    assert cost[f'upop p={BUDGET}']['flops_reduction'] > 1
+    for c in cost.values():
+        assert set(c['forward_ms']) == {'attention', 'matmul', 'other'}
+        assert c['images_per_s'] > 0 and all(ms >= 0 for ms in c['forward_ms'].values())
+
 # Run in a fresh interpreter whose only mmdistill is the package (no checkout, so no projects/
 # on sys.path): load with mmpretrain's API, report the outputs on the given images.
 LOADER = r'''
