@@ -1,6 +1,7 @@
 """UPop end to end through MMEngine's Runner with the project's configs (a tiny DeiT on a slice
 of the digits): search → compress → retrain in one run, resume mid-search and after
-compression, export and load with mmpretrain's API, the KD config, the magnitude baseline."""
+compression, export and load with mmpretrain's API, run.py's cost step on a dense run and an
+export, the KD config, the magnitude baselines, the dual encoder."""
 import json
 import os
 import os.path as osp
@@ -141,7 +142,6 @@ def test_search_compress_retrain_resume_export(digits_root, tmp_path):
         torch.testing.assert_close(torch.tensor(loaded), expected)
 
 
-
 def test_run_cost_step_loads_the_dense_training_checkpoint_and_the_export(digits_root, tmp_path):
     """upop run.py's cost step on real runs: the dense model read back from its training
     checkpoint (message hub, optimiser state) and UPop's export, both with mmpretrain's API;
@@ -173,6 +173,7 @@ def test_run_cost_step_loads_the_dense_training_checkpoint_and_the_export(digits
     for c in cost.values():
         assert set(c['forward_ms']) == {'attention', 'matmul', 'other'}
         assert c['images_per_s'] > 0 and all(ms >= 0 for ms in c['forward_ms'].values())
+
 
 # Run in a fresh interpreter whose only mmdistill is the package (no checkout, so no projects/
 # on sys.path): load with mmpretrain's API, report the outputs on the given images.
