@@ -15,6 +15,7 @@ from mmengine.registry import DefaultScope
 
 from benchmarks.digits.run import write_digits
 from helpers.runner import train
+from projects.upop.benchmark import count_params
 from projects.upop.upop import export_pruned
 from projects.upop.upop.hooks import (MagnitudePruningToWidthsHook,
                                       ProgressiveMagnitudePruningHook, StructuredPruningHook,
@@ -164,7 +165,7 @@ def test_run_cost_step_loads_the_dense_training_checkpoint_and_the_export(digits
     cost = project_script('upop').seed0_cost(runs, rounds=2)
 
     assert list(cost) == ['dense', f'upop p={BUDGET}']
-    params = {name: sum(p.numel() for p in runner.model.parameters())
+    params = {name: count_params(runner.model)
               for name, runner in (('dense', dense), (f'upop p={BUDGET}', upop))}
     assert {name: c['params'] for name, c in cost.items()} == params
     assert params[f'upop p={BUDGET}'] < params['dense']
